@@ -1,0 +1,684 @@
+//! `gateway.toml`: the raw schema as written by operators, and the validated
+//! [`Config`] the rest of the gateway runs on.
+//!
+//! Parsing is strict on purpose: an unknown key is an error, not a silently
+//! ignored typo, and every error names the file and the key at fault.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderName;
+use serde::Deserialize;
+
+use crate::token::Algorithm;
+
+/// Exit code for an invalid configuration (`EX_CONFIG` would be 78; design.md
+/// fixes 64, `EX_USAGE`, so scripts can tell "bad config" from "crashed").
+pub const EXIT_INVALID_CONFIG: i32 = 64;
+
+/// A configuration problem, always naming the file and, where there is one, the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Unreadable {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Syntax { file: PathBuf, message: String },
+    #[error("{file}: key `{key}`: {reason}")]
+    InvalidValue {
+        file: PathBuf,
+        key: &'static str,
+        reason: String,
+    },
+    #[error("{file}: key `{key}` names {path}: {reason}")]
+    UnusableFile {
+        file: PathBuf,
+        key: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+/// How the TLS layer treats client certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// The handshake fails unless the client presents a certificate issued by `client_ca`.
+    Required,
+    /// A certificate from `client_ca` is verified when presented; requests
+    /// without one fail at the HTTP layer unless their route needs no auth.
+    Optional,
+    /// RFC 8705 section 2.2: any certificate whose handshake signature proves
+    /// possession of its key; the token binding is the only check.
+    Any,
+}
+
+impl fmt::Display for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClientAuth::Required => "required",
+            ClientAuth::Optional => "optional",
+            ClientAuth::Any => "any",
+        })
+    }
+}
+
+/// Where the issuer's verification keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    File(PathBuf),
+}
+
+/// Which token `typ` header values are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypPolicy {
+    /// `at+jwt`, `application/at+jwt`, `JWT` or absent.
+    Lenient,
+    /// Only `at+jwt` / `application/at+jwt` (RFC 9068).
+    RequireAtJwt,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from; relative paths inside it are resolved against its directory.
+    pub source: PathBuf,
+    pub server: ServerSettings,
+    pub upstream: UpstreamSettings,
+    pub token: TokenSettings,
+    pub forward: ForwardSettings,
+    pub admin: Option<AdminSettings>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Absent only with `client_auth = "any"`.
+    pub client_ca: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+    /// The `realm` of every `WWW-Authenticate` challenge.
+    pub realm: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub url: http::Uri,
+    /// CA bundle for an `https` upstream; the system trust store when absent.
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key for upstream mTLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    pub connect_timeout: Duration,
+    /// Time allowed for the upstream to send its response head.
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub issuer: String,
+    pub audience: Vec<String>,
+    pub jwks: JwksSource,
+    pub algorithms: Vec<Algorithm>,
+    pub leeway: Duration,
+    pub typ: TypPolicy,
+    pub max_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ForwardSettings {
+    pub strip_authorization: bool,
+    /// Header set upstream from a token claim, e.g. `x-auth-subject` <- `sub`.
+    pub claim_headers: Vec<(HeaderName, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub handshake_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    /// Largest `application/x-www-form-urlencoded` body inspected for a smuggled token.
+    pub max_form_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Reads and validates `path`. Files named inside are checked when loaded, not here.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates `text` as if read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let v = Validator {
+            file: path,
+            base: &base,
+        };
+        Ok(Config {
+            source: path.to_path_buf(),
+            server: v.server(raw.server)?,
+            upstream: v.upstream(raw.upstream)?,
+            token: v.token(raw.token)?,
+            forward: v.forward(raw.forward.unwrap_or_default())?,
+            admin: raw.admin.map(|a| v.admin(a)).transpose()?,
+            limits: v.limits(raw.limits.unwrap_or_default())?,
+        })
+    }
+
+    /// Builds the error for a file named under `key` that exists but cannot be used.
+    pub fn unusable(
+        &self,
+        key: &'static str,
+        path: &Path,
+        reason: impl fmt::Display,
+    ) -> ConfigError {
+        ConfigError::UnusableFile {
+            file: self.source.clone(),
+            key,
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+// ---- raw schema: exactly what the file may contain ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    upstream: RawUpstream,
+    token: RawToken,
+    forward: Option<RawForward>,
+    admin: Option<RawAdmin>,
+    limits: Option<RawLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: String,
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
+    client_auth: Option<ClientAuth>,
+    realm: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    url: String,
+    ca: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    connect_timeout: Option<String>,
+    request_timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    issuer: String,
+    audience: OneOrMany,
+    jwks: String,
+    algorithms: Option<Vec<String>>,
+    leeway: Option<String>,
+    require_typ: Option<String>,
+    max_size: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawForward {
+    strip_authorization: Option<bool>,
+    claim_headers: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    handshake_timeout: Option<String>,
+    header_read_timeout: Option<String>,
+    max_header_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    max_form_bytes: Option<usize>,
+    shutdown_grace: Option<String>,
+}
+
+// ---- validation: raw -> typed, one error per bad key ----
+
+struct Validator<'a> {
+    file: &'a Path,
+    base: &'a Path,
+}
+
+impl Validator<'_> {
+    fn invalid(&self, key: &'static str, reason: impl fmt::Display) -> ConfigError {
+        ConfigError::InvalidValue {
+            file: self.file.to_path_buf(),
+            key,
+            reason: reason.to_string(),
+        }
+    }
+
+    fn path(&self, p: PathBuf) -> PathBuf {
+        if p.is_absolute() {
+            p
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn socket_addr(&self, key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+        value.parse().map_err(|_| {
+            self.invalid(
+                key,
+                format!("{value:?} is not an IP:port address (e.g. \"127.0.0.1:8443\")"),
+            )
+        })
+    }
+
+    fn duration(
+        &self,
+        key: &'static str,
+        value: Option<String>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(text) => parse_duration(&text).map_err(|reason| self.invalid(key, reason)),
+        }
+    }
+
+    fn server(&self, raw: RawServer) -> Result<ServerSettings, ConfigError> {
+        let client_auth = raw.client_auth.unwrap_or(ClientAuth::Required);
+        let client_ca = raw.client_ca.map(|p| self.path(p));
+        if client_ca.is_none() && client_auth != ClientAuth::Any {
+            return Err(self.invalid(
+                "server.client_ca",
+                format!("required with client_auth = \"{client_auth}\""),
+            ));
+        }
+        let realm = raw.realm.unwrap_or_else(|| "bindgate".to_string());
+        if realm.is_empty()
+            || realm
+                .chars()
+                .any(|c| c == '"' || c == '\\' || c.is_control())
+        {
+            return Err(self.invalid(
+                "server.realm",
+                "must be non-empty, without quotes, backslashes or control characters",
+            ));
+        }
+        Ok(ServerSettings {
+            listen: self.socket_addr("server.listen", &raw.listen)?,
+            cert: self.path(raw.cert),
+            key: self.path(raw.key),
+            client_ca,
+            client_auth,
+            realm,
+        })
+    }
+
+    fn upstream(&self, raw: RawUpstream) -> Result<UpstreamSettings, ConfigError> {
+        let url: http::Uri = raw.url.parse().map_err(|e| {
+            self.invalid("upstream.url", format!("{:?} is not a URL: {e}", raw.url))
+        })?;
+        match url.scheme_str() {
+            Some("http") | Some("https") => {}
+            _ => return Err(self.invalid("upstream.url", "scheme must be http or https")),
+        }
+        if url.authority().is_none() {
+            return Err(self.invalid(
+                "upstream.url",
+                "must name a host, e.g. http://127.0.0.1:8080",
+            ));
+        }
+        if url.query().is_some() {
+            return Err(self.invalid("upstream.url", "must not carry a query string"));
+        }
+        let is_https = url.scheme_str() == Some("https");
+        if !is_https && (raw.ca.is_some() || raw.client_cert.is_some() || raw.client_key.is_some())
+        {
+            return Err(self.invalid(
+                "upstream.url",
+                "ca, client_cert and client_key need an https upstream",
+            ));
+        }
+        let client_cert = match (raw.client_cert, raw.client_key) {
+            (Some(c), Some(k)) => Some((self.path(c), self.path(k))),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(
+                    self.invalid("upstream.client_key", "required with upstream.client_cert")
+                );
+            }
+            (None, Some(_)) => {
+                return Err(
+                    self.invalid("upstream.client_cert", "required with upstream.client_key")
+                );
+            }
+        };
+        Ok(UpstreamSettings {
+            url,
+            ca: raw.ca.map(|p| self.path(p)),
+            client_cert,
+            connect_timeout: self.duration(
+                "upstream.connect_timeout",
+                raw.connect_timeout,
+                Duration::from_secs(5),
+            )?,
+            request_timeout: self.duration(
+                "upstream.request_timeout",
+                raw.request_timeout,
+                Duration::from_secs(30),
+            )?,
+        })
+    }
+
+    fn token(&self, raw: RawToken) -> Result<TokenSettings, ConfigError> {
+        if raw.issuer.is_empty() {
+            return Err(self.invalid("token.issuer", "must not be empty"));
+        }
+        let audience = match raw.audience {
+            OneOrMany::One(a) => vec![a],
+            OneOrMany::Many(list) => list,
+        };
+        if audience.is_empty() || audience.iter().any(String::is_empty) {
+            return Err(self.invalid("token.audience", "needs at least one non-empty audience"));
+        }
+        let jwks = if raw.jwks.starts_with("https://") || raw.jwks.starts_with("http://") {
+            return Err(self.invalid(
+                "token.jwks",
+                "fetching keys from a URL is not supported yet; point it at a JWKS file",
+            ));
+        } else {
+            JwksSource::File(self.path(PathBuf::from(raw.jwks)))
+        };
+        let algorithms = match raw.algorithms {
+            None => Algorithm::DEFAULT_ALLOWED.to_vec(),
+            Some(names) => {
+                let mut algs = Vec::with_capacity(names.len());
+                for name in &names {
+                    let alg = Algorithm::from_name(name)
+                        .map_err(|reason| self.invalid("token.algorithms", reason))?;
+                    if !algs.contains(&alg) {
+                        algs.push(alg);
+                    }
+                }
+                if algs.is_empty() {
+                    return Err(self.invalid("token.algorithms", "needs at least one algorithm"));
+                }
+                algs
+            }
+        };
+        let typ = match raw.require_typ.as_deref() {
+            None => TypPolicy::Lenient,
+            Some(t)
+                if t.eq_ignore_ascii_case("at+jwt")
+                    || t.eq_ignore_ascii_case("application/at+jwt") =>
+            {
+                TypPolicy::RequireAtJwt
+            }
+            Some(other) => {
+                return Err(self.invalid(
+                    "token.require_typ",
+                    format!("{other:?}: only \"at+jwt\" is supported"),
+                ));
+            }
+        };
+        let max_size = raw.max_size.unwrap_or(16 * 1024);
+        if max_size < 64 {
+            return Err(self.invalid("token.max_size", "must be at least 64 bytes"));
+        }
+        Ok(TokenSettings {
+            issuer: raw.issuer,
+            audience,
+            jwks,
+            algorithms,
+            leeway: self.duration("token.leeway", raw.leeway, Duration::from_secs(30))?,
+            typ,
+            max_size,
+        })
+    }
+
+    fn forward(&self, raw: RawForward) -> Result<ForwardSettings, ConfigError> {
+        let claim_headers = match raw.claim_headers {
+            None => vec![(HeaderName::from_static("x-auth-subject"), "sub".to_string())],
+            Some(map) => {
+                let mut list = Vec::with_capacity(map.len());
+                for (header, claim) in map {
+                    let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+                        self.invalid(
+                            "forward.claim_headers",
+                            format!("{header:?} is not a valid header name"),
+                        )
+                    })?;
+                    if crate::headers::is_reserved(&name) {
+                        return Err(self.invalid(
+                            "forward.claim_headers",
+                            format!(
+                                "{header:?} is set by the gateway itself and cannot carry a claim"
+                            ),
+                        ));
+                    }
+                    if claim.is_empty() {
+                        return Err(self.invalid(
+                            "forward.claim_headers",
+                            format!("{header:?} names an empty claim"),
+                        ));
+                    }
+                    list.push((name, claim));
+                }
+                list
+            }
+        };
+        Ok(ForwardSettings {
+            strip_authorization: raw.strip_authorization.unwrap_or(false),
+            claim_headers,
+        })
+    }
+
+    fn admin(&self, raw: RawAdmin) -> Result<AdminSettings, ConfigError> {
+        Ok(AdminSettings {
+            listen: self.socket_addr("admin.listen", &raw.listen)?,
+        })
+    }
+
+    fn limits(&self, raw: RawLimits) -> Result<Limits, ConfigError> {
+        let max_header_bytes = raw.max_header_bytes.unwrap_or(64 * 1024);
+        // hyper refuses read buffers below 8 KiB.
+        if max_header_bytes < 8192 {
+            return Err(self.invalid("limits.max_header_bytes", "must be at least 8192"));
+        }
+        let max_connections = raw.max_connections.unwrap_or(10_000);
+        if max_connections == 0 {
+            return Err(self.invalid("limits.max_connections", "must be at least 1"));
+        }
+        Ok(Limits {
+            handshake_timeout: self.duration(
+                "limits.handshake_timeout",
+                raw.handshake_timeout,
+                Duration::from_secs(10),
+            )?,
+            header_read_timeout: self.duration(
+                "limits.header_read_timeout",
+                raw.header_read_timeout,
+                Duration::from_secs(10),
+            )?,
+            max_header_bytes,
+            max_connections,
+            max_form_bytes: raw.max_form_bytes.unwrap_or(1024 * 1024),
+            shutdown_grace: self.duration(
+                "limits.shutdown_grace",
+                raw.shutdown_grace,
+                Duration::from_secs(30),
+            )?,
+        })
+    }
+}
+
+/// Parses `"250ms"`, `"10s"`, `"5m"`, `"1h"`: an integer and a unit, nothing else.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits_end);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like \"250ms\", \"10s\", \"5m\""))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(value),
+        "s" => Duration::from_secs(value),
+        "m" => Duration::from_secs(value.saturating_mul(60)),
+        "h" => Duration::from_secs(value.saturating_mul(3600)),
+        _ => return Err(format!("{text:?}: unit must be ms, s, m or h")),
+    };
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [server]
+        listen = "127.0.0.1:8443"
+        cert = "certs/server.pem"
+        key = "certs/server-key.pem"
+        client_ca = "certs/ca.pem"
+
+        [upstream]
+        url = "http://127.0.0.1:8080"
+
+        [token]
+        issuer = "https://issuer.example"
+        audience = ["https://api.example"]
+        jwks = "certs/jwks.json"
+    "#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/bindgate/gateway.toml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_safe_defaults() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.server.client_auth, ClientAuth::Required);
+        assert_eq!(
+            config.server.cert,
+            Path::new("/etc/bindgate/certs/server.pem")
+        );
+        assert_eq!(config.token.leeway, Duration::from_secs(30));
+        assert_eq!(config.token.algorithms, Algorithm::DEFAULT_ALLOWED);
+        assert_eq!(config.token.typ, TypPolicy::Lenient);
+        assert!(!config.forward.strip_authorization);
+        assert_eq!(config.forward.claim_headers[0].0.as_str(), "x-auth-subject");
+        assert!(config.admin.is_none());
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_file_and_key() {
+        let text = MINIMAL.replace("listen = \"127.0.0.1:8443\"", "lisen = \"127.0.0.1:8443\"");
+        let message = parse(&text).unwrap_err().to_string();
+        assert!(
+            message.starts_with("/etc/bindgate/gateway.toml:"),
+            "{message}"
+        );
+        assert!(message.contains("lisen"), "{message}");
+    }
+
+    #[test]
+    fn hmac_and_none_are_refused_in_the_allow_list() {
+        for alg in ["HS256", "none"] {
+            let text = MINIMAL.replace(
+                "jwks = \"certs/jwks.json\"",
+                &format!("jwks = \"certs/jwks.json\"\nalgorithms = [\"ES256\", \"{alg}\"]"),
+            );
+            let err = parse(&text).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ConfigError::InvalidValue {
+                        key: "token.algorithms",
+                        ..
+                    }
+                ),
+                "{alg}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn client_ca_may_be_omitted_only_in_any_mode() {
+        let without_ca = MINIMAL.replace("client_ca = \"certs/ca.pem\"", "");
+        assert!(matches!(
+            parse(&without_ca).unwrap_err(),
+            ConfigError::InvalidValue {
+                key: "server.client_ca",
+                ..
+            }
+        ));
+        let any = without_ca.replace("[upstream]", "client_auth = \"any\"\n[upstream]");
+        assert_eq!(parse(&any).unwrap().server.client_auth, ClientAuth::Any);
+    }
+
+    #[test]
+    fn claim_header_cannot_shadow_gateway_headers() {
+        let text = format!(
+            "{MINIMAL}\n[forward]\nclaim_headers = {{ \"x-forwarded-client-cert\" = \"sub\" }}\n"
+        );
+        assert!(matches!(
+            parse(&text).unwrap_err(),
+            ConfigError::InvalidValue {
+                key: "forward.claim_headers",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! Developer tooling behind the CLI: dev certificates, token minting and the demo.

@@ -1,0 +1,210 @@
+//! Header rewriting between client and upstream: hop-by-hop headers go,
+//! spoofable identity headers are always replaced by what the gateway itself
+//! established, never passed through.
+
+use std::net::IpAddr;
+
+use http::header::{AUTHORIZATION, CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::ForwardSettings;
+use crate::identity::ClientIdentity;
+use crate::token::Claims;
+
+pub const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const PROXY_AUTHORIZATION: HeaderName = HeaderName::from_static("proxy-authorization");
+const PROXY_AUTHENTICATE: HeaderName = HeaderName::from_static("proxy-authenticate");
+
+/// Headers that describe one hop, never the end-to-end message (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    PROXY_AUTHORIZATION,
+    PROXY_AUTHENTICATE,
+];
+
+/// Headers the gateway writes itself; configuration may not repurpose them.
+pub fn is_reserved(name: &HeaderName) -> bool {
+    [
+        X_FORWARDED_CLIENT_CERT,
+        X_FORWARDED_FOR,
+        X_FORWARDED_PROTO,
+        X_FORWARDED_HOST,
+        FORWARDED,
+        HOST,
+        AUTHORIZATION,
+    ]
+    .contains(name)
+        || HOP_BY_HOP.contains(name)
+}
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// What the gateway knows about the request it is about to forward.
+pub struct ForwardContext<'a> {
+    pub authority: &'a str,
+    pub peer_ip: IpAddr,
+    pub identity: Option<&'a ClientIdentity>,
+    pub claims: Option<&'a Claims>,
+}
+
+/// Rewrites inbound request headers into the ones the upstream receives.
+pub fn rewrite_request(
+    headers: &mut HeaderMap,
+    ctx: &ForwardContext<'_>,
+    settings: &ForwardSettings,
+) {
+    strip_hop_by_hop(headers);
+    for name in [
+        &X_FORWARDED_CLIENT_CERT,
+        &X_FORWARDED_FOR,
+        &X_FORWARDED_PROTO,
+        &X_FORWARDED_HOST,
+        &FORWARDED,
+    ] {
+        headers.remove(name);
+    }
+    for (name, _) in &settings.claim_headers {
+        headers.remove(name);
+    }
+    if settings.strip_authorization {
+        headers.remove(AUTHORIZATION);
+    }
+
+    if let Ok(host) = HeaderValue::from_str(ctx.authority) {
+        // h2 clients send :authority, not Host; HTTP/1.1 upstreams need Host.
+        if !headers.contains_key(HOST) {
+            headers.insert(HOST, host.clone());
+        }
+        headers.insert(X_FORWARDED_HOST, host);
+    }
+    if let Ok(ip) = HeaderValue::from_str(&ctx.peer_ip.to_string()) {
+        headers.insert(X_FORWARDED_FOR, ip);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    if let Some(identity) = ctx.identity {
+        headers.insert(X_FORWARDED_CLIENT_CERT, identity.xfcc.clone());
+    }
+    if let Some(claims) = ctx.claims {
+        for (name, claim) in &settings.claim_headers {
+            if let Some(value) = claims
+                .render(claim)
+                .and_then(|v| HeaderValue::from_str(&v).ok())
+            {
+                headers.insert(name.clone(), value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ForwardSettings {
+        ForwardSettings {
+            strip_authorization: false,
+            claim_headers: vec![(HeaderName::from_static("x-auth-subject"), "sub".to_string())],
+        }
+    }
+
+    fn inbound(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn ctx<'a>(claims: Option<&'a Claims>) -> ForwardContext<'a> {
+        ForwardContext {
+            authority: "api.example",
+            peer_ip: "10.1.2.3".parse().unwrap(),
+            identity: None,
+            claims,
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = inbound(&[
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn spoofed_identity_headers_are_replaced() {
+        let claims: Claims =
+            serde_json::from_str(r#"{"iss":"i","aud":"a","exp":1,"sub":"alice"}"#).unwrap();
+        let mut h = inbound(&[
+            ("host", "api.example"),
+            ("x-forwarded-client-cert", "Hash=evil"),
+            ("x-auth-subject", "root"),
+            ("x-auth-subject", "admin"),
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-proto", "http"),
+        ]);
+        rewrite_request(&mut h, &ctx(Some(&claims)), &settings());
+        assert!(h.get("x-forwarded-client-cert").is_none());
+        assert_eq!(
+            h.get_all("x-auth-subject").iter().collect::<Vec<_>>(),
+            vec!["alice"]
+        );
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "api.example");
+    }
+
+    #[test]
+    fn claim_header_is_removed_even_when_claim_is_absent() {
+        let claims: Claims = serde_json::from_str(r#"{"iss":"i","aud":"a","exp":1}"#).unwrap();
+        let mut h = inbound(&[("x-auth-subject", "root")]);
+        rewrite_request(&mut h, &ctx(Some(&claims)), &settings());
+        assert!(h.get("x-auth-subject").is_none());
+        assert_eq!(h["host"], "api.example");
+    }
+
+    #[test]
+    fn authorization_is_forwarded_unless_stripping_is_configured() {
+        let mut h = inbound(&[("authorization", "Bearer t")]);
+        rewrite_request(&mut h, &ctx(None), &settings());
+        assert_eq!(h["authorization"], "Bearer t");
+        let mut strip = settings();
+        strip.strip_authorization = true;
+        rewrite_request(&mut h, &ctx(None), &strip);
+        assert!(h.get("authorization").is_none());
+    }
+}

@@ -1,0 +1,195 @@
+//! Who is on the other end of a connection: the client certificate's
+//! RFC 8705 thumbprint and the names forwarded upstream. Computed once per
+//! connection, right after the handshake.
+
+use std::fmt::Write as _;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderValue;
+use sha2::{Digest, Sha256};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate, X509Name};
+
+/// The identity of a TLS client, taken from its leaf certificate.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity {
+    /// `x5t#S256`: base64url (no padding) of SHA-256 over the DER as presented.
+    pub x5t_s256: String,
+    /// The same digest in lowercase hex, as Envoy's XFCC `Hash` carries it.
+    pub sha256_hex: String,
+    /// RFC 4514 string form of the subject.
+    pub subject: String,
+    pub uris: Vec<String>,
+    pub dns: Vec<String>,
+    /// The `x-forwarded-client-cert` value, rendered once.
+    pub xfcc: HeaderValue,
+}
+
+/// Why a presented certificate could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("client certificate is not valid X.509 DER: {0}")]
+    NotX509(String),
+}
+
+/// The RFC 8705 `x5t#S256` of a DER certificate.
+pub fn x5t_s256(der: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(der))
+}
+
+impl ClientIdentity {
+    /// Reads the identity of the leaf certificate `der`, exactly as presented.
+    pub fn from_der(der: &[u8]) -> Result<ClientIdentity, IdentityError> {
+        let digest = Sha256::digest(der);
+        let (_, cert) =
+            X509Certificate::from_der(der).map_err(|e| IdentityError::NotX509(e.to_string()))?;
+        let subject = rfc4514(cert.subject());
+        let mut uris = Vec::new();
+        let mut dns = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::URI(uri) => uris.push((*uri).to_string()),
+                    GeneralName::DNSName(name) => dns.push((*name).to_string()),
+                    _ => {}
+                }
+            }
+        }
+        let sha256_hex = digest.iter().fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        });
+        let xfcc = render_xfcc(&sha256_hex, &subject, &uris, &dns);
+        Ok(ClientIdentity {
+            x5t_s256: URL_SAFE_NO_PAD.encode(digest),
+            sha256_hex,
+            subject,
+            uris,
+            dns,
+            xfcc,
+        })
+    }
+}
+
+/// Envoy's XFCC element: `Hash=..;Subject="..";URI=..;DNS=..`.
+fn render_xfcc(hash: &str, subject: &str, uris: &[String], dns: &[String]) -> HeaderValue {
+    let mut out = format!("Hash={hash};Subject={}", xfcc_quoted(subject));
+    for uri in uris {
+        let _ = write!(out, ";URI={}", xfcc_value(uri));
+    }
+    for name in dns {
+        let _ = write!(out, ";DNS={}", xfcc_value(name));
+    }
+    // Names come from a certificate a CA signed, but a byte outside visible
+    // ASCII would still make an invalid header: fall back to the hash alone.
+    HeaderValue::from_str(&out).unwrap_or_else(|_| {
+        HeaderValue::from_str(&format!("Hash={hash}")).unwrap_or(HeaderValue::from_static(""))
+    })
+}
+
+fn xfcc_value(value: &str) -> String {
+    if value.contains([',', ';', '=', '"']) {
+        xfcc_quoted(value)
+    } else {
+        value.to_string()
+    }
+}
+
+fn xfcc_quoted(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// RFC 4514: RDNs last-to-first, joined by `,`; multi-valued RDNs by `+`.
+fn rfc4514(name: &X509Name<'_>) -> String {
+    let registry = x509_parser::objects::oid_registry();
+    let mut rdns: Vec<String> = Vec::new();
+    for rdn in name.iter_rdn() {
+        let parts: Vec<String> = rdn
+            .iter()
+            .map(|attr| {
+                let oid = attr.attr_type();
+                let label = x509_parser::objects::oid2abbrev(oid, registry)
+                    .map(str::to_string)
+                    .unwrap_or_else(|_| oid.to_id_string());
+                let value = match attr.as_str() {
+                    Ok(s) => escape_rfc4514(s),
+                    Err(_) => attr
+                        .attr_value()
+                        .data
+                        .iter()
+                        .fold("#".to_string(), |mut s, b| {
+                            let _ = write!(s, "{b:02x}");
+                            s
+                        }),
+                };
+                format!("{label}={value}")
+            })
+            .collect();
+        rdns.push(parts.join("+"));
+    }
+    rdns.reverse();
+    rdns.join(",")
+}
+
+fn escape_rfc4514(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let needs_escape = matches!(c, '"' | '+' | ',' | ';' | '<' | '>' | '\\')
+            || (i == 0 && (c == ' ' || c == '#'))
+            || (i == last && c == ' ');
+        if needs_escape {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thumbprint_is_unpadded_base64url_of_sha256() {
+        // SHA-256("abc"), a published test vector.
+        assert_eq!(
+            x5t_s256(b"abc"),
+            "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"
+        );
+    }
+
+    #[test]
+    fn identity_reads_subject_and_sans() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["svc.example".to_string()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Acme, Inc");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "client-a");
+        params.subject_alt_names.push(rcgen::SanType::URI(
+            "spiffe://example.org/ns/a".try_into().unwrap(),
+        ));
+        let cert = params.self_signed(&key).unwrap();
+        let id = ClientIdentity::from_der(cert.der()).unwrap();
+        assert_eq!(id.x5t_s256, x5t_s256(cert.der()));
+        assert_eq!(id.subject, "CN=client-a,O=Acme\\, Inc");
+        assert_eq!(id.dns, vec!["svc.example"]);
+        assert_eq!(id.uris, vec!["spiffe://example.org/ns/a"]);
+        assert_eq!(
+            id.xfcc.to_str().unwrap(),
+            format!(
+                "Hash={};Subject=\"CN=client-a,O=Acme\\\\, Inc\";URI=spiffe://example.org/ns/a;DNS=svc.example",
+                id.sha256_hex
+            )
+        );
+    }
+
+    #[test]
+    fn garbage_is_not_an_identity() {
+        assert!(ClientIdentity::from_der(b"not a certificate").is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! Checks on the inbound request itself, before any authentication: a single
+//! unambiguous Host and message framing, and no access token hidden in a
+//! form body.
+
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
+use http::{Request, Version};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use crate::body::{self, Body, BoxError};
+use crate::token::extract::form_has_access_token;
+
+/// Why a request is malformed regardless of who sent it.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("request has no Host")]
+    MissingHost,
+    #[error("request has more than one Host header")]
+    MultipleHosts,
+    #[error(
+        "request framing is ambiguous (Content-Length with Transfer-Encoding, or several Content-Length)"
+    )]
+    AmbiguousFraming,
+    #[error("form body is larger than {limit} bytes")]
+    FormTooLarge { limit: usize },
+    #[error("request body could not be read")]
+    BodyUnreadable(#[source] BoxError),
+}
+
+/// Checks Host and framing. Returns the authority the client addressed.
+pub fn check_head<B>(req: &Request<B>) -> Result<String, RequestError> {
+    let headers = req.headers();
+    let mut hosts = headers.get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(RequestError::MultipleHosts);
+    }
+    let content_lengths = headers.get_all(CONTENT_LENGTH).iter().count();
+    if content_lengths > 1 || (content_lengths == 1 && headers.contains_key(TRANSFER_ENCODING)) {
+        return Err(RequestError::AmbiguousFraming);
+    }
+    let authority = match (req.version(), host, req.uri().authority()) {
+        // h2 and h3 carry :authority; a Host header there is optional.
+        (Version::HTTP_2 | Version::HTTP_3, _, Some(authority)) => authority.as_str().to_string(),
+        (_, Some(host), _) => host
+            .to_str()
+            .map_err(|_| RequestError::MissingHost)?
+            .to_string(),
+        _ => return Err(RequestError::MissingHost),
+    };
+    if authority.is_empty() {
+        return Err(RequestError::MissingHost);
+    }
+    Ok(authority)
+}
+
+/// Whether the body is a urlencoded form, the one body where RFC 6750 lets a
+/// client put its token.
+pub fn is_form<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| {
+            media
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// Buffers a form body (bounded) and fails if it carries `access_token`;
+/// anything else streams through untouched.
+pub async fn screen_form(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<Request<Body>, FormScreenError> {
+    if !is_form(&req) {
+        return Ok(req.map(body::stream));
+    }
+    let (parts, incoming) = req.into_parts();
+    let collected = Limited::new(incoming, limit).collect().await.map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            FormScreenError::Request(RequestError::FormTooLarge { limit })
+        } else {
+            FormScreenError::Request(RequestError::BodyUnreadable(e))
+        }
+    })?;
+    let bytes = collected.to_bytes();
+    if form_has_access_token(&bytes) {
+        return Err(FormScreenError::TokenInForm);
+    }
+    Ok(Request::from_parts(parts, body::full(bytes)))
+}
+
+/// The outcomes of [`screen_form`] that stop the request.
+#[derive(Debug)]
+pub enum FormScreenError {
+    Request(RequestError),
+    TokenInForm,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(version: Version, uri: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut builder = Request::builder().version(version).uri(uri);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn http1_needs_exactly_one_host() {
+        let ok = request(Version::HTTP_11, "/", &[("host", "api.example")]);
+        assert_eq!(check_head(&ok).unwrap(), "api.example");
+        assert!(matches!(
+            check_head(&request(Version::HTTP_11, "/", &[])),
+            Err(RequestError::MissingHost)
+        ));
+        let two = request(Version::HTTP_11, "/", &[("host", "a"), ("host", "b")]);
+        assert!(matches!(check_head(&two), Err(RequestError::MultipleHosts)));
+    }
+
+    #[test]
+    fn h2_uses_authority() {
+        let req = request(Version::HTTP_2, "https://api.example:8443/x", &[]);
+        assert_eq!(check_head(&req).unwrap(), "api.example:8443");
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        let both = request(
+            Version::HTTP_11,
+            "/",
+            &[
+                ("host", "a"),
+                ("content-length", "3"),
+                ("transfer-encoding", "chunked"),
+            ],
+        );
+        assert!(matches!(
+            check_head(&both),
+            Err(RequestError::AmbiguousFraming)
+        ));
+        let dup = request(
+            Version::HTTP_11,
+            "/",
+            &[
+                ("host", "a"),
+                ("content-length", "3"),
+                ("content-length", "3"),
+            ],
+        );
+        assert!(matches!(
+            check_head(&dup),
+            Err(RequestError::AmbiguousFraming)
+        ));
+    }
+
+    #[test]
+    fn form_content_type_is_recognised_with_parameters() {
+        let req = request(
+            Version::HTTP_11,
+            "/",
+            &[(
+                "content-type",
+                "Application/X-WWW-Form-Urlencoded; charset=utf-8",
+            )],
+        );
+        assert!(is_form(&req));
+        assert!(!is_form(&request(
+            Version::HTTP_11,
+            "/",
+            &[("content-type", "application/json")]
+        )));
+    }
+}

@@ -1,0 +1,71 @@
+//! bindgate: a reverse proxy that forwards a request only when its access
+//! token is bound to the client certificate of the connection (RFC 8705).
+//!
+//! `main.rs` parses the command line; [`prepare`] loads and checks everything
+//! a configuration names; [`run`] serves on listeners the caller bound, so
+//! tests can bind port 0 the same way.
+#![forbid(unsafe_code)]
+
+pub mod binding;
+pub mod body;
+pub mod config;
+pub mod dev;
+pub mod headers;
+pub mod identity;
+pub mod inbound;
+pub mod pem;
+pub mod proxy;
+pub mod reject;
+pub mod server;
+pub mod tls;
+pub mod token;
+pub mod upstream;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ConfigError, JwksSource};
+use crate::proxy::Gateway;
+use crate::token::{KeySet, TokenValidator};
+use crate::upstream::Upstream;
+
+/// A configuration with every file it names loaded and checked: ready to serve.
+pub struct Prepared {
+    pub config: Config,
+    pub tls: Arc<ServerConfig>,
+    pub keys: Arc<KeySet>,
+    pub gateway: Arc<Gateway>,
+}
+
+/// Loads certificates, keys and the JWKS named by `config`, failing with the
+/// file and key at fault before any port is bound.
+pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
+    let tls = tls::server_config(&config)?;
+    let keys = Arc::new(match &config.token.jwks {
+        JwksSource::File(path) => {
+            KeySet::from_file(path).map_err(|e| config.unusable("token.jwks", path, e))?
+        }
+    });
+    let upstream = Upstream::new(&config)?;
+    let gateway = Arc::new(Gateway {
+        realm: config.server.realm.clone(),
+        validator: TokenValidator::new(config.token.clone(), keys.clone()),
+        upstream,
+        forward: config.forward.clone(),
+        limits: config.limits.clone(),
+    });
+    Ok(Prepared {
+        config,
+        tls,
+        keys,
+        gateway,
+    })
+}
+
+/// Serves the gateway on `listener` until `shutdown` completes, then drains.
+pub async fn run(prepared: Prepared, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    server::serve(listener, prepared.tls, prepared.gateway, shutdown).await;
+}

@@ -1,0 +1,55 @@
+//! Reading certificates and keys from PEM files, with errors that say what
+//! was wrong with the file and never echo key material.
+
+use std::path::Path;
+
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Why a PEM file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    #[error("cannot read: {0}")]
+    Unreadable(#[source] std::io::Error),
+    #[error("holds no PEM certificate")]
+    NoCertificates,
+    #[error("holds no PEM private key (PKCS#8, PKCS#1 or SEC1)")]
+    NoPrivateKey,
+    #[error("is not valid PEM: {0}")]
+    Malformed(String),
+}
+
+fn classify(e: pem::Error, missing: PemError) -> PemError {
+    match e {
+        pem::Error::Io(io) => PemError::Unreadable(io),
+        pem::Error::NoItemsFound => missing,
+        pem::Error::Base64Decode(_) => {
+            PemError::Malformed("a section is not valid base64".to_string())
+        }
+        pem::Error::MissingSectionEnd { .. } => {
+            PemError::Malformed("a section has no END line".to_string())
+        }
+        pem::Error::IllegalSectionStart { .. } => {
+            PemError::Malformed("a BEGIN line is malformed".to_string())
+        }
+        other => PemError::Malformed(other.to_string()),
+    }
+}
+
+/// Every certificate in `path`, in file order (leaf first for a chain).
+pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError> {
+    let bytes = std::fs::read(path).map_err(PemError::Unreadable)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| classify(e, PemError::NoCertificates))?;
+    if certs.is_empty() {
+        return Err(PemError::NoCertificates);
+    }
+    Ok(certs)
+}
+
+/// The first private key in `path`.
+pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, PemError> {
+    let bytes = std::fs::read(path).map_err(PemError::Unreadable)?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| classify(e, PemError::NoPrivateKey))
+}

@@ -1,0 +1,112 @@
+//! The request path, top to bottom: request checks -> credentials -> token
+//! -> binding -> header rewrite -> upstream. [`handle`] turns any failure
+//! into its response and writes the access log exactly once.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::binding::{self, Proofs};
+use crate::body::{self, Body};
+use crate::config::{ForwardSettings, Limits};
+use crate::headers::{self, ForwardContext};
+use crate::identity::ClientIdentity;
+use crate::inbound::{self, FormScreenError};
+use crate::reject::Rejection;
+use crate::token::TokenValidator;
+use crate::token::extract::{self, CredentialError};
+use crate::upstream::Upstream;
+
+/// Everything the request path needs, shared by all connections.
+pub struct Gateway {
+    pub realm: String,
+    pub validator: TokenValidator,
+    pub upstream: Upstream,
+    pub forward: ForwardSettings,
+    pub limits: Limits,
+}
+
+/// What is known about a TLS connection once its handshake is done.
+#[derive(Debug)]
+pub struct Connection {
+    pub peer: SocketAddr,
+    /// The client certificate's identity, if one was presented.
+    pub identity: Option<ClientIdentity>,
+    pub resumed: bool,
+}
+
+/// Serves one request; never fails, since every error becomes a response.
+pub async fn handle(
+    gateway: Arc<Gateway>,
+    conn: Arc<Connection>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    // The path only: a query string may carry a token and is never logged.
+    let path = req.uri().path().to_string();
+    let version = req.version();
+    let (response, reason) = match authorize_and_forward(&gateway, &conn, req).await {
+        Ok(response) => (response, "forwarded"),
+        Err(rejection) => {
+            let reason = rejection.verdict().reason;
+            (rejection.to_response(&gateway.realm), reason)
+        }
+    };
+    let identity = conn.identity.as_ref();
+    tracing::info!(
+        target: "bindgate::access",
+        peer = %conn.peer,
+        method = %method,
+        path = %path,
+        version = ?version,
+        status = response.status().as_u16(),
+        reason,
+        subject = identity.map(|i| i.subject.as_str()).unwrap_or("-"),
+        x5t = identity.map(|i| i.x5t_s256.as_str()).unwrap_or("-"),
+        resumed = conn.resumed,
+        duration_us = started.elapsed().as_micros() as u64,
+    );
+    Ok(response)
+}
+
+async fn authorize_and_forward(
+    gateway: &Gateway,
+    conn: &Connection,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Rejection> {
+    let authority = inbound::check_head(&req)?;
+    let token = extract::bearer_token(req.headers(), req.uri())?;
+    let verified = gateway.validator.validate(token)?;
+    let proofs = Proofs {
+        client_certificate: conn.identity.as_ref(),
+    };
+    binding::verify(verified.claims.cnf.as_ref(), &proofs)?;
+    let req = inbound::screen_form(req, gateway.limits.max_form_bytes)
+        .await
+        .map_err(|e| match e {
+            FormScreenError::Request(e) => Rejection::Request(e),
+            FormScreenError::TokenInForm => Rejection::Credential(CredentialError::TokenInForm),
+        })?;
+
+    let (mut parts, body) = req.into_parts();
+    let context = ForwardContext {
+        authority: &authority,
+        peer_ip: conn.peer.ip(),
+        identity: conn.identity.as_ref(),
+        claims: Some(&verified.claims),
+    };
+    headers::rewrite_request(&mut parts.headers, &context, &gateway.forward);
+    let response = gateway
+        .upstream
+        .send(Request::from_parts(parts, body))
+        .await?;
+
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, body::stream(body)))
+}

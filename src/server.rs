@@ -1,0 +1,145 @@
+//! The accept loop and the per-connection handler: TLS handshake (bounded
+//! in time), client identity read once, then HTTP/1.1 or h2 until the
+//! client leaves or the gateway drains.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use rustls::ServerConfig;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Limits;
+use crate::identity::ClientIdentity;
+use crate::proxy::{self, Connection, Gateway};
+
+/// Accepts connections on `listener` until `shutdown` completes, then stops
+/// accepting and lets in-flight requests finish for up to `limits.shutdown_grace`.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let limits = gateway.limits.clone();
+    let http = Arc::new(http_builder(&limits));
+    let acceptor = TlsAcceptor::from(tls);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Usually EMFILE/ENFILE: back off instead of spinning on the error.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let task = ConnectionTask {
+            acceptor: acceptor.clone(),
+            gateway: gateway.clone(),
+            http: http.clone(),
+            handshake_timeout: limits.handshake_timeout,
+        };
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            task.run(tcp, peer, watcher).await;
+            drop(permit);
+        });
+    }
+
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?limits.shutdown_grace, "shutdown grace period over; closing remaining connections");
+    }
+}
+
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
+}
+
+struct ConnectionTask {
+    acceptor: TlsAcceptor,
+    gateway: Arc<Gateway>,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    handshake_timeout: Duration,
+}
+
+impl ConnectionTask {
+    async fn run(self, tcp: TcpStream, peer: std::net::SocketAddr, watcher: Watcher) {
+        let tls =
+            match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+        let session = tls.get_ref().1;
+        let identity = match session.peer_certificates().and_then(|chain| chain.first()) {
+            None => None,
+            Some(leaf) => match ClientIdentity::from_der(leaf.as_ref()) {
+                Ok(identity) => Some(identity),
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "client certificate unreadable; closing");
+                    return;
+                }
+            },
+        };
+        let conn = Arc::new(Connection {
+            peer,
+            identity,
+            resumed: session.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        });
+        let gateway = self.gateway;
+        let service = service_fn(move |req| proxy::handle(gateway.clone(), conn.clone(), req));
+        let served = watcher.watch(
+            self.http
+                .serve_connection(TokioIo::new(tls), service)
+                .into_owned(),
+        );
+        if let Err(e) = served.await {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
+}

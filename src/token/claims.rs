@@ -1,0 +1,193 @@
+//! The claims the gateway relies on, parsed into strict types.
+//!
+//! A `serde_json::Value` would keep the last of duplicate keys and accept
+//! `"exp": "9999999999"`; these structs refuse both.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+/// The payload of an access token.
+#[derive(Debug, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    #[serde(default)]
+    pub sub: Option<String>,
+    pub aud: Audience,
+    pub exp: NumericDate,
+    #[serde(default)]
+    pub nbf: Option<NumericDate>,
+    #[serde(default)]
+    pub iat: Option<NumericDate>,
+    #[serde(default)]
+    pub scope: Option<String>,
+    #[serde(default)]
+    pub cnf: Option<Confirmation>,
+    /// Everything else, for claim headers.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Claims {
+    /// The value of any claim, by name, rendered for an HTTP header:
+    /// strings as they are, other JSON values as compact JSON text.
+    pub fn render(&self, name: &str) -> Option<String> {
+        let date = |d: &NumericDate| d.to_string();
+        match name {
+            "iss" => Some(self.iss.clone()),
+            "sub" => self.sub.clone(),
+            "aud" => Some(self.aud.values().join(" ")),
+            "exp" => Some(date(&self.exp)),
+            "nbf" => self.nbf.as_ref().map(date),
+            "iat" => self.iat.as_ref().map(date),
+            "scope" => self.scope.clone(),
+            "cnf" => None,
+            other => self.other.get(other).map(|v| match v {
+                serde_json::Value::String(s) => s.clone(),
+                v => v.to_string(),
+            }),
+        }
+    }
+}
+
+/// `aud`: one string or an array of strings (RFC 7519 section 4.1.3).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    pub fn values(&self) -> Vec<&str> {
+        match self {
+            Audience::One(a) => vec![a.as_str()],
+            Audience::Many(list) => list.iter().map(String::as_str).collect(),
+        }
+    }
+
+    pub fn contains_any(&self, accepted: &[String]) -> bool {
+        match self {
+            Audience::One(a) => accepted.contains(a),
+            Audience::Many(list) => list.iter().any(|a| accepted.contains(a)),
+        }
+    }
+}
+
+/// The confirmation claim (RFC 7800) naming the key the token is bound to.
+#[derive(Debug, Deserialize)]
+pub struct Confirmation {
+    /// RFC 8705: base64url SHA-256 of the client certificate's DER.
+    #[serde(rename = "x5t#S256", default)]
+    pub x5t_s256: Option<String>,
+    /// RFC 9449: JWK SHA-256 thumbprint of the DPoP key.
+    #[serde(default)]
+    pub jkt: Option<String>,
+}
+
+/// Seconds since the epoch; fractional values are valid (RFC 7519 section 2),
+/// anything but a JSON number is not.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct NumericDate(pub f64);
+
+impl fmt::Display for NumericDate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.fract() == 0.0 && self.0.abs() < 1e15 {
+            write!(f, "{}", self.0 as i64)
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NumericDate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NumberOnly;
+        impl Visitor<'_> for NumberOnly {
+            type Value = NumericDate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a NumericDate (a JSON number of seconds)")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
+                Ok(NumericDate(v as f64))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
+                Ok(NumericDate(v as f64))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
+                if v.is_finite() {
+                    Ok(NumericDate(v))
+                } else {
+                    Err(E::custom("NumericDate must be finite"))
+                }
+            }
+        }
+        deserializer.deserialize_any(NumberOnly)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Claims, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn fractional_dates_are_valid_and_strings_are_not() {
+        let c = parse(r#"{"iss":"i","aud":"a","exp":1700000000.5}"#).unwrap();
+        assert_eq!(c.exp, NumericDate(1_700_000_000.5));
+        assert!(parse(r#"{"iss":"i","aud":"a","exp":"9999999999"}"#).is_err());
+        assert!(parse(r#"{"iss":"i","aud":"a","exp":1,"nbf":"0"}"#).is_err());
+        assert!(parse(r#"{"iss":"i","aud":"a","exp":true}"#).is_err());
+    }
+
+    #[test]
+    fn required_claims_must_be_present() {
+        assert!(parse(r#"{"aud":"a","exp":1}"#).is_err());
+        assert!(parse(r#"{"iss":"i","exp":1}"#).is_err());
+        assert!(parse(r#"{"iss":"i","aud":"a"}"#).is_err());
+    }
+
+    #[test]
+    fn duplicate_claims_are_refused_not_last_wins() {
+        assert!(
+            parse(r#"{"iss":"i","aud":"a","exp":1,"cnf":{"x5t#S256":"A"},"cnf":{"x5t#S256":"B"}}"#)
+                .is_err()
+        );
+        assert!(
+            parse(r#"{"iss":"i","aud":"a","exp":1,"cnf":{"x5t#S256":"A","x5t#S256":"B"}}"#)
+                .is_err()
+        );
+        assert!(parse(r#"{"iss":"i","iss":"j","aud":"a","exp":1}"#).is_err());
+    }
+
+    #[test]
+    fn cnf_of_the_wrong_shape_is_refused() {
+        assert!(parse(r#"{"iss":"i","aud":"a","exp":1,"cnf":"x"}"#).is_err());
+        assert!(parse(r#"{"iss":"i","aud":"a","exp":1,"cnf":{"x5t#S256":5}}"#).is_err());
+    }
+
+    #[test]
+    fn audience_is_one_or_many() {
+        let one = parse(r#"{"iss":"i","aud":"a","exp":1}"#).unwrap();
+        assert!(one.aud.contains_any(&["a".to_string()]));
+        let many = parse(r#"{"iss":"i","aud":["x","a"],"exp":1}"#).unwrap();
+        assert!(many.aud.contains_any(&["a".to_string()]));
+        assert!(!many.aud.contains_any(&["b".to_string()]));
+        assert!(parse(r#"{"iss":"i","aud":[1],"exp":1}"#).is_err());
+    }
+
+    #[test]
+    fn claims_render_for_headers() {
+        let c = parse(r#"{"iss":"i","sub":"alice","aud":"a","exp":1,"tenant":7,"client_id":"c1"}"#)
+            .unwrap();
+        assert_eq!(c.render("sub").as_deref(), Some("alice"));
+        assert_eq!(c.render("tenant").as_deref(), Some("7"));
+        assert_eq!(c.render("client_id").as_deref(), Some("c1"));
+        assert_eq!(c.render("exp").as_deref(), Some("1"));
+        assert_eq!(c.render("missing"), None);
+    }
+}

@@ -1,0 +1,194 @@
+//! Finding the access token in a request: exactly one `Authorization: Bearer`
+//! header, and never a token in the query string or a form body.
+
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, Uri};
+
+/// Why no usable credential could be taken from a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    #[error("no access token in the request")]
+    Missing,
+    #[error("authorization scheme is not Bearer")]
+    UnsupportedScheme,
+    #[error("more than one Authorization header")]
+    MultipleAuthorization,
+    #[error("Authorization header is not `Bearer <token>`")]
+    MalformedAuthorization,
+    #[error("access tokens are not accepted in the query string")]
+    TokenInQuery,
+    #[error("access tokens are not accepted in a form body")]
+    TokenInForm,
+}
+
+/// The access token of the request's `Authorization: Bearer` header.
+pub fn bearer_token<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<&'a str, CredentialError> {
+    if let Some(query) = uri.query()
+        && form_has_access_token(query.as_bytes())
+    {
+        return Err(CredentialError::TokenInQuery);
+    }
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next().ok_or(CredentialError::Missing)?;
+    if values.next().is_some() {
+        return Err(CredentialError::MultipleAuthorization);
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| CredentialError::MalformedAuthorization)?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        if scheme.is_empty() || !scheme.bytes().all(is_token_char) {
+            return Err(CredentialError::MalformedAuthorization);
+        }
+        return Err(CredentialError::UnsupportedScheme);
+    }
+    let token = rest.trim_start_matches(' ');
+    if token.is_empty() || !is_b64token(token) {
+        return Err(CredentialError::MalformedAuthorization);
+    }
+    Ok(token)
+}
+
+/// Whether an `application/x-www-form-urlencoded` string (a query or a form
+/// body) has a parameter named `access_token` (RFC 6750 sections 2.2 and 2.3),
+/// however its name is percent-encoded.
+pub fn form_has_access_token(form: &[u8]) -> bool {
+    form.split(|&b| b == b'&')
+        .map(|pair| pair.split(|&b| b == b'=').next().unwrap_or(pair))
+        .any(|name| percent_decoded_equals(name, b"access_token"))
+}
+
+fn percent_decoded_equals(encoded: &[u8], expected: &[u8]) -> bool {
+    let mut decoded = Vec::with_capacity(expected.len() + 1);
+    let mut i = 0;
+    while i < encoded.len() && decoded.len() <= expected.len() {
+        let escaped = match encoded.get(i + 1..i + 3) {
+            Some(&[h, l]) if encoded[i] == b'%' => hex(h).zip(hex(l)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        match (escaped, encoded[i]) {
+            (Some(byte), _) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            (None, b'+') => {
+                decoded.push(b' ');
+                i += 1;
+            }
+            (None, other) => {
+                decoded.push(other);
+                i += 1;
+            }
+        }
+    }
+    i >= encoded.len() && decoded == expected
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// RFC 7230 `tchar`, for the auth-scheme.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    fn extract(values: &[&str], uri: &str) -> Result<String, CredentialError> {
+        let map = headers(values);
+        bearer_token(&map, &uri.parse().unwrap()).map(str::to_string)
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(
+            extract(&["Bearer abc.def.ghi"], "/"),
+            Ok("abc.def.ghi".into())
+        );
+        assert_eq!(
+            extract(&["bEaReR abc.def.ghi"], "/"),
+            Ok("abc.def.ghi".into())
+        );
+    }
+
+    #[test]
+    fn malformed_and_multiple_headers_are_invalid_requests() {
+        assert_eq!(extract(&[], "/"), Err(CredentialError::Missing));
+        assert_eq!(
+            extract(&["Bearer a", "Bearer b"], "/"),
+            Err(CredentialError::MultipleAuthorization)
+        );
+        assert_eq!(
+            extract(&["Bearer"], "/"),
+            Err(CredentialError::MalformedAuthorization)
+        );
+        assert_eq!(
+            extract(&["Bearer a b"], "/"),
+            Err(CredentialError::MalformedAuthorization)
+        );
+        assert_eq!(
+            extract(&["Bearer a,b"], "/"),
+            Err(CredentialError::MalformedAuthorization)
+        );
+        assert_eq!(
+            extract(&["Basic dXNlcjpwdw=="], "/"),
+            Err(CredentialError::UnsupportedScheme)
+        );
+    }
+
+    #[test]
+    fn token_in_query_is_refused_even_when_encoded() {
+        for uri in [
+            "/x?access_token=abc",
+            "/x?a=1&access_token",
+            "/x?access%5Ftoken=abc",
+            "/x?access%5ftoken=a",
+        ] {
+            assert_eq!(
+                extract(&["Bearer a.b.c"], uri),
+                Err(CredentialError::TokenInQuery),
+                "{uri}"
+            );
+        }
+        assert_eq!(
+            extract(&["Bearer a.b.c"], "/x?access_tokens=1&my_access_token=2"),
+            Ok("a.b.c".into())
+        );
+    }
+
+    #[test]
+    fn form_detection_handles_edges() {
+        assert!(form_has_access_token(b"access_token=x"));
+        assert!(form_has_access_token(b"a=%&access_token=x"));
+        assert!(!form_has_access_token(b"access_toke%"));
+        assert!(!form_has_access_token(b"%"));
+        assert!(!form_has_access_token(b""));
+    }
+}

@@ -1,0 +1,302 @@
+//! The issuer's verification keys (a JWKS document), and the choice of key for a token.
+
+use std::path::Path;
+
+use jsonwebtoken::DecodingKey;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+
+use super::Algorithm;
+
+/// Why a JWKS document cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error("cannot read: {0}")]
+    Unreadable(#[source] std::io::Error),
+    #[error("not a JWKS document: {0}")]
+    NotJwks(String),
+    #[error("key #{index} ({kid}): {reason}")]
+    UnusableKey {
+        index: usize,
+        kid: String,
+        reason: String,
+    },
+    #[error("holds no signature verification key")]
+    NoKeys,
+}
+
+/// What a key is, which decides which algorithms may use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    EcP256,
+    EcP384,
+    Rsa,
+    Ed25519,
+}
+
+/// One public key with what it may verify.
+pub struct VerificationKey {
+    pub kid: Option<String>,
+    kind: KeyKind,
+    /// The JWK's own `alg`, when the issuer pinned one.
+    pinned_alg: Option<Algorithm>,
+    pub(crate) key: DecodingKey,
+}
+
+impl VerificationKey {
+    /// Whether a signature made with `alg` may be checked with this key.
+    pub fn accepts(&self, alg: Algorithm) -> bool {
+        if self.pinned_alg.is_some_and(|pinned| pinned != alg) {
+            return false;
+        }
+        matches!(
+            (self.kind, alg),
+            (KeyKind::EcP256, Algorithm::ES256)
+                | (KeyKind::EcP384, Algorithm::ES384)
+                | (KeyKind::Ed25519, Algorithm::EdDSA)
+                | (
+                    KeyKind::Rsa,
+                    Algorithm::RS256
+                        | Algorithm::RS384
+                        | Algorithm::RS512
+                        | Algorithm::PS256
+                        | Algorithm::PS384
+                        | Algorithm::PS512
+                )
+        )
+    }
+}
+
+/// A key set, as loaded from the issuer's JWKS.
+pub struct KeySet {
+    keys: Vec<VerificationKey>,
+}
+
+/// Why no key could be chosen for a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyChoiceError {
+    UnknownKid,
+    AmbiguousWithoutKid,
+    AlgorithmMismatch,
+}
+
+impl KeySet {
+    /// Reads a JWKS file.
+    pub fn from_file(path: &Path) -> Result<KeySet, JwksError> {
+        let bytes = std::fs::read(path).map_err(JwksError::Unreadable)?;
+        KeySet::from_json(&bytes)
+    }
+
+    /// Parses a JWKS document. Encryption keys are skipped; a symmetric key or
+    /// a private key is an error, since either means the wrong thing was published.
+    pub fn from_json(bytes: &[u8]) -> Result<KeySet, JwksError> {
+        #[derive(serde::Deserialize)]
+        struct Document {
+            keys: Vec<serde_json::Value>,
+        }
+        let doc: Document =
+            serde_json::from_slice(bytes).map_err(|e| JwksError::NotJwks(e.to_string()))?;
+        let mut keys = Vec::with_capacity(doc.keys.len());
+        for (index, value) in doc.keys.into_iter().enumerate() {
+            if let Some(key) = parse_key(index, value)? {
+                keys.push(key);
+            }
+        }
+        if keys.is_empty() {
+            return Err(JwksError::NoKeys);
+        }
+        Ok(KeySet { keys })
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The key ids, for `bindgate check`.
+    pub fn kids(&self) -> impl Iterator<Item = Option<&str>> {
+        self.keys.iter().map(|k| k.kid.as_deref())
+    }
+
+    /// Picks the key for a token: by `kid`, or the only key when the token
+    /// names none; then the key must suit the token's algorithm.
+    pub fn choose(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<&VerificationKey, KeyChoiceError> {
+        let key = match kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|k| k.kid.as_deref() == Some(kid))
+                .ok_or(KeyChoiceError::UnknownKid)?,
+            None => match self.keys.as_slice() {
+                [only] => only,
+                _ => return Err(KeyChoiceError::AmbiguousWithoutKid),
+            },
+        };
+        if key.accepts(alg) {
+            Ok(key)
+        } else {
+            Err(KeyChoiceError::AlgorithmMismatch)
+        }
+    }
+}
+
+fn parse_key(index: usize, value: serde_json::Value) -> Result<Option<VerificationKey>, JwksError> {
+    let kid_label = value
+        .get("kid")
+        .and_then(|k| k.as_str())
+        .map(|k| format!("kid {k:?}"))
+        .unwrap_or_else(|| "no kid".to_string());
+    let unusable = |reason: String| JwksError::UnusableKey {
+        index,
+        kid: kid_label.clone(),
+        reason,
+    };
+    if value.get("d").is_some() || value.get("p").is_some() {
+        return Err(unusable(
+            "contains private key material; publish public keys only".to_string(),
+        ));
+    }
+    let jwk: Jwk = serde_json::from_value(value).map_err(|e| unusable(e.to_string()))?;
+    if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
+        return Ok(None);
+    }
+    let kind = match &jwk.algorithm {
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => KeyKind::EcP256,
+            EllipticCurve::P384 => KeyKind::EcP384,
+            ref other => return Err(unusable(format!("EC curve {other:?} is not supported"))),
+        },
+        AlgorithmParameters::RSA(_) => KeyKind::Rsa,
+        AlgorithmParameters::OctetKeyPair(okp) => match okp.curve {
+            EllipticCurve::Ed25519 => KeyKind::Ed25519,
+            ref other => return Err(unusable(format!("OKP curve {other:?} is not supported"))),
+        },
+        AlgorithmParameters::OctetKey(_) => {
+            return Err(unusable(
+                "symmetric (oct) keys are never used to verify tokens".to_string(),
+            ));
+        }
+        _ => return Err(unusable("unsupported key type".to_string())),
+    };
+    let pinned_alg = match jwk.common.key_algorithm {
+        None => None,
+        Some(alg) => Some(
+            pinned_algorithm(alg).ok_or_else(|| unusable(format!("alg {alg:?} is not allowed")))?,
+        ),
+    };
+    let key = DecodingKey::from_jwk(&jwk).map_err(|e| unusable(e.to_string()))?;
+    let key = VerificationKey {
+        kid: jwk.common.key_id.clone(),
+        kind,
+        pinned_alg,
+        key,
+    };
+    if let Some(pinned) = key.pinned_alg
+        && !key.accepts(pinned)
+    {
+        return Err(unusable(format!("alg {pinned} does not fit the key type")));
+    }
+    Ok(Some(key))
+}
+
+fn pinned_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
+    Algorithm::from_name(&alg.to_string()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P256_X: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
+    const P256_Y: &str = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
+
+    fn ec_key(kid: &str) -> String {
+        format!(r#"{{"kty":"EC","crv":"P-256","x":"{P256_X}","y":"{P256_Y}","kid":"{kid}"}}"#)
+    }
+
+    #[test]
+    fn chooses_by_kid_and_checks_the_algorithm_fits() {
+        let set = KeySet::from_json(
+            format!(r#"{{"keys":[{},{}]}}"#, ec_key("a"), ec_key("b")).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            set.choose(Some("b"), Algorithm::ES256)
+                .unwrap()
+                .kid
+                .as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            set.choose(Some("c"), Algorithm::ES256).err(),
+            Some(KeyChoiceError::UnknownKid)
+        );
+        assert_eq!(
+            set.choose(None, Algorithm::ES256).err(),
+            Some(KeyChoiceError::AmbiguousWithoutKid)
+        );
+        assert_eq!(
+            set.choose(Some("a"), Algorithm::RS256).err(),
+            Some(KeyChoiceError::AlgorithmMismatch)
+        );
+    }
+
+    #[test]
+    fn single_key_without_kid_is_used() {
+        let jwk = format!(r#"{{"kty":"EC","crv":"P-256","x":"{P256_X}","y":"{P256_Y}"}}"#);
+        let set = KeySet::from_json(format!(r#"{{"keys":[{jwk}]}}"#).as_bytes()).unwrap();
+        assert!(set.choose(None, Algorithm::ES256).is_ok());
+    }
+
+    #[test]
+    fn symmetric_and_private_keys_are_refused() {
+        let oct = r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h"}]}"#;
+        assert!(matches!(
+            KeySet::from_json(oct.as_bytes()),
+            Err(JwksError::UnusableKey { .. })
+        ));
+        let private = format!(
+            r#"{{"keys":[{{"kty":"EC","crv":"P-256","x":"{P256_X}","y":"{P256_Y}","d":"AAAA"}}]}}"#
+        );
+        assert!(matches!(
+            KeySet::from_json(private.as_bytes()),
+            Err(JwksError::UnusableKey { .. })
+        ));
+    }
+
+    #[test]
+    fn encryption_keys_are_skipped_and_empty_sets_refused() {
+        let enc = format!(
+            r#"{{"keys":[{{"kty":"EC","crv":"P-256","x":"{P256_X}","y":"{P256_Y}","use":"enc"}}]}}"#
+        );
+        assert!(matches!(
+            KeySet::from_json(enc.as_bytes()),
+            Err(JwksError::NoKeys)
+        ));
+        assert!(matches!(
+            KeySet::from_json(b"{\"keys\":[]}"),
+            Err(JwksError::NoKeys)
+        ));
+        assert!(matches!(
+            KeySet::from_json(b"[]"),
+            Err(JwksError::NotJwks(_))
+        ));
+    }
+
+    #[test]
+    fn a_pinned_alg_restricts_the_key() {
+        let jwk = format!(
+            r#"{{"keys":[{{"kty":"EC","crv":"P-256","x":"{P256_X}","y":"{P256_Y}","alg":"ES256"}}]}}"#
+        );
+        let set = KeySet::from_json(jwk.as_bytes()).unwrap();
+        assert!(set.choose(None, Algorithm::ES256).is_ok());
+        let mismatched = jwk.replace("\"alg\":\"ES256\"", "\"alg\":\"RS256\"");
+        assert!(KeySet::from_json(mismatched.as_bytes()).is_err());
+    }
+}
