@@ -27,6 +27,56 @@ enum Command {
         #[arg(short, long, default_value = "gateway.toml")]
         config: PathBuf,
     },
+    /// Print the RFC 8705 x5t#S256 thumbprint of a PEM certificate (its first one).
+    Thumbprint {
+        /// PEM file holding the certificate.
+        cert: PathBuf,
+    },
+    /// Write a development PKI: CA, server certificate for localhost, two client certificates, an issuer key and its JWKS.
+    DevCerts {
+        /// Output directory.
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a development access token signed by the dev issuer key and bound to a client certificate.
+    Mint {
+        /// The client certificate the token is bound to (cnf."x5t#S256").
+        #[arg(long)]
+        cert: PathBuf,
+        /// The issuer's signing key (EC P-256, PKCS#8 PEM).
+        #[arg(long, default_value = "certs/issuer-key.pem")]
+        key: PathBuf,
+        #[arg(long, default_value = "https://issuer.example")]
+        iss: String,
+        #[arg(long, default_value = "https://api.example")]
+        aud: String,
+        #[arg(long, default_value = "dev-user")]
+        sub: String,
+        /// Lifetime, e.g. 300s, 15m, 1h.
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: std::time::Duration,
+        /// Space-separated scopes for the `scope` claim.
+        #[arg(long)]
+        scope: Option<String>,
+    },
+    /// Show the gateway at work on loopback: an echo upstream, a bound token accepted, a replayed one rejected.
+    Demo {
+        #[arg(short, long, default_value = "gateway.toml")]
+        config: PathBuf,
+        /// Directory holding the dev material written by `dev-certs`.
+        #[arg(long, default_value = "certs")]
+        certs: PathBuf,
+        /// Exit after the demonstration instead of serving until Ctrl-C.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    bindgate::config::parse_duration(text)
 }
 
 fn main() -> ExitCode {
@@ -35,6 +85,39 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run(config),
         Command::Check { config } => check(config),
+        Command::Thumbprint { cert } => thumbprint(&cert),
+        Command::DevCerts { out, force } => dev_certs(&out, force),
+        Command::Mint {
+            cert,
+            key,
+            iss,
+            aud,
+            sub,
+            ttl,
+            scope,
+        } => {
+            let request = bindgate::dev::mint::MintRequest {
+                cert: &cert,
+                issuer_key: &key,
+                iss: &iss,
+                aud: &aud,
+                sub: &sub,
+                ttl,
+                scope: scope.as_deref(),
+            };
+            match bindgate::dev::mint::mint(&request) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Demo {
+            config,
+            certs,
+            once,
+        } => demo(&config, &certs, once),
     }
 }
 
@@ -52,6 +135,48 @@ fn load(path: &std::path::Path) -> Result<bindgate::Prepared, ExitCode> {
         eprintln!("bindgate: invalid configuration: {e}");
         ExitCode::from(EXIT_INVALID_CONFIG as u8)
     })
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("bindgate: {e}");
+    ExitCode::FAILURE
+}
+
+fn thumbprint(path: &std::path::Path) -> ExitCode {
+    match bindgate::pem::certificates(path) {
+        Ok(chain) => {
+            let leaf = chain.first().map(|c| c.as_ref()).unwrap_or_default();
+            println!("{}", bindgate::identity::x5t_s256(leaf));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format_args!("{}: {e}", path.display())),
+    }
+}
+
+fn dev_certs(out: &std::path::Path, force: bool) -> ExitCode {
+    match bindgate::dev::certs::write(out, force) {
+        Ok(files) => {
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn demo(config: &std::path::Path, certs: &std::path::Path, once: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format_args!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(bindgate::dev::demo::run(config, certs, !once)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
 }
 
 fn check(path: PathBuf) -> ExitCode {

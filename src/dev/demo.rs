@@ -1,0 +1,247 @@
+//! `bindgate demo`: the gateway's main job, shown end to end on loopback.
+//! Starts an echo upstream and the gateway from the shipped configuration,
+//! then shows a bound token accepted and the same token replayed from
+//! another client certificate rejected.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::{TcpListener, TcpStream};
+
+use super::mint::{MintRequest, mint};
+use crate::config::{Config, JwksSource};
+use crate::pem;
+
+/// Why the demo could not run or did not show what it should.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("demo step failed: {0}")]
+    Unexpected(String),
+}
+
+fn setup(e: impl std::fmt::Display) -> DemoError {
+    DemoError::Setup(e.to_string())
+}
+
+/// Runs the demo. With `keep_running`, serves until Ctrl-C afterwards.
+pub async fn run(config_path: &Path, certs: &Path, keep_running: bool) -> Result<(), DemoError> {
+    let mut config = Config::load(config_path).map_err(setup)?;
+    let upstream_listener = TcpListener::bind("127.0.0.1:0").await.map_err(setup)?;
+    let upstream_addr = upstream_listener.local_addr().map_err(setup)?;
+    tokio::spawn(echo_upstream(upstream_listener));
+    config.upstream.url = format!("http://{upstream_addr}")
+        .parse()
+        .map_err(|e| setup(format!("upstream url: {e}")))?;
+
+    let issuer_key = certs.join("issuer-key.pem");
+    let JwksSource::File(jwks_path) = &config.token.jwks;
+    let jwks_path = jwks_path.clone();
+    let (iss, aud) = (
+        config.token.issuer.clone(),
+        config.token.audience[0].clone(),
+    );
+    let prepared = crate::prepare(config).map_err(setup)?;
+    let listen = prepared.config.server.listen;
+    let gateway_listener = TcpListener::bind(listen).await.map_err(|e| {
+        setup(format!(
+            "cannot listen on {listen}: {e} (is `bindgate run` already running?)"
+        ))
+    })?;
+    let gateway_addr = gateway_listener.local_addr().map_err(setup)?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let gateway = tokio::spawn(crate::run(prepared, gateway_listener, async {
+        let _ = stop_rx.await;
+    }));
+
+    println!("bindgate demo");
+    println!("  echo upstream   http://{upstream_addr}");
+    println!(
+        "  gateway         https://{gateway_addr}  (keys from {})",
+        jwks_path.display()
+    );
+    println!();
+
+    let token = mint(&MintRequest {
+        cert: &certs.join("client-a.pem"),
+        issuer_key: &issuer_key,
+        iss: &iss,
+        aud: &aud,
+        sub: "demo-user",
+        ttl: Duration::from_secs(3600),
+        scope: None,
+    })
+    .map_err(setup)?;
+    let client_a = DemoClient::new(certs, "client-a")?;
+    let client_b = DemoClient::new(certs, "client-b")?;
+
+    println!("1. client-a calls with a token bound to its own certificate");
+    let (status, _, body) = client_a.get(gateway_addr, "/hello", Some(&token)).await?;
+    println!("   -> {status}");
+    println!("   upstream saw: {body}");
+    expect(
+        status == StatusCode::OK,
+        "client-a with its own token should get 200",
+    )?;
+
+    println!("2. client-b replays client-a's token with its own certificate");
+    let (status, challenge, body) = client_b.get(gateway_addr, "/hello", Some(&token)).await?;
+    println!("   -> {status}");
+    println!("   WWW-Authenticate: {challenge}");
+    println!("   {body}");
+    expect(
+        status == StatusCode::UNAUTHORIZED && body.contains("cnf_mismatch"),
+        "replay should get 401 cnf_mismatch",
+    )?;
+
+    println!("3. client-a calls without a token");
+    let (status, challenge, _) = client_a.get(gateway_addr, "/hello", None).await?;
+    println!("   -> {status}   WWW-Authenticate: {challenge}");
+    expect(
+        status == StatusCode::UNAUTHORIZED,
+        "no token should get 401",
+    )?;
+
+    let c = certs.display();
+    println!();
+    println!(
+        "Try it by hand{}:",
+        if keep_running {
+            " (the gateway keeps running; Ctrl-C stops it)"
+        } else {
+            ""
+        }
+    );
+    println!("  TOKEN=$(cargo run -q -- mint --cert {c}/client-a.pem)");
+    println!(
+        "  curl --cacert {c}/ca.pem --cert {c}/client-a.pem --key {c}/client-a-key.pem -H \"Authorization: Bearer $TOKEN\" https://localhost:{}/hello",
+        gateway_addr.port()
+    );
+    println!(
+        "  curl --cacert {c}/ca.pem --cert {c}/client-b.pem --key {c}/client-b-key.pem -H \"Authorization: Bearer $TOKEN\" https://localhost:{}/hello",
+        gateway_addr.port()
+    );
+
+    if keep_running {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    let _ = stop_tx.send(());
+    let _ = gateway.await;
+    Ok(())
+}
+
+fn expect(ok: bool, what: &str) -> Result<(), DemoError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(DemoError::Unexpected(what.to_string()))
+    }
+}
+
+/// An upstream that answers every request with the identity headers it received.
+async fn echo_upstream(listener: TcpListener) {
+    while let Ok((tcp, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let service = service_fn(|req: Request<Incoming>| async move {
+                let header = |name: &str| {
+                    req.headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let seen = serde_json::json!({
+                    "path": req.uri().path(),
+                    "x-forwarded-client-cert": header("x-forwarded-client-cert"),
+                    "x-auth-subject": header("x-auth-subject"),
+                });
+                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+                    seen.to_string(),
+                ))))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+/// A TLS client presenting one of the dev client certificates.
+struct DemoClient {
+    connector: tokio_rustls::TlsConnector,
+}
+
+impl DemoClient {
+    fn new(certs: &Path, name: &str) -> Result<DemoClient, DemoError> {
+        let ca: PathBuf = certs.join("ca.pem");
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in pem::certificates(&ca).map_err(|e| setup(format!("{}: {e}", ca.display())))? {
+            roots.add(cert).map_err(setup)?;
+        }
+        let cert_path = certs.join(format!("{name}.pem"));
+        let key_path = certs.join(format!("{name}-key.pem"));
+        let chain = pem::certificates(&cert_path)
+            .map_err(|e| setup(format!("{}: {e}", cert_path.display())))?;
+        let key = pem::private_key(&key_path)
+            .map_err(|e| setup(format!("{}: {e}", key_path.display())))?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(setup)?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(setup)?;
+        Ok(DemoClient {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+        })
+    }
+
+    async fn get(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        token: Option<&str>,
+    ) -> Result<(StatusCode, String, String), DemoError> {
+        let tcp = TcpStream::connect(addr).await.map_err(setup)?;
+        let name = ServerName::try_from("localhost").map_err(setup)?;
+        let tls = self.connector.connect(name, tcp).await.map_err(setup)?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(setup)?;
+        tokio::spawn(conn);
+        let mut req = Request::get(path).header("host", "localhost");
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let req = req.body(Empty::<Bytes>::new()).map_err(setup)?;
+        let response = sender.send_request(req).await.map_err(setup)?;
+        let status = response.status();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(setup)?
+            .to_bytes();
+        Ok((
+            status,
+            challenge,
+            String::from_utf8_lossy(&body).into_owned(),
+        ))
+    }
+}
