@@ -66,10 +66,7 @@ pub fn verify(cnf: Option<&Confirmation>, proofs: &Proofs<'_>) -> Result<(), Bin
     Ok(())
 }
 
-fn verify_certificate(
-    expected: &str,
-    presented: Option<&ClientIdentity>,
-) -> Result<(), BindingError> {
+fn verify_certificate(expected: &str, presented: Option<&ClientIdentity>) -> Result<(), BindingError> {
     // 32 bytes in unpadded base64url is exactly 43 characters of the URL alphabet.
     let well_formed = expected.len() == 43
         && expected
@@ -126,10 +123,7 @@ mod tests {
             client_certificate: Some(&other),
         };
         let bound = cnf(Some(THUMB), None);
-        assert_eq!(
-            verify(Some(&bound), &proofs),
-            Err(BindingError::CertificateMismatch)
-        );
+        assert_eq!(verify(Some(&bound), &proofs), Err(BindingError::CertificateMismatch));
         assert_eq!(
             verify(Some(&bound), &Proofs::default()),
             Err(BindingError::CertificateMissing)

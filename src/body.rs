@@ -12,9 +12,7 @@ pub type Body = BoxBody<Bytes, BoxError>;
 
 /// A body held in memory: gateway-made responses and small buffered forms.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
 }
 
 /// Wraps any streaming body, erasing its error type.

@@ -188,12 +188,7 @@ impl Config {
     }
 
     /// Builds the error for a file named under `key` that exists but cannot be used.
-    pub fn unusable(
-        &self,
-        key: &'static str,
-        path: &Path,
-        reason: impl fmt::Display,
-    ) -> ConfigError {
+    pub fn unusable(&self, key: &'static str, path: &Path, reason: impl fmt::Display) -> ConfigError {
         ConfigError::UnusableFile {
             file: self.source.clone(),
             key,
@@ -298,11 +293,7 @@ impl Validator<'_> {
     }
 
     fn path(&self, p: PathBuf) -> PathBuf {
-        if p.is_absolute() {
-            p
-        } else {
-            self.base.join(p)
-        }
+        if p.is_absolute() { p } else { self.base.join(p) }
     }
 
     fn socket_addr(&self, key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -314,12 +305,7 @@ impl Validator<'_> {
         })
     }
 
-    fn duration(
-        &self,
-        key: &'static str,
-        value: Option<String>,
-        default: Duration,
-    ) -> Result<Duration, ConfigError> {
+    fn duration(&self, key: &'static str, value: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
         match value {
             None => Ok(default),
             Some(text) => parse_duration(&text).map_err(|reason| self.invalid(key, reason)),
@@ -336,11 +322,7 @@ impl Validator<'_> {
             ));
         }
         let realm = raw.realm.unwrap_or_else(|| "bindgate".to_string());
-        if realm.is_empty()
-            || realm
-                .chars()
-                .any(|c| c == '"' || c == '\\' || c.is_control())
-        {
+        if realm.is_empty() || realm.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
             return Err(self.invalid(
                 "server.realm",
                 "must be non-empty, without quotes, backslashes or control characters",
@@ -357,58 +339,40 @@ impl Validator<'_> {
     }
 
     fn upstream(&self, raw: RawUpstream) -> Result<UpstreamSettings, ConfigError> {
-        let url: http::Uri = raw.url.parse().map_err(|e| {
-            self.invalid("upstream.url", format!("{:?} is not a URL: {e}", raw.url))
-        })?;
+        let url: http::Uri = raw
+            .url
+            .parse()
+            .map_err(|e| self.invalid("upstream.url", format!("{:?} is not a URL: {e}", raw.url)))?;
         match url.scheme_str() {
             Some("http") | Some("https") => {}
             _ => return Err(self.invalid("upstream.url", "scheme must be http or https")),
         }
         if url.authority().is_none() {
-            return Err(self.invalid(
-                "upstream.url",
-                "must name a host, e.g. http://127.0.0.1:8080",
-            ));
+            return Err(self.invalid("upstream.url", "must name a host, e.g. http://127.0.0.1:8080"));
         }
         if url.query().is_some() {
             return Err(self.invalid("upstream.url", "must not carry a query string"));
         }
         let is_https = url.scheme_str() == Some("https");
-        if !is_https && (raw.ca.is_some() || raw.client_cert.is_some() || raw.client_key.is_some())
-        {
-            return Err(self.invalid(
-                "upstream.url",
-                "ca, client_cert and client_key need an https upstream",
-            ));
+        if !is_https && (raw.ca.is_some() || raw.client_cert.is_some() || raw.client_key.is_some()) {
+            return Err(self.invalid("upstream.url", "ca, client_cert and client_key need an https upstream"));
         }
         let client_cert = match (raw.client_cert, raw.client_key) {
             (Some(c), Some(k)) => Some((self.path(c), self.path(k))),
             (None, None) => None,
             (Some(_), None) => {
-                return Err(
-                    self.invalid("upstream.client_key", "required with upstream.client_cert")
-                );
+                return Err(self.invalid("upstream.client_key", "required with upstream.client_cert"));
             }
             (None, Some(_)) => {
-                return Err(
-                    self.invalid("upstream.client_cert", "required with upstream.client_key")
-                );
+                return Err(self.invalid("upstream.client_cert", "required with upstream.client_key"));
             }
         };
         Ok(UpstreamSettings {
             url,
             ca: raw.ca.map(|p| self.path(p)),
             client_cert,
-            connect_timeout: self.duration(
-                "upstream.connect_timeout",
-                raw.connect_timeout,
-                Duration::from_secs(5),
-            )?,
-            request_timeout: self.duration(
-                "upstream.request_timeout",
-                raw.request_timeout,
-                Duration::from_secs(30),
-            )?,
+            connect_timeout: self.duration("upstream.connect_timeout", raw.connect_timeout, Duration::from_secs(5))?,
+            request_timeout: self.duration("upstream.request_timeout", raw.request_timeout, Duration::from_secs(30))?,
         })
     }
 
@@ -436,8 +400,7 @@ impl Validator<'_> {
             Some(names) => {
                 let mut algs = Vec::with_capacity(names.len());
                 for name in &names {
-                    let alg = Algorithm::from_name(name)
-                        .map_err(|reason| self.invalid("token.algorithms", reason))?;
+                    let alg = Algorithm::from_name(name).map_err(|reason| self.invalid("token.algorithms", reason))?;
                     if !algs.contains(&alg) {
                         algs.push(alg);
                     }
@@ -450,17 +413,11 @@ impl Validator<'_> {
         };
         let typ = match raw.require_typ.as_deref() {
             None => TypPolicy::Lenient,
-            Some(t)
-                if t.eq_ignore_ascii_case("at+jwt")
-                    || t.eq_ignore_ascii_case("application/at+jwt") =>
-            {
+            Some(t) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") => {
                 TypPolicy::RequireAtJwt
             }
             Some(other) => {
-                return Err(self.invalid(
-                    "token.require_typ",
-                    format!("{other:?}: only \"at+jwt\" is supported"),
-                ));
+                return Err(self.invalid("token.require_typ", format!("{other:?}: only \"at+jwt\" is supported")));
             }
         };
         let max_size = raw.max_size.unwrap_or(16 * 1024);
@@ -493,16 +450,11 @@ impl Validator<'_> {
                     if crate::headers::is_reserved(&name) {
                         return Err(self.invalid(
                             "forward.claim_headers",
-                            format!(
-                                "{header:?} is set by the gateway itself and cannot carry a claim"
-                            ),
+                            format!("{header:?} is set by the gateway itself and cannot carry a claim"),
                         ));
                     }
                     if claim.is_empty() {
-                        return Err(self.invalid(
-                            "forward.claim_headers",
-                            format!("{header:?} names an empty claim"),
-                        ));
+                        return Err(self.invalid("forward.claim_headers", format!("{header:?} names an empty claim")));
                     }
                     list.push((name, claim));
                 }
@@ -545,20 +497,14 @@ impl Validator<'_> {
             max_header_bytes,
             max_connections,
             max_form_bytes: raw.max_form_bytes.unwrap_or(1024 * 1024),
-            shutdown_grace: self.duration(
-                "limits.shutdown_grace",
-                raw.shutdown_grace,
-                Duration::from_secs(30),
-            )?,
+            shutdown_grace: self.duration("limits.shutdown_grace", raw.shutdown_grace, Duration::from_secs(30))?,
         })
     }
 }
 
 /// Parses `"250ms"`, `"10s"`, `"5m"`, `"1h"`: an integer and a unit, nothing else.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(digits_end);
     let value: u64 = number
         .parse()
@@ -601,10 +547,7 @@ mod tests {
     fn minimal_config_gets_safe_defaults() {
         let config = parse(MINIMAL).unwrap();
         assert_eq!(config.server.client_auth, ClientAuth::Required);
-        assert_eq!(
-            config.server.cert,
-            Path::new("/etc/bindgate/certs/server.pem")
-        );
+        assert_eq!(config.server.cert, Path::new("/etc/bindgate/certs/server.pem"));
         assert_eq!(config.token.leeway, Duration::from_secs(30));
         assert_eq!(config.token.algorithms, Algorithm::DEFAULT_ALLOWED);
         assert_eq!(config.token.typ, TypPolicy::Lenient);
@@ -617,10 +560,7 @@ mod tests {
     fn unknown_key_is_an_error_naming_file_and_key() {
         let text = MINIMAL.replace("listen = \"127.0.0.1:8443\"", "lisen = \"127.0.0.1:8443\"");
         let message = parse(&text).unwrap_err().to_string();
-        assert!(
-            message.starts_with("/etc/bindgate/gateway.toml:"),
-            "{message}"
-        );
+        assert!(message.starts_with("/etc/bindgate/gateway.toml:"), "{message}");
         assert!(message.contains("lisen"), "{message}");
     }
 
@@ -661,9 +601,7 @@ mod tests {
 
     #[test]
     fn claim_header_cannot_shadow_gateway_headers() {
-        let text = format!(
-            "{MINIMAL}\n[forward]\nclaim_headers = {{ \"x-forwarded-client-cert\" = \"sub\" }}\n"
-        );
+        let text = format!("{MINIMAL}\n[forward]\nclaim_headers = {{ \"x-forwarded-client-cert\" = \"sub\" }}\n");
         assert!(matches!(
             parse(&text).unwrap_err(),
             ConfigError::InvalidValue {

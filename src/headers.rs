@@ -72,11 +72,7 @@ pub struct ForwardContext<'a> {
 }
 
 /// Rewrites inbound request headers into the ones the upstream receives.
-pub fn rewrite_request(
-    headers: &mut HeaderMap,
-    ctx: &ForwardContext<'_>,
-    settings: &ForwardSettings,
-) {
+pub fn rewrite_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>, settings: &ForwardSettings) {
     strip_hop_by_hop(headers);
     for name in [
         &X_FORWARDED_CLIENT_CERT,
@@ -110,10 +106,7 @@ pub fn rewrite_request(
     }
     if let Some(claims) = ctx.claims {
         for (name, claim) in &settings.claim_headers {
-            if let Some(value) = claims
-                .render(claim)
-                .and_then(|v| HeaderValue::from_str(&v).ok())
-            {
+            if let Some(value) = claims.render(claim).and_then(|v| HeaderValue::from_str(&v).ok()) {
                 headers.insert(name.clone(), value);
             }
         }
@@ -167,8 +160,7 @@ mod tests {
 
     #[test]
     fn spoofed_identity_headers_are_replaced() {
-        let claims: Claims =
-            serde_json::from_str(r#"{"iss":"i","aud":"a","exp":1,"sub":"alice"}"#).unwrap();
+        let claims: Claims = serde_json::from_str(r#"{"iss":"i","aud":"a","exp":1,"sub":"alice"}"#).unwrap();
         let mut h = inbound(&[
             ("host", "api.example"),
             ("x-forwarded-client-cert", "Hash=evil"),
@@ -179,10 +171,7 @@ mod tests {
         ]);
         rewrite_request(&mut h, &ctx(Some(&claims)), &settings());
         assert!(h.get("x-forwarded-client-cert").is_none());
-        assert_eq!(
-            h.get_all("x-auth-subject").iter().collect::<Vec<_>>(),
-            vec!["alice"]
-        );
+        assert_eq!(h.get_all("x-auth-subject").iter().collect::<Vec<_>>(), vec!["alice"]);
         assert_eq!(h["x-forwarded-for"], "10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "api.example");

@@ -41,8 +41,7 @@ impl ClientIdentity {
     /// Reads the identity of the leaf certificate `der`, exactly as presented.
     pub fn from_der(der: &[u8]) -> Result<ClientIdentity, IdentityError> {
         let digest = Sha256::digest(der);
-        let (_, cert) =
-            X509Certificate::from_der(der).map_err(|e| IdentityError::NotX509(e.to_string()))?;
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| IdentityError::NotX509(e.to_string()))?;
         let subject = rfc4514(cert.subject());
         let mut uris = Vec::new();
         let mut dns = Vec::new();
@@ -82,9 +81,8 @@ fn render_xfcc(hash: &str, subject: &str, uris: &[String], dns: &[String]) -> He
     }
     // Names come from a certificate a CA signed, but a byte outside visible
     // ASCII would still make an invalid header: fall back to the hash alone.
-    HeaderValue::from_str(&out).unwrap_or_else(|_| {
-        HeaderValue::from_str(&format!("Hash={hash}")).unwrap_or(HeaderValue::from_static(""))
-    })
+    HeaderValue::from_str(&out)
+        .unwrap_or_else(|_| HeaderValue::from_str(&format!("Hash={hash}")).unwrap_or(HeaderValue::from_static("")))
 }
 
 fn xfcc_value(value: &str) -> String {
@@ -113,14 +111,10 @@ fn rfc4514(name: &X509Name<'_>) -> String {
                     .unwrap_or_else(|_| oid.to_id_string());
                 let value = match attr.as_str() {
                     Ok(s) => escape_rfc4514(s),
-                    Err(_) => attr
-                        .attr_value()
-                        .data
-                        .iter()
-                        .fold("#".to_string(), |mut s, b| {
-                            let _ = write!(s, "{b:02x}");
-                            s
-                        }),
+                    Err(_) => attr.attr_value().data.iter().fold("#".to_string(), |mut s, b| {
+                        let _ = write!(s, "{b:02x}");
+                        s
+                    }),
                 };
                 format!("{label}={value}")
             })
@@ -153,10 +147,7 @@ mod tests {
     #[test]
     fn thumbprint_is_unpadded_base64url_of_sha256() {
         // SHA-256("abc"), a published test vector.
-        assert_eq!(
-            x5t_s256(b"abc"),
-            "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"
-        );
+        assert_eq!(x5t_s256(b"abc"), "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0");
     }
 
     #[test]
@@ -167,12 +158,10 @@ mod tests {
         params
             .distinguished_name
             .push(rcgen::DnType::OrganizationName, "Acme, Inc");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "client-a");
         params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "client-a");
-        params.subject_alt_names.push(rcgen::SanType::URI(
-            "spiffe://example.org/ns/a".try_into().unwrap(),
-        ));
+            .subject_alt_names
+            .push(rcgen::SanType::URI("spiffe://example.org/ns/a".try_into().unwrap()));
         let cert = params.self_signed(&key).unwrap();
         let id = ClientIdentity::from_der(cert.der()).unwrap();
         assert_eq!(id.x5t_s256, x5t_s256(cert.der()));

@@ -17,9 +17,7 @@ pub enum RequestError {
     MissingHost,
     #[error("request has more than one Host header")]
     MultipleHosts,
-    #[error(
-        "request framing is ambiguous (Content-Length with Transfer-Encoding, or several Content-Length)"
-    )]
+    #[error("request framing is ambiguous (Content-Length with Transfer-Encoding, or several Content-Length)")]
     AmbiguousFraming,
     #[error("form body is larger than {limit} bytes")]
     FormTooLarge { limit: usize },
@@ -42,10 +40,7 @@ pub fn check_head<B>(req: &Request<B>) -> Result<String, RequestError> {
     let authority = match (req.version(), host, req.uri().authority()) {
         // h2 and h3 carry :authority; a Host header there is optional.
         (Version::HTTP_2 | Version::HTTP_3, _, Some(authority)) => authority.as_str().to_string(),
-        (_, Some(host), _) => host
-            .to_str()
-            .map_err(|_| RequestError::MissingHost)?
-            .to_string(),
+        (_, Some(host), _) => host.to_str().map_err(|_| RequestError::MissingHost)?.to_string(),
         _ => return Err(RequestError::MissingHost),
     };
     if authority.is_empty() {
@@ -61,19 +56,12 @@ pub fn is_form<B>(req: &Request<B>) -> bool {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|media| {
-            media
-                .trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
 }
 
 /// Buffers a form body (bounded) and fails if it carries `access_token`;
 /// anything else streams through untouched.
-pub async fn screen_form(
-    req: Request<Incoming>,
-    limit: usize,
-) -> Result<Request<Body>, FormScreenError> {
+pub async fn screen_form(req: Request<Incoming>, limit: usize) -> Result<Request<Body>, FormScreenError> {
     if !is_form(&req) {
         return Ok(req.map(body::stream));
     }
@@ -134,29 +122,15 @@ mod tests {
         let both = request(
             Version::HTTP_11,
             "/",
-            &[
-                ("host", "a"),
-                ("content-length", "3"),
-                ("transfer-encoding", "chunked"),
-            ],
+            &[("host", "a"), ("content-length", "3"), ("transfer-encoding", "chunked")],
         );
-        assert!(matches!(
-            check_head(&both),
-            Err(RequestError::AmbiguousFraming)
-        ));
+        assert!(matches!(check_head(&both), Err(RequestError::AmbiguousFraming)));
         let dup = request(
             Version::HTTP_11,
             "/",
-            &[
-                ("host", "a"),
-                ("content-length", "3"),
-                ("content-length", "3"),
-            ],
+            &[("host", "a"), ("content-length", "3"), ("content-length", "3")],
         );
-        assert!(matches!(
-            check_head(&dup),
-            Err(RequestError::AmbiguousFraming)
-        ));
+        assert!(matches!(check_head(&dup), Err(RequestError::AmbiguousFraming)));
     }
 
     #[test]
@@ -164,10 +138,7 @@ mod tests {
         let req = request(
             Version::HTTP_11,
             "/",
-            &[(
-                "content-type",
-                "Application/X-WWW-Form-Urlencoded; charset=utf-8",
-            )],
+            &[("content-type", "Application/X-WWW-Form-Urlencoded; charset=utf-8")],
         );
         assert!(is_form(&req));
         assert!(!is_form(&request(

@@ -10,6 +10,7 @@ pub mod binding;
 pub mod body;
 pub mod config;
 pub mod dev;
+pub mod framing;
 pub mod headers;
 pub mod identity;
 pub mod inbound;
@@ -45,9 +46,7 @@ pub struct Prepared {
 pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
     let tls = tls::server_config(&config)?;
     let keys = Arc::new(match &config.token.jwks {
-        JwksSource::File(path) => {
-            KeySet::from_file(path).map_err(|e| config.unusable("token.jwks", path, e))?
-        }
+        JwksSource::File(path) => KeySet::from_file(path).map_err(|e| config.unusable("token.jwks", path, e))?,
     });
     let upstream = Upstream::new(&config)?;
     let gateway = Arc::new(Gateway {

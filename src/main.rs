@@ -113,11 +113,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Command::Demo {
-            config,
-            certs,
-            once,
-        } => demo(&config, &certs, once),
+        Command::Demo { config, certs, once } => demo(&config, &certs, once),
     }
 }
 
@@ -166,10 +162,7 @@ fn dev_certs(out: &std::path::Path, force: bool) -> ExitCode {
 }
 
 fn demo(config: &std::path::Path, certs: &std::path::Path, once: bool) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(format_args!("cannot start the runtime: {e}")),
     };
@@ -198,11 +191,7 @@ fn check(path: PathBuf) -> ExitCode {
         .kids()
         .map(|k| k.unwrap_or("(no kid)").to_string())
         .collect();
-    println!(
-        "  keys         {} ({})",
-        prepared.keys.len(),
-        kids.join(", ")
-    );
+    println!("  keys         {} ({})", prepared.keys.len(), kids.join(", "));
     let algs: Vec<&str> = c.token.algorithms.iter().map(|a| a.name()).collect();
     println!("  algorithms   {}", algs.join(", "));
     ExitCode::SUCCESS
@@ -213,10 +202,7 @@ fn run(path: PathBuf) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("bindgate: cannot start the runtime: {e}");
@@ -249,10 +235,7 @@ async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
             let _ = tokio::signal::ctrl_c().await;
             return;
         };

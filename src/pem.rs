@@ -23,15 +23,9 @@ fn classify(e: pem::Error, missing: PemError) -> PemError {
     match e {
         pem::Error::Io(io) => PemError::Unreadable(io),
         pem::Error::NoItemsFound => missing,
-        pem::Error::Base64Decode(_) => {
-            PemError::Malformed("a section is not valid base64".to_string())
-        }
-        pem::Error::MissingSectionEnd { .. } => {
-            PemError::Malformed("a section has no END line".to_string())
-        }
-        pem::Error::IllegalSectionStart { .. } => {
-            PemError::Malformed("a BEGIN line is malformed".to_string())
-        }
+        pem::Error::Base64Decode(_) => PemError::Malformed("a section is not valid base64".to_string()),
+        pem::Error::MissingSectionEnd { .. } => PemError::Malformed("a section has no END line".to_string()),
+        pem::Error::IllegalSectionStart { .. } => PemError::Malformed("a BEGIN line is malformed".to_string()),
         other => PemError::Malformed(other.to_string()),
     }
 }

@@ -13,9 +13,10 @@ use hyper::body::Incoming;
 use crate::binding::{self, Proofs};
 use crate::body::{self, Body};
 use crate::config::{ForwardSettings, Limits};
+use crate::framing::{Framing, FramingLog};
 use crate::headers::{self, ForwardContext};
 use crate::identity::ClientIdentity;
-use crate::inbound::{self, FormScreenError};
+use crate::inbound::{self, FormScreenError, RequestError};
 use crate::reject::Rejection;
 use crate::token::TokenValidator;
 use crate::token::extract::{self, CredentialError};
@@ -37,6 +38,8 @@ pub struct Connection {
     /// The client certificate's identity, if one was presented.
     pub identity: Option<ClientIdentity>,
     pub resumed: bool,
+    /// Framing verdicts of an HTTP/1 connection, one per request.
+    pub framing: Option<Arc<FramingLog>>,
 }
 
 /// Serves one request; never fails, since every error becomes a response.
@@ -54,7 +57,16 @@ pub async fn handle(
         Ok(response) => (response, "forwarded"),
         Err(rejection) => {
             let reason = rejection.verdict().reason;
-            (rejection.to_response(&gateway.realm), reason)
+            let mut response = rejection.to_response(&gateway.realm);
+            if matches!(rejection, Rejection::Request(RequestError::AmbiguousFraming))
+                && version < http::Version::HTTP_2
+            {
+                // RFC 9112 section 6.1: close after answering a message with ambiguous framing.
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
+            (response, reason)
         }
     };
     let identity = conn.identity.as_ref();
@@ -79,6 +91,10 @@ async fn authorize_and_forward(
     conn: &Connection,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Rejection> {
+    // Taken first and unconditionally: verdicts pair with requests by order.
+    if conn.framing.as_ref().and_then(|log| log.next()) == Some(Framing::Ambiguous) {
+        return Err(RequestError::AmbiguousFraming.into());
+    }
     let authority = inbound::check_head(&req)?;
     let token = extract::bearer_token(req.headers(), req.uri())?;
     let verified = gateway.validator.validate(token)?;
@@ -101,10 +117,7 @@ async fn authorize_and_forward(
         claims: Some(&verified.claims),
     };
     headers::rewrite_request(&mut parts.headers, &context, &gateway.forward);
-    let response = gateway
-        .upstream
-        .send(Request::from_parts(parts, body))
-        .await?;
+    let response = gateway.upstream.send(Request::from_parts(parts, body)).await?;
 
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);

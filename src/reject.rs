@@ -49,12 +49,7 @@ pub struct Verdict {
     pub reason: &'static str,
 }
 
-const fn verdict(
-    status: StatusCode,
-    challenge: Challenge,
-    error: &'static str,
-    reason: &'static str,
-) -> Verdict {
+const fn verdict(status: StatusCode, challenge: Challenge, error: &'static str, reason: &'static str) -> Verdict {
     Verdict {
         status,
         challenge,
@@ -67,12 +62,7 @@ const BAD_REQUEST: StatusCode = StatusCode::BAD_REQUEST;
 const UNAUTHORIZED: StatusCode = StatusCode::UNAUTHORIZED;
 
 fn invalid_token(reason: &'static str) -> Verdict {
-    verdict(
-        UNAUTHORIZED,
-        Challenge::InvalidToken,
-        "invalid_token",
-        reason,
-    )
+    verdict(UNAUTHORIZED, Challenge::InvalidToken, "invalid_token", reason)
 }
 
 impl Rejection {
@@ -82,32 +72,17 @@ impl Rejection {
         use Challenge::{Bare, InvalidRequest, None};
         match self {
             Rejection::Request(e) => match e {
-                RequestError::MissingHost => {
-                    verdict(BAD_REQUEST, None, "invalid_request", "host_missing")
+                RequestError::MissingHost => verdict(BAD_REQUEST, None, "invalid_request", "host_missing"),
+                RequestError::MultipleHosts => verdict(BAD_REQUEST, None, "invalid_request", "host_duplicate"),
+                RequestError::AmbiguousFraming => verdict(BAD_REQUEST, None, "invalid_request", "ambiguous_framing"),
+                RequestError::FormTooLarge { .. } => {
+                    verdict(StatusCode::PAYLOAD_TOO_LARGE, None, "invalid_request", "form_too_large")
                 }
-                RequestError::MultipleHosts => {
-                    verdict(BAD_REQUEST, None, "invalid_request", "host_duplicate")
-                }
-                RequestError::AmbiguousFraming => {
-                    verdict(BAD_REQUEST, None, "invalid_request", "ambiguous_framing")
-                }
-                RequestError::FormTooLarge { .. } => verdict(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    None,
-                    "invalid_request",
-                    "form_too_large",
-                ),
-                RequestError::BodyUnreadable(_) => {
-                    verdict(BAD_REQUEST, None, "invalid_request", "body_unreadable")
-                }
+                RequestError::BodyUnreadable(_) => verdict(BAD_REQUEST, None, "invalid_request", "body_unreadable"),
             },
             Rejection::Credential(e) => match e {
-                CredentialError::Missing => {
-                    verdict(UNAUTHORIZED, Bare, "unauthorized", "token_missing")
-                }
-                CredentialError::UnsupportedScheme => {
-                    verdict(UNAUTHORIZED, Bare, "unauthorized", "scheme_unsupported")
-                }
+                CredentialError::Missing => verdict(UNAUTHORIZED, Bare, "unauthorized", "token_missing"),
+                CredentialError::UnsupportedScheme => verdict(UNAUTHORIZED, Bare, "unauthorized", "scheme_unsupported"),
                 CredentialError::MultipleAuthorization => verdict(
                     BAD_REQUEST,
                     InvalidRequest,
@@ -120,18 +95,12 @@ impl Rejection {
                     "invalid_request",
                     "authorization_malformed",
                 ),
-                CredentialError::TokenInQuery => verdict(
-                    BAD_REQUEST,
-                    InvalidRequest,
-                    "invalid_request",
-                    "token_in_query",
-                ),
-                CredentialError::TokenInForm => verdict(
-                    BAD_REQUEST,
-                    InvalidRequest,
-                    "invalid_request",
-                    "token_in_form",
-                ),
+                CredentialError::TokenInQuery => {
+                    verdict(BAD_REQUEST, InvalidRequest, "invalid_request", "token_in_query")
+                }
+                CredentialError::TokenInForm => {
+                    verdict(BAD_REQUEST, InvalidRequest, "invalid_request", "token_in_form")
+                }
             },
             Rejection::Token(e) => invalid_token(match e {
                 TokenError::TooLarge { .. } => "token_too_large",
@@ -158,18 +127,12 @@ impl Rejection {
                 BindingError::DpopUnsupported => "dpop_unsupported",
             }),
             Rejection::Upstream(e) => match e {
-                UpstreamError::Unavailable(_) => verdict(
-                    StatusCode::BAD_GATEWAY,
-                    None,
-                    "bad_gateway",
-                    "upstream_unavailable",
-                ),
-                UpstreamError::Timeout => verdict(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    None,
-                    "gateway_timeout",
-                    "upstream_timeout",
-                ),
+                UpstreamError::Unavailable(_) => {
+                    verdict(StatusCode::BAD_GATEWAY, None, "bad_gateway", "upstream_unavailable")
+                }
+                UpstreamError::Timeout => {
+                    verdict(StatusCode::GATEWAY_TIMEOUT, None, "gateway_timeout", "upstream_timeout")
+                }
             },
         }
     }
@@ -241,9 +204,7 @@ mod tests {
         let (status, header) = challenge(TokenError::AlgorithmNotAllowed("none".into()).into());
         assert_eq!(status, UNAUTHORIZED);
         let header = header.unwrap();
-        assert!(header.starts_with(
-            "Bearer realm=\"bindgate\", error=\"invalid_token\", error_description=\""
-        ));
+        assert!(header.starts_with("Bearer realm=\"bindgate\", error=\"invalid_token\", error_description=\""));
         assert!(!header.contains("\"none\""), "{header}");
     }
 

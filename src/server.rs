@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Limits;
+use crate::framing::{FramingLog, FramingScanner, GuardedIo};
 use crate::identity::ClientIdentity;
 use crate::proxy::{self, Connection, Gateway};
 
@@ -60,6 +61,7 @@ pub async fn serve(
             gateway: gateway.clone(),
             http: http.clone(),
             handshake_timeout: limits.handshake_timeout,
+            max_header_bytes: limits.max_header_bytes,
         };
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -99,22 +101,22 @@ struct ConnectionTask {
     gateway: Arc<Gateway>,
     http: Arc<auto::Builder<TokioExecutor>>,
     handshake_timeout: Duration,
+    max_header_bytes: usize,
 }
 
 impl ConnectionTask {
     async fn run(self, tcp: TcpStream, peer: std::net::SocketAddr, watcher: Watcher) {
-        let tls =
-            match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::info!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
+        let tls = match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::info!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
         let session = tls.get_ref().1;
         let identity = match session.peer_certificates().and_then(|chain| chain.first()) {
             None => None,
@@ -126,18 +128,21 @@ impl ConnectionTask {
                 }
             },
         };
+        let is_h2 = session.alpn_protocol() == Some(b"h2");
+        let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        // h2 frames its own messages; only HTTP/1 needs the framing guard.
+        let framing = (!is_h2).then(|| Arc::new(FramingLog::default()));
+        let scanner = FramingScanner::new(self.max_header_bytes, framing.clone().unwrap_or_default());
+        let io = GuardedIo::new(tls, if is_h2 { scanner.disabled() } else { scanner });
         let conn = Arc::new(Connection {
             peer,
             identity,
-            resumed: session.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+            resumed,
+            framing,
         });
         let gateway = self.gateway;
         let service = service_fn(move |req| proxy::handle(gateway.clone(), conn.clone(), req));
-        let served = watcher.watch(
-            self.http
-                .serve_connection(TokioIo::new(tls), service)
-                .into_owned(),
-        );
+        let served = watcher.watch(self.http.serve_connection(TokioIo::new(io), service).into_owned());
         if let Err(e) = served.await {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }

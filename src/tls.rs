@@ -8,9 +8,7 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
-use rustls::{
-    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
-};
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::{ClientAuth, Config, ConfigError};
@@ -28,58 +26,37 @@ pub fn server_config(config: &Config) -> Result<Arc<ServerConfig>, ConfigError> 
     let server = &config.server;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = client_verifier(config, provider.clone())?;
-    let chain = pem::certificates(&server.cert)
-        .map_err(|e| config.unusable("server.cert", &server.cert, e))?;
-    let key =
-        pem::private_key(&server.key).map_err(|e| config.unusable("server.key", &server.key, e))?;
+    let chain = pem::certificates(&server.cert).map_err(|e| config.unusable("server.cert", &server.cert, e))?;
+    let key = pem::private_key(&server.key).map_err(|e| config.unusable("server.key", &server.key, e))?;
     let mut tls = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| config.unusable("server.cert", &server.cert, e))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
-        .map_err(|e| {
-            config.unusable(
-                "server.key",
-                &server.key,
-                format!("does not fit server.cert: {e}"),
-            )
-        })?;
+        .map_err(|e| config.unusable("server.key", &server.key, format!("does not fit server.cert: {e}")))?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     tls.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
-    tls.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| {
-        config.unusable(
-            "server.cert",
-            &server.cert,
-            format!("cannot create a ticket key: {e}"),
-        )
-    })?;
+    tls.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
+        .map_err(|e| config.unusable("server.cert", &server.cert, format!("cannot create a ticket key: {e}")))?;
     // 0-RTT data could be replayed; never accept it.
     tls.max_early_data_size = 0;
     Ok(Arc::new(tls))
 }
 
-fn client_verifier(
-    config: &Config,
-    provider: Arc<CryptoProvider>,
-) -> Result<Arc<dyn ClientCertVerifier>, ConfigError> {
+fn client_verifier(config: &Config, provider: Arc<CryptoProvider>) -> Result<Arc<dyn ClientCertVerifier>, ConfigError> {
     let server = &config.server;
     let roots = match &server.client_ca {
         Some(path) => Some(Arc::new(client_roots(config, path)?)),
         None => None,
     };
-    let webpki = |roots: Arc<RootCertStore>| {
-        WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
-    };
+    let webpki = |roots: Arc<RootCertStore>| WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
     let bad_ca = |e: rustls::server::VerifierBuilderError| {
         let path = server.client_ca.clone().unwrap_or_default();
         config.unusable("server.client_ca", &path, e)
     };
     match (server.client_auth, roots) {
         (ClientAuth::Required, Some(roots)) => webpki(roots).build().map_err(bad_ca),
-        (ClientAuth::Optional, Some(roots)) => webpki(roots)
-            .allow_unauthenticated()
-            .build()
-            .map_err(bad_ca),
+        (ClientAuth::Optional, Some(roots)) => webpki(roots).allow_unauthenticated().build().map_err(bad_ca),
         (ClientAuth::Any, _) => Ok(Arc::new(AnyCertificate {
             schemes: provider.signature_verification_algorithms,
         })),
@@ -92,17 +69,12 @@ fn client_verifier(
 }
 
 fn client_roots(config: &Config, path: &std::path::Path) -> Result<RootCertStore, ConfigError> {
-    let certs =
-        pem::certificates(path).map_err(|e| config.unusable("server.client_ca", path, e))?;
+    let certs = pem::certificates(path).map_err(|e| config.unusable("server.client_ca", path, e))?;
     let mut roots = RootCertStore::empty();
     for cert in certs {
-        roots.add(cert).map_err(|e| {
-            config.unusable(
-                "server.client_ca",
-                path,
-                format!("not a usable CA certificate: {e}"),
-            )
-        })?;
+        roots
+            .add(cert)
+            .map_err(|e| config.unusable("server.client_ca", path, format!("not a usable CA certificate: {e}")))?;
     }
     Ok(roots)
 }
@@ -136,9 +108,8 @@ impl ClientCertVerifier for AnyCertificate {
     ) -> Result<ClientCertVerified, rustls::Error> {
         // Chain and validity dates are deliberately ignored (the token binding is the check),
         // but the certificate must at least be X.509 so its thumbprint means something.
-        X509Certificate::from_der(end_entity.as_ref()).map_err(|_| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
-        })?;
+        X509Certificate::from_der(end_entity.as_ref())
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
         Ok(ClientCertVerified::assertion())
     }
 

@@ -70,10 +70,7 @@ impl Upstream {
 
     /// The upstream URI for an inbound request target.
     pub fn target(&self, inbound: &Uri) -> Uri {
-        let path_and_query = inbound
-            .path_and_query()
-            .map(PathAndQuery::as_str)
-            .unwrap_or("/");
+        let path_and_query = inbound.path_and_query().map(PathAndQuery::as_str).unwrap_or("/");
         let joined = format!("{}{}", self.base_path, path_and_query);
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(self.scheme.clone());
@@ -96,23 +93,15 @@ impl Upstream {
     }
 }
 
-fn client_tls(
-    config: &Config,
-    settings: &UpstreamSettings,
-) -> Result<rustls::ClientConfig, ConfigError> {
+fn client_tls(config: &Config, settings: &UpstreamSettings) -> Result<rustls::ClientConfig, ConfigError> {
     let mut roots = rustls::RootCertStore::empty();
     match &settings.ca {
         Some(path) => {
-            let certs =
-                pem::certificates(path).map_err(|e| config.unusable("upstream.ca", path, e))?;
+            let certs = pem::certificates(path).map_err(|e| config.unusable("upstream.ca", path, e))?;
             for cert in certs {
-                roots.add(cert).map_err(|e| {
-                    config.unusable(
-                        "upstream.ca",
-                        path,
-                        format!("not a usable CA certificate: {e}"),
-                    )
-                })?;
+                roots
+                    .add(cert)
+                    .map_err(|e| config.unusable("upstream.ca", path, format!("not a usable CA certificate: {e}")))?;
             }
         }
         None => {
@@ -133,10 +122,9 @@ fn client_tls(
     let tls = match &settings.client_cert {
         None => builder.with_no_client_auth(),
         Some((cert_path, key_path)) => {
-            let chain = pem::certificates(cert_path)
-                .map_err(|e| config.unusable("upstream.client_cert", cert_path, e))?;
-            let key = pem::private_key(key_path)
-                .map_err(|e| config.unusable("upstream.client_key", key_path, e))?;
+            let chain =
+                pem::certificates(cert_path).map_err(|e| config.unusable("upstream.client_cert", cert_path, e))?;
+            let key = pem::private_key(key_path).map_err(|e| config.unusable("upstream.client_key", key_path, e))?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| config.unusable("upstream.client_key", key_path, e))?

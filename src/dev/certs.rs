@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
@@ -85,9 +85,7 @@ pub fn write(out: &Path, force: bool) -> Result<Vec<PathBuf>, DevCertsError> {
     for name in ["client-a", "client-b"] {
         let key = KeyPair::generate()?;
         let mut p = params(&[], name)?;
-        p.subject_alt_names = vec![SanType::URI(
-            format!("spiffe://bindgate.dev/{name}").try_into()?,
-        )];
+        p.subject_alt_names = vec![SanType::URI(format!("spiffe://bindgate.dev/{name}").try_into()?)];
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let cert = p.signed_by(&key, &ca)?;
         put(&format!("{name}.pem"), cert.pem())?;
@@ -103,8 +101,7 @@ pub fn write(out: &Path, force: bool) -> Result<Vec<PathBuf>, DevCertsError> {
 fn params(sans: &[&str], common_name: &str) -> Result<CertificateParams, rcgen::Error> {
     let mut p = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
     p.distinguished_name = DistinguishedName::new();
-    p.distinguished_name
-        .push(DnType::OrganizationName, "bindgate dev");
+    p.distinguished_name.push(DnType::OrganizationName, "bindgate dev");
     p.distinguished_name.push(DnType::CommonName, common_name);
     let now = OffsetDateTime::now_utc();
     p.not_before = now - Duration::days(1);

@@ -47,10 +47,7 @@ pub async fn run(config_path: &Path, certs: &Path, keep_running: bool) -> Result
     let issuer_key = certs.join("issuer-key.pem");
     let JwksSource::File(jwks_path) = &config.token.jwks;
     let jwks_path = jwks_path.clone();
-    let (iss, aud) = (
-        config.token.issuer.clone(),
-        config.token.audience[0].clone(),
-    );
+    let (iss, aud) = (config.token.issuer.clone(), config.token.audience[0].clone());
     let prepared = crate::prepare(config).map_err(setup)?;
     let listen = prepared.config.server.listen;
     let gateway_listener = TcpListener::bind(listen).await.map_err(|e| {
@@ -89,10 +86,7 @@ pub async fn run(config_path: &Path, certs: &Path, keep_running: bool) -> Result
     let (status, _, body) = client_a.get(gateway_addr, "/hello", Some(&token)).await?;
     println!("   -> {status}");
     println!("   upstream saw: {body}");
-    expect(
-        status == StatusCode::OK,
-        "client-a with its own token should get 200",
-    )?;
+    expect(status == StatusCode::OK, "client-a with its own token should get 200")?;
 
     println!("2. client-b replays client-a's token with its own certificate");
     let (status, challenge, body) = client_b.get(gateway_addr, "/hello", Some(&token)).await?;
@@ -107,10 +101,7 @@ pub async fn run(config_path: &Path, certs: &Path, keep_running: bool) -> Result
     println!("3. client-a calls without a token");
     let (status, challenge, _) = client_a.get(gateway_addr, "/hello", None).await?;
     println!("   -> {status}   WWW-Authenticate: {challenge}");
-    expect(
-        status == StatusCode::UNAUTHORIZED,
-        "no token should get 401",
-    )?;
+    expect(status == StatusCode::UNAUTHORIZED, "no token should get 401")?;
 
     let c = certs.display();
     println!();
@@ -165,9 +156,7 @@ async fn echo_upstream(listener: TcpListener) {
                     "x-forwarded-client-cert": header("x-forwarded-client-cert"),
                     "x-auth-subject": header("x-auth-subject"),
                 });
-                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
-                    seen.to_string(),
-                ))))
+                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(seen.to_string()))))
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service)
@@ -190,10 +179,8 @@ impl DemoClient {
         }
         let cert_path = certs.join(format!("{name}.pem"));
         let key_path = certs.join(format!("{name}-key.pem"));
-        let chain = pem::certificates(&cert_path)
-            .map_err(|e| setup(format!("{}: {e}", cert_path.display())))?;
-        let key = pem::private_key(&key_path)
-            .map_err(|e| setup(format!("{}: {e}", key_path.display())))?;
+        let chain = pem::certificates(&cert_path).map_err(|e| setup(format!("{}: {e}", cert_path.display())))?;
+        let key = pem::private_key(&key_path).map_err(|e| setup(format!("{}: {e}", key_path.display())))?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -232,16 +219,7 @@ impl DemoClient {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-")
             .to_string();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(setup)?
-            .to_bytes();
-        Ok((
-            status,
-            challenge,
-            String::from_utf8_lossy(&body).into_owned(),
-        ))
+        let body = response.into_body().collect().await.map_err(setup)?.to_bytes();
+        Ok((status, challenge, String::from_utf8_lossy(&body).into_owned()))
     }
 }

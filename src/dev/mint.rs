@@ -58,9 +58,7 @@ pub fn mint(req: &MintRequest<'_>) -> Result<String, MintError> {
     let (_, kid) = super::certs::ec_p256_jwk(&key_pair);
     let signing_key = EncodingKey::from_ec_der(&key_pair.serialize_der());
 
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let mut claims = serde_json::json!({
         "iss": req.iss,
         "sub": req.sub,

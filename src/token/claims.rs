@@ -153,14 +153,8 @@ mod tests {
 
     #[test]
     fn duplicate_claims_are_refused_not_last_wins() {
-        assert!(
-            parse(r#"{"iss":"i","aud":"a","exp":1,"cnf":{"x5t#S256":"A"},"cnf":{"x5t#S256":"B"}}"#)
-                .is_err()
-        );
-        assert!(
-            parse(r#"{"iss":"i","aud":"a","exp":1,"cnf":{"x5t#S256":"A","x5t#S256":"B"}}"#)
-                .is_err()
-        );
+        assert!(parse(r#"{"iss":"i","aud":"a","exp":1,"cnf":{"x5t#S256":"A"},"cnf":{"x5t#S256":"B"}}"#).is_err());
+        assert!(parse(r#"{"iss":"i","aud":"a","exp":1,"cnf":{"x5t#S256":"A","x5t#S256":"B"}}"#).is_err());
         assert!(parse(r#"{"iss":"i","iss":"j","aud":"a","exp":1}"#).is_err());
     }
 
@@ -182,8 +176,7 @@ mod tests {
 
     #[test]
     fn claims_render_for_headers() {
-        let c = parse(r#"{"iss":"i","sub":"alice","aud":"a","exp":1,"tenant":7,"client_id":"c1"}"#)
-            .unwrap();
+        let c = parse(r#"{"iss":"i","sub":"alice","aud":"a","exp":1,"tenant":7,"client_id":"c1"}"#).unwrap();
         assert_eq!(c.render("sub").as_deref(), Some("alice"));
         assert_eq!(c.render("tenant").as_deref(), Some("7"));
         assert_eq!(c.render("client_id").as_deref(), Some("c1"));

@@ -33,9 +33,7 @@ pub fn bearer_token<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<&'a str, Cr
     if values.next().is_some() {
         return Err(CredentialError::MultipleAuthorization);
     }
-    let value = value
-        .to_str()
-        .map_err(|_| CredentialError::MalformedAuthorization)?;
+    let value = value.to_str().map_err(|_| CredentialError::MalformedAuthorization)?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         if scheme.is_empty() || !scheme.bytes().all(is_token_char) {
@@ -103,9 +101,9 @@ fn is_token_char(b: u8) -> bool {
 fn is_b64token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
     !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
 }
 
 #[cfg(test)]
@@ -128,14 +126,8 @@ mod tests {
 
     #[test]
     fn bearer_scheme_is_case_insensitive() {
-        assert_eq!(
-            extract(&["Bearer abc.def.ghi"], "/"),
-            Ok("abc.def.ghi".into())
-        );
-        assert_eq!(
-            extract(&["bEaReR abc.def.ghi"], "/"),
-            Ok("abc.def.ghi".into())
-        );
+        assert_eq!(extract(&["Bearer abc.def.ghi"], "/"), Ok("abc.def.ghi".into()));
+        assert_eq!(extract(&["bEaReR abc.def.ghi"], "/"), Ok("abc.def.ghi".into()));
     }
 
     #[test]
@@ -145,10 +137,7 @@ mod tests {
             extract(&["Bearer a", "Bearer b"], "/"),
             Err(CredentialError::MultipleAuthorization)
         );
-        assert_eq!(
-            extract(&["Bearer"], "/"),
-            Err(CredentialError::MalformedAuthorization)
-        );
+        assert_eq!(extract(&["Bearer"], "/"), Err(CredentialError::MalformedAuthorization));
         assert_eq!(
             extract(&["Bearer a b"], "/"),
             Err(CredentialError::MalformedAuthorization)

@@ -15,11 +15,7 @@ pub enum JwksError {
     #[error("not a JWKS document: {0}")]
     NotJwks(String),
     #[error("key #{index} ({kid}): {reason}")]
-    UnusableKey {
-        index: usize,
-        kid: String,
-        reason: String,
-    },
+    UnusableKey { index: usize, kid: String, reason: String },
     #[error("holds no signature verification key")]
     NoKeys,
 }
@@ -93,8 +89,7 @@ impl KeySet {
         struct Document {
             keys: Vec<serde_json::Value>,
         }
-        let doc: Document =
-            serde_json::from_slice(bytes).map_err(|e| JwksError::NotJwks(e.to_string()))?;
+        let doc: Document = serde_json::from_slice(bytes).map_err(|e| JwksError::NotJwks(e.to_string()))?;
         let mut keys = Vec::with_capacity(doc.keys.len());
         for (index, value) in doc.keys.into_iter().enumerate() {
             if let Some(key) = parse_key(index, value)? {
@@ -122,11 +117,7 @@ impl KeySet {
 
     /// Picks the key for a token: by `kid`, or the only key when the token
     /// names none; then the key must suit the token's algorithm.
-    pub fn choose(
-        &self,
-        kid: Option<&str>,
-        alg: Algorithm,
-    ) -> Result<&VerificationKey, KeyChoiceError> {
+    pub fn choose(&self, kid: Option<&str>, alg: Algorithm) -> Result<&VerificationKey, KeyChoiceError> {
         let key = match kid {
             Some(kid) => self
                 .keys
@@ -186,9 +177,7 @@ fn parse_key(index: usize, value: serde_json::Value) -> Result<Option<Verificati
     };
     let pinned_alg = match jwk.common.key_algorithm {
         None => None,
-        Some(alg) => Some(
-            pinned_algorithm(alg).ok_or_else(|| unusable(format!("alg {alg:?} is not allowed")))?,
-        ),
+        Some(alg) => Some(pinned_algorithm(alg).ok_or_else(|| unusable(format!("alg {alg:?} is not allowed")))?),
     };
     let key = DecodingKey::from_jwk(&jwk).map_err(|e| unusable(e.to_string()))?;
     let key = VerificationKey {
@@ -222,15 +211,9 @@ mod tests {
 
     #[test]
     fn chooses_by_kid_and_checks_the_algorithm_fits() {
-        let set = KeySet::from_json(
-            format!(r#"{{"keys":[{},{}]}}"#, ec_key("a"), ec_key("b")).as_bytes(),
-        )
-        .unwrap();
+        let set = KeySet::from_json(format!(r#"{{"keys":[{},{}]}}"#, ec_key("a"), ec_key("b")).as_bytes()).unwrap();
         assert_eq!(
-            set.choose(Some("b"), Algorithm::ES256)
-                .unwrap()
-                .kid
-                .as_deref(),
+            set.choose(Some("b"), Algorithm::ES256).unwrap().kid.as_deref(),
             Some("b")
         );
         assert_eq!(
@@ -261,9 +244,7 @@ mod tests {
             KeySet::from_json(oct.as_bytes()),
             Err(JwksError::UnusableKey { .. })
         ));
-        let private = format!(
-            r#"{{"keys":[{{"kty":"EC","crv":"P-256","x":"{P256_X}","y":"{P256_Y}","d":"AAAA"}}]}}"#
-        );
+        let private = format!(r#"{{"keys":[{{"kty":"EC","crv":"P-256","x":"{P256_X}","y":"{P256_Y}","d":"AAAA"}}]}}"#);
         assert!(matches!(
             KeySet::from_json(private.as_bytes()),
             Err(JwksError::UnusableKey { .. })
@@ -272,28 +253,15 @@ mod tests {
 
     #[test]
     fn encryption_keys_are_skipped_and_empty_sets_refused() {
-        let enc = format!(
-            r#"{{"keys":[{{"kty":"EC","crv":"P-256","x":"{P256_X}","y":"{P256_Y}","use":"enc"}}]}}"#
-        );
-        assert!(matches!(
-            KeySet::from_json(enc.as_bytes()),
-            Err(JwksError::NoKeys)
-        ));
-        assert!(matches!(
-            KeySet::from_json(b"{\"keys\":[]}"),
-            Err(JwksError::NoKeys)
-        ));
-        assert!(matches!(
-            KeySet::from_json(b"[]"),
-            Err(JwksError::NotJwks(_))
-        ));
+        let enc = format!(r#"{{"keys":[{{"kty":"EC","crv":"P-256","x":"{P256_X}","y":"{P256_Y}","use":"enc"}}]}}"#);
+        assert!(matches!(KeySet::from_json(enc.as_bytes()), Err(JwksError::NoKeys)));
+        assert!(matches!(KeySet::from_json(b"{\"keys\":[]}"), Err(JwksError::NoKeys)));
+        assert!(matches!(KeySet::from_json(b"[]"), Err(JwksError::NotJwks(_))));
     }
 
     #[test]
     fn a_pinned_alg_restricts_the_key() {
-        let jwk = format!(
-            r#"{{"keys":[{{"kty":"EC","crv":"P-256","x":"{P256_X}","y":"{P256_Y}","alg":"ES256"}}]}}"#
-        );
+        let jwk = format!(r#"{{"keys":[{{"kty":"EC","crv":"P-256","x":"{P256_X}","y":"{P256_Y}","alg":"ES256"}}]}}"#);
         let set = KeySet::from_json(jwk.as_bytes()).unwrap();
         assert!(set.choose(None, Algorithm::ES256).is_ok());
         let mismatched = jwk.replace("\"alg\":\"ES256\"", "\"alg\":\"RS256\"");

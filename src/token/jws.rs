@@ -66,9 +66,7 @@ pub fn parse(token: &str) -> Result<CompactJws<'_>, JwsError> {
 
 /// Decodes one part; padding, the standard alphabet and non-canonical trailing bits are refused.
 pub fn decode_part(part: &str, which: &'static str) -> Result<Vec<u8>, JwsError> {
-    URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| JwsError::NotBase64Url(which))
+    URL_SAFE_NO_PAD.decode(part).map_err(|_| JwsError::NotBase64Url(which))
 }
 
 #[cfg(test)]
@@ -102,26 +100,14 @@ mod tests {
             parse(&format!("{h}.e30.sig.extra")).unwrap_err(),
             JwsError::NotThreeParts
         );
-        assert_eq!(
-            parse(&format!("{h}.e30.")).unwrap_err(),
-            JwsError::NotThreeParts
-        );
-        assert_eq!(
-            parse("eyJ=.e30.c2ln").unwrap_err(),
-            JwsError::NotBase64Url("header")
-        );
-        assert!(matches!(
-            parse("e30.e30.c2ln").unwrap_err(),
-            JwsError::HeaderNotJson(_)
-        ));
+        assert_eq!(parse(&format!("{h}.e30.")).unwrap_err(), JwsError::NotThreeParts);
+        assert_eq!(parse("eyJ=.e30.c2ln").unwrap_err(), JwsError::NotBase64Url("header"));
+        assert!(matches!(parse("e30.e30.c2ln").unwrap_err(), JwsError::HeaderNotJson(_)));
     }
 
     #[test]
     fn duplicate_header_parameters_are_refused() {
         let token = format!("{}.e30.c2ln", b64(r#"{"alg":"ES256","alg":"none"}"#));
-        assert!(matches!(
-            parse(&token).unwrap_err(),
-            JwsError::HeaderNotJson(_)
-        ));
+        assert!(matches!(parse(&token).unwrap_err(), JwsError::HeaderNotJson(_)));
     }
 }

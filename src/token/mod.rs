@@ -32,12 +32,8 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// The allow-list used when `token.algorithms` is not set.
-    pub const DEFAULT_ALLOWED: [Algorithm; 4] = [
-        Algorithm::ES256,
-        Algorithm::RS256,
-        Algorithm::PS256,
-        Algorithm::EdDSA,
-    ];
+    pub const DEFAULT_ALLOWED: [Algorithm; 4] =
+        [Algorithm::ES256, Algorithm::RS256, Algorithm::PS256, Algorithm::EdDSA];
 
     const ALL: [Algorithm; 9] = [
         Algorithm::ES256,

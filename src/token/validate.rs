@@ -81,14 +81,11 @@ impl TokenValidator {
             return Err(TokenError::UnsupportedCritical(crit));
         }
         self.check_typ(jws.header.typ.as_deref())?;
-        let key = self
-            .keys
-            .choose(jws.header.kid.as_deref(), alg)
-            .map_err(|e| match e {
-                KeyChoiceError::UnknownKid => TokenError::UnknownKid,
-                KeyChoiceError::AmbiguousWithoutKid => TokenError::KidRequired,
-                KeyChoiceError::AlgorithmMismatch => TokenError::KeyAlgorithmMismatch(alg),
-            })?;
+        let key = self.keys.choose(jws.header.kid.as_deref(), alg).map_err(|e| match e {
+            KeyChoiceError::UnknownKid => TokenError::UnknownKid,
+            KeyChoiceError::AmbiguousWithoutKid => TokenError::KidRequired,
+            KeyChoiceError::AlgorithmMismatch => TokenError::KeyAlgorithmMismatch(alg),
+        })?;
         let verified = jsonwebtoken::crypto::verify(
             jws.signature_b64,
             jws.signing_input.as_bytes(),
@@ -99,10 +96,9 @@ impl TokenValidator {
         if !verified {
             return Err(TokenError::BadSignature);
         }
-        let payload =
-            jws::decode_part(jws.payload_b64, "payload").map_err(TokenError::Malformed)?;
-        let claims: Claims = serde_json::from_slice(&payload)
-            .map_err(|e| TokenError::ClaimsMalformed(e.to_string()))?;
+        let payload = jws::decode_part(jws.payload_b64, "payload").map_err(TokenError::Malformed)?;
+        let claims: Claims =
+            serde_json::from_slice(&payload).map_err(|e| TokenError::ClaimsMalformed(e.to_string()))?;
         self.check_claims(&claims, now)?;
         Ok(VerifiedToken { claims, alg })
     }
@@ -118,18 +114,14 @@ impl TokenValidator {
         let is = |t: &str, want: &str| t.eq_ignore_ascii_case(want);
         let accepted = match (self.settings.typ, typ) {
             (TypPolicy::Lenient, None) => true,
-            (TypPolicy::Lenient, Some(t)) => {
-                is(t, "at+jwt") || is(t, "application/at+jwt") || is(t, "JWT")
-            }
+            (TypPolicy::Lenient, Some(t)) => is(t, "at+jwt") || is(t, "application/at+jwt") || is(t, "JWT"),
             (TypPolicy::RequireAtJwt, Some(t)) => is(t, "at+jwt") || is(t, "application/at+jwt"),
             (TypPolicy::RequireAtJwt, None) => false,
         };
         if accepted {
             Ok(())
         } else {
-            Err(TokenError::TypeRejected(
-                typ.map(|t| t.chars().take(64).collect()),
-            ))
+            Err(TokenError::TypeRejected(typ.map(|t| t.chars().take(64).collect())))
         }
     }
 

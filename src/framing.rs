@@ -1,0 +1,372 @@
+//! HTTP/1 framing guard.
+//!
+//! hyper resolves ambiguous framing on its own before the gateway sees a
+//! request: a `Content-Length` next to `Transfer-Encoding` is dropped, and
+//! repeated identical `Content-Length` headers are folded into one. Both are
+//! classic request-smuggling shapes, and the gateway answers them with 400
+//! instead (as Envoy does). To see them, this module watches the raw bytes
+//! of an HTTP/1 connection as hyper reads them, tracks message boundaries,
+//! and records one verdict per request head, in order. The service takes
+//! the verdicts in the same order, since HTTP/1 requests on a connection are
+//! served one at a time.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// How one request head framed its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Unambiguous,
+    /// `Content-Length` with `Transfer-Encoding`, or several `Content-Length`.
+    Ambiguous,
+}
+
+/// Verdicts of one connection, oldest first.
+#[derive(Debug, Default)]
+pub struct FramingLog {
+    verdicts: Mutex<VecDeque<Framing>>,
+}
+
+impl FramingLog {
+    /// The verdict for the next request served on this connection. `None`
+    /// means the scanner gave up on this connection, which only happens on
+    /// input hyper rejects as well (oversized or unparsable heads).
+    pub fn next(&self) -> Option<Framing> {
+        self.verdicts.lock().ok()?.pop_front()
+    }
+
+    fn push(&self, framing: Framing) {
+        if let Ok(mut verdicts) = self.verdicts.lock() {
+            verdicts.push_back(framing);
+        }
+    }
+}
+
+/// Most header lines a head may have; hyper's own default limit is 100.
+const MAX_HEADERS: usize = 128;
+
+#[derive(Debug)]
+enum State {
+    Head,
+    FixedBody(u64),
+    ChunkSize,
+    ChunkData(u64),
+    ChunkDataEnd,
+    Trailers,
+    /// Stopped following the byte stream; hyper rejects what caused it too.
+    GaveUp,
+}
+
+/// Follows HTTP/1 request framing over a byte stream, fed as it arrives.
+#[derive(Debug)]
+pub struct FramingScanner {
+    state: State,
+    /// The head (or chunk-size / trailer line) being accumulated.
+    pending: Vec<u8>,
+    max_head_bytes: usize,
+    log: Arc<FramingLog>,
+}
+
+impl FramingScanner {
+    pub fn new(max_head_bytes: usize, log: Arc<FramingLog>) -> FramingScanner {
+        FramingScanner {
+            state: State::Head,
+            pending: Vec::new(),
+            max_head_bytes,
+            log,
+        }
+    }
+
+    /// A scanner that ignores everything: for connections that are not HTTP/1.
+    pub fn disabled(mut self) -> FramingScanner {
+        self.state = State::GaveUp;
+        self
+    }
+
+    /// Consumes the next bytes read from the client.
+    pub fn feed(&mut self, mut input: &[u8]) {
+        while !input.is_empty() {
+            input = match self.state {
+                State::GaveUp => return,
+                State::Head => self.feed_head(input),
+                State::FixedBody(remaining) => {
+                    let take = remaining.min(input.len() as u64);
+                    let left = remaining - take;
+                    self.state = if left == 0 { State::Head } else { State::FixedBody(left) };
+                    &input[take as usize..]
+                }
+                State::ChunkSize => self.feed_line(input, Self::chunk_size_line),
+                State::ChunkData(remaining) => {
+                    let take = remaining.min(input.len() as u64);
+                    let left = remaining - take;
+                    self.state = if left == 0 {
+                        State::ChunkDataEnd
+                    } else {
+                        State::ChunkData(left)
+                    };
+                    &input[take as usize..]
+                }
+                State::ChunkDataEnd => self.feed_line(input, |s, line| {
+                    s.state = if line.is_empty() {
+                        State::ChunkSize
+                    } else {
+                        State::GaveUp
+                    };
+                }),
+                State::Trailers => self.feed_line(input, |s, line| {
+                    if line.is_empty() {
+                        s.state = State::Head;
+                    }
+                }),
+            };
+        }
+    }
+
+    fn feed_head<'a>(&mut self, mut input: &'a [u8]) -> &'a [u8] {
+        if self.pending.is_empty() {
+            // Empty lines before a request line are ignored (RFC 9112 section 2.2).
+            let skip = input.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+            input = &input[skip..];
+            if input.is_empty() {
+                return input;
+            }
+        }
+        let before = self.pending.len();
+        let take = input
+            .len()
+            .min(self.max_head_bytes + 1 - before.min(self.max_head_bytes));
+        self.pending.extend_from_slice(&input[..take]);
+        // Only a new line feed can complete a head, which keeps slow clients
+        // from making every byte a full re-parse.
+        if !input[..take].contains(&b'\n') {
+            if self.pending.len() > self.max_head_bytes {
+                self.give_up();
+            }
+            return &input[take..];
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&self.pending) {
+            Ok(httparse::Status::Complete(head_len)) => {
+                let (framing, next) = classify(request.headers);
+                self.log.push(framing);
+                self.state = next;
+                // Bytes of this read past the head belong to the body or the next request.
+                let consumed_here = head_len.saturating_sub(before);
+                self.pending.clear();
+                &input[consumed_here.min(input.len())..]
+            }
+            Ok(httparse::Status::Partial) if self.pending.len() <= self.max_head_bytes => &input[take..],
+            _ => {
+                self.give_up();
+                &[]
+            }
+        }
+    }
+
+    /// Accumulates one line (without its CRLF) and hands it to `on_line`.
+    fn feed_line<'a>(&mut self, input: &'a [u8], on_line: impl FnOnce(&mut Self, &[u8])) -> &'a [u8] {
+        match input.iter().position(|&b| b == b'\n') {
+            None => {
+                self.pending.extend_from_slice(input);
+                if self.pending.len() > self.max_head_bytes {
+                    self.give_up();
+                }
+                &[]
+            }
+            Some(newline) => {
+                self.pending.extend_from_slice(&input[..newline]);
+                let mut line = std::mem::take(&mut self.pending);
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                on_line(self, &line);
+                &input[newline + 1..]
+            }
+        }
+    }
+
+    fn chunk_size_line(&mut self, line: &[u8]) {
+        let size_part = line.split(|&b| b == b';').next().unwrap_or_default();
+        let size = std::str::from_utf8(size_part)
+            .ok()
+            .and_then(|s| u64::from_str_radix(s.trim_matches([' ', '\t']), 16).ok());
+        self.state = match size {
+            Some(0) => State::Trailers,
+            Some(n) => State::ChunkData(n),
+            None => State::GaveUp,
+        };
+    }
+
+    fn give_up(&mut self) {
+        self.state = State::GaveUp;
+        self.pending = Vec::new();
+    }
+}
+
+/// The verdict for a head, and how its body is framed.
+fn classify(headers: &[httparse::Header<'_>]) -> (Framing, State) {
+    let mut content_lengths = Vec::new();
+    let mut transfer_encoding = false;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            content_lengths.push(h.value);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
+        }
+    }
+    let framing = if content_lengths.len() > 1 || (transfer_encoding && !content_lengths.is_empty()) {
+        Framing::Ambiguous
+    } else {
+        Framing::Unambiguous
+    };
+    // Follow the bytes the way hyper will: Transfer-Encoding wins.
+    let next = if transfer_encoding {
+        State::ChunkSize
+    } else if let Some(value) = content_lengths.first() {
+        match std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            Some(0) => State::Head,
+            Some(n) => State::FixedBody(n),
+            None => State::GaveUp,
+        }
+    } else {
+        State::Head
+    };
+    (framing, next)
+}
+
+/// The client side of a connection, with every byte read shown to a [`FramingScanner`].
+pub struct GuardedIo<IO> {
+    inner: IO,
+    scanner: FramingScanner,
+}
+
+impl<IO> GuardedIo<IO> {
+    pub fn new(inner: IO, scanner: FramingScanner) -> GuardedIo<IO> {
+        GuardedIo { inner, scanner }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for GuardedIo<IO> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            this.scanner.feed(&buf.filled()[before..]);
+        }
+        result
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for GuardedIo<IO> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdicts(stream: &[u8], chunk: usize) -> Vec<Framing> {
+        let log = Arc::new(FramingLog::default());
+        let mut scanner = FramingScanner::new(8192, log.clone());
+        for piece in stream.chunks(chunk) {
+            scanner.feed(piece);
+        }
+        std::iter::from_fn(|| log.next()).collect()
+    }
+
+    fn all_chunkings(stream: &[u8]) -> Vec<Vec<Framing>> {
+        [1, 2, 3, 7, 64, stream.len().max(1)]
+            .iter()
+            .map(|&n| verdicts(stream, n))
+            .collect()
+    }
+
+    use Framing::{Ambiguous, Unambiguous};
+
+    #[test]
+    fn follows_fixed_and_chunked_bodies_across_pipelined_requests() {
+        let stream = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nX-Trailer: y\r\n\r\n\
+GET /c HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nz\
+GET /d HTTP/1.1\r\nHost: x\r\n\r\n";
+        for seen in all_chunkings(stream) {
+            assert_eq!(seen, vec![Unambiguous, Unambiguous, Ambiguous, Unambiguous]);
+        }
+    }
+
+    #[test]
+    fn content_length_with_transfer_encoding_is_ambiguous_in_either_order() {
+        let te_first =
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n";
+        let cl_first =
+            b"POST / HTTP/1.1\r\nHost: x\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n";
+        for stream in [&te_first[..], &cl_first[..]] {
+            for seen in all_chunkings(stream) {
+                assert_eq!(seen, vec![Ambiguous]);
+            }
+        }
+    }
+
+    #[test]
+    fn body_bytes_that_look_like_requests_are_not_heads() {
+        let smuggled = b"GET /evil HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut stream = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            smuggled.len()
+        )
+        .into_bytes();
+        stream.extend_from_slice(smuggled);
+        stream.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+        for seen in all_chunkings(&stream) {
+            assert_eq!(seen, vec![Unambiguous, Unambiguous]);
+        }
+    }
+
+    #[test]
+    fn gives_up_on_oversized_heads_and_h2_preface() {
+        let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        huge.extend(std::iter::repeat_n(b'a', 10_000));
+        assert!(verdicts(&huge, 100).is_empty());
+        assert!(verdicts(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 5).is_empty());
+    }
+
+    #[test]
+    fn leading_empty_lines_are_skipped() {
+        assert_eq!(
+            verdicts(b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", 1),
+            vec![Unambiguous]
+        );
+    }
+}
