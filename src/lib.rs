@@ -6,6 +6,7 @@
 //! tests can bind port 0 the same way.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod binding;
 pub mod body;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod framing;
 pub mod headers;
 pub mod identity;
 pub mod inbound;
+pub mod metrics;
 pub mod pem;
 pub mod proxy;
 pub mod reject;
@@ -55,6 +57,7 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
         upstream,
         forward: config.forward.clone(),
         limits: config.limits.clone(),
+        metrics: Arc::new(metrics::Metrics::default()),
     });
     Ok(Prepared {
         config,
@@ -64,7 +67,24 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
     })
 }
 
-/// Serves the gateway on `listener` until `shutdown` completes, then drains.
-pub async fn run(prepared: Prepared, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    server::serve(listener, prepared.tls, prepared.gateway, shutdown).await;
+/// The sockets the gateway serves on, bound by the caller (port 0 works).
+pub struct Listeners {
+    pub proxy: TcpListener,
+    pub admin: Option<TcpListener>,
+}
+
+/// Serves until `shutdown` completes, then stops accepting and drains.
+pub async fn run(prepared: Prepared, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let admin = listeners.admin.map(|listener| {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(admin::serve(listener, prepared.gateway.metrics.clone(), async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        }))
+    });
+    server::serve(listeners.proxy, prepared.tls, prepared.gateway, shutdown).await;
+    let _ = stop_tx.send(true);
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
 }

@@ -172,6 +172,20 @@ fn demo(config: &std::path::Path, certs: &std::path::Path, once: bool) -> ExitCo
     }
 }
 
+/// SIGHUP's default action would kill the gateway; until configuration
+/// reload lands it is acknowledged and otherwise ignored.
+#[cfg(unix)]
+fn ignore_sighup_until_reload_exists() {
+    use tokio::signal::unix::{SignalKind, signal};
+    if let Ok(mut hup) = signal(SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::warn!("SIGHUP: configuration reload is not supported yet; restart to apply changes");
+            }
+        });
+    }
+}
+
 fn check(path: PathBuf) -> ExitCode {
     let prepared = match load(&path) {
         Ok(p) => p,
@@ -210,30 +224,43 @@ fn run(path: PathBuf) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let listen = prepared.config.server.listen;
-        let listener = match tokio::net::TcpListener::bind(listen).await {
+        let listeners = match bind(&prepared.config).await {
             Ok(l) => l,
-            Err(e) => {
-                eprintln!("bindgate: cannot listen on {listen}: {e}");
+            Err(message) => {
+                eprintln!("bindgate: {message}");
                 return ExitCode::FAILURE;
             }
         };
-        match listener.local_addr() {
-            Ok(addr) => println!("listening on {addr} (proxy)"),
-            Err(e) => {
-                eprintln!("bindgate: cannot read the bound address: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-        bindgate::run(prepared, listener, shutdown_signal()).await;
+        bindgate::run(prepared, listeners, shutdown_signal()).await;
         ExitCode::SUCCESS
     })
+}
+
+/// Binds the proxy and admin sockets and prints the addresses actually bound.
+async fn bind(config: &Config) -> Result<bindgate::Listeners, String> {
+    async fn listen(addr: std::net::SocketAddr, what: &str) -> Result<tokio::net::TcpListener, String> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| format!("cannot read the bound address ({what}): {e}"))?;
+        println!("listening on {bound} ({what})");
+        Ok(listener)
+    }
+    let proxy = listen(config.server.listen, "proxy").await?;
+    let admin = match &config.admin {
+        Some(admin) => Some(listen(admin.listen, "admin").await?),
+        None => None,
+    };
+    Ok(bindgate::Listeners { proxy, admin })
 }
 
 /// Completes on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
+        ignore_sighup_until_reload_exists();
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
             let _ = tokio::signal::ctrl_c().await;

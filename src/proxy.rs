@@ -17,6 +17,7 @@ use crate::framing::{Framing, FramingLog};
 use crate::headers::{self, ForwardContext};
 use crate::identity::ClientIdentity;
 use crate::inbound::{self, FormScreenError, RequestError};
+use crate::metrics::Metrics;
 use crate::reject::Rejection;
 use crate::token::TokenValidator;
 use crate::token::extract::{self, CredentialError};
@@ -29,6 +30,7 @@ pub struct Gateway {
     pub upstream: Upstream,
     pub forward: ForwardSettings,
     pub limits: Limits,
+    pub metrics: Arc<Metrics>,
 }
 
 /// What is known about a TLS connection once its handshake is done.
@@ -69,6 +71,7 @@ pub async fn handle(
             (response, reason)
         }
     };
+    gateway.metrics.record_request(response.status().as_u16(), reason);
     let identity = conn.identity.as_ref();
     tracing::info!(
         target: "bindgate::access",

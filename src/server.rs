@@ -109,10 +109,12 @@ impl ConnectionTask {
         let tls = match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
+                self.gateway.metrics.record_handshake_failure();
                 tracing::info!(%peer, error = %e, "TLS handshake failed");
                 return;
             }
             Err(_) => {
+                self.gateway.metrics.record_handshake_failure();
                 tracing::info!(%peer, "TLS handshake timed out");
                 return;
             }
@@ -141,10 +143,13 @@ impl ConnectionTask {
             framing,
         });
         let gateway = self.gateway;
+        let metrics = gateway.metrics.clone();
+        metrics.connection_opened();
         let service = service_fn(move |req| proxy::handle(gateway.clone(), conn.clone(), req));
         let served = watcher.watch(self.http.serve_connection(TokioIo::new(io), service).into_owned());
         if let Err(e) = served.await {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
+        metrics.connection_closed();
     }
 }

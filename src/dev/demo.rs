@@ -57,7 +57,11 @@ pub async fn run(config_path: &Path, certs: &Path, keep_running: bool) -> Result
     })?;
     let gateway_addr = gateway_listener.local_addr().map_err(setup)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let gateway = tokio::spawn(crate::run(prepared, gateway_listener, async {
+    let listeners = crate::Listeners {
+        proxy: gateway_listener,
+        admin: None,
+    };
+    let gateway = tokio::spawn(crate::run(prepared, listeners, async {
         let _ = stop_rx.await;
     }));
 

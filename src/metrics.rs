@@ -1,0 +1,108 @@
+//! Counters for the admin listener's `/metrics`, in Prometheus text format.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Process-wide counters. Request outcomes are keyed by status and the
+/// stable reason label from `reject.rs` (or `forwarded`).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: RwLock<HashMap<(u16, &'static str), AtomicU64>>,
+    handshake_failures: AtomicU64,
+    connections_total: AtomicU64,
+    connections_open: AtomicI64,
+}
+
+impl Metrics {
+    pub fn record_request(&self, status: u16, reason: &'static str) {
+        if let Ok(map) = self.requests.read()
+            && let Some(counter) = map.get(&(status, reason))
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Ok(mut map) = self.requests.write() {
+            map.entry((status, reason)).or_default().fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn record_handshake_failure(&self) {
+        self.handshake_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_total.fetch_add(1, Ordering::Relaxed);
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(1024);
+        out.push_str("# HELP bindgate_requests_total Requests answered, by status and reason.\n");
+        out.push_str("# TYPE bindgate_requests_total counter\n");
+        if let Ok(map) = self.requests.read() {
+            let mut rows: Vec<_> = map.iter().map(|(k, v)| (*k, v.load(Ordering::Relaxed))).collect();
+            rows.sort();
+            for ((status, reason), count) in rows {
+                let _ = writeln!(
+                    out,
+                    "bindgate_requests_total{{status=\"{status}\",reason=\"{reason}\"}} {count}"
+                );
+            }
+        }
+        let counters = [
+            (
+                "bindgate_tls_handshake_failures_total",
+                "counter",
+                "TLS handshakes that failed or timed out.",
+                self.handshake_failures.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "bindgate_connections_total",
+                "counter",
+                "TLS connections established.",
+                self.connections_total.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "bindgate_connections_open",
+                "gauge",
+                "TLS connections currently open.",
+                self.connections_open.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, kind, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_by_status_and_reason() {
+        let m = Metrics::default();
+        m.record_request(200, "forwarded");
+        m.record_request(200, "forwarded");
+        m.record_request(401, "cnf_mismatch");
+        m.record_handshake_failure();
+        let text = m.render();
+        assert!(
+            text.contains("bindgate_requests_total{status=\"200\",reason=\"forwarded\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bindgate_requests_total{status=\"401\",reason=\"cnf_mismatch\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("bindgate_tls_handshake_failures_total 1\n"), "{text}");
+    }
+}
