@@ -152,3 +152,169 @@ fn now_seconds() -> f64 {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use jsonwebtoken::EncodingKey;
+
+    use super::*;
+
+    const NOW: f64 = 1_800_000_000.0;
+
+    struct Issuer {
+        key: rcgen::KeyPair,
+        validator: TokenValidator,
+    }
+
+    fn issuer(typ: TypPolicy) -> Issuer {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let (mut jwk, _) = crate::dev::certs::ec_p256_jwk(&key);
+        jwk["kid"] = "k1".into();
+        let keys = KeySet::from_json(serde_json::json!({ "keys": [jwk] }).to_string().as_bytes()).unwrap();
+        let settings = TokenSettings {
+            issuer: "https://issuer.example".into(),
+            audience: vec!["https://api.example".into()],
+            jwks: crate::config::JwksSource::File("unused".into()),
+            algorithms: Algorithm::DEFAULT_ALLOWED.to_vec(),
+            leeway: Duration::from_secs(30),
+            typ,
+            max_size: 16 * 1024,
+        };
+        Issuer {
+            key,
+            validator: TokenValidator::new(settings, Arc::new(keys)),
+        }
+    }
+
+    impl Issuer {
+        fn sign(&self, header: serde_json::Value, claims: serde_json::Value) -> String {
+            let input = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(header.to_string()),
+                URL_SAFE_NO_PAD.encode(claims.to_string())
+            );
+            let key = EncodingKey::from_ec_der(&self.key.serialize_der());
+            let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::ES256).unwrap();
+            format!("{input}.{sig}")
+        }
+
+        fn check(&self, header: serde_json::Value, claims: serde_json::Value) -> Result<VerifiedToken, TokenError> {
+            self.validator.validate_at(&self.sign(header, claims), NOW)
+        }
+    }
+
+    fn header() -> serde_json::Value {
+        serde_json::json!({"alg": "ES256", "kid": "k1", "typ": "at+jwt"})
+    }
+
+    fn claims() -> serde_json::Value {
+        serde_json::json!({"iss": "https://issuer.example", "aud": "https://api.example", "exp": NOW + 60.0})
+    }
+
+    fn with(mut base: serde_json::Value, key: &str, value: serde_json::Value) -> serde_json::Value {
+        base[key] = value;
+        base
+    }
+
+    #[test]
+    fn a_well_formed_token_is_accepted() {
+        let i = issuer(TypPolicy::Lenient);
+        assert!(i.check(header(), claims()).is_ok());
+        assert!(i.check(header(), with(claims(), "exp", (NOW + 0.5).into())).is_ok());
+    }
+
+    #[test]
+    fn exp_and_nbf_honour_the_leeway() {
+        let i = issuer(TypPolicy::Lenient);
+        assert!(i.check(header(), with(claims(), "exp", (NOW - 29.0).into())).is_ok());
+        assert!(matches!(
+            i.check(header(), with(claims(), "exp", (NOW - 30.0).into())),
+            Err(TokenError::Expired)
+        ));
+        assert!(i.check(header(), with(claims(), "nbf", (NOW + 29.0).into())).is_ok());
+        assert!(matches!(
+            i.check(header(), with(claims(), "nbf", (NOW + 31.0).into())),
+            Err(TokenError::NotYetValid)
+        ));
+    }
+
+    #[test]
+    fn header_rules_are_enforced_before_the_signature() {
+        let i = issuer(TypPolicy::Lenient);
+        let none = with(header(), "alg", "none".into());
+        assert!(matches!(
+            i.check(none, claims()),
+            Err(TokenError::AlgorithmNotAllowed(_))
+        ));
+        let crit = with(with(header(), "crit", serde_json::json!(["exp"])), "exp", 1.into());
+        assert!(matches!(
+            i.check(crit, claims()),
+            Err(TokenError::UnsupportedCritical(_))
+        ));
+        let dpop = with(header(), "typ", "dpop+jwt".into());
+        assert!(matches!(i.check(dpop, claims()), Err(TokenError::TypeRejected(_))));
+        let unknown = with(header(), "kid", "k2".into());
+        assert!(matches!(i.check(unknown, claims()), Err(TokenError::UnknownKid)));
+    }
+
+    #[test]
+    fn strict_typ_requires_at_jwt() {
+        let i = issuer(TypPolicy::RequireAtJwt);
+        assert!(i.check(header(), claims()).is_ok());
+        let jwt = with(header(), "typ", "JWT".into());
+        assert!(matches!(i.check(jwt, claims()), Err(TokenError::TypeRejected(_))));
+    }
+
+    #[test]
+    fn hmac_with_the_public_key_is_refused() {
+        let i = issuer(TypPolicy::Lenient);
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","kid":"k1"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(claims().to_string());
+        let input = format!("{header}.{payload}");
+        let secret = EncodingKey::from_secret(i.key.public_key_raw());
+        let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &secret, jsonwebtoken::Algorithm::HS256).unwrap();
+        let token = format!("{input}.{sig}");
+        assert!(matches!(
+            i.validator.validate_at(&token, NOW),
+            Err(TokenError::AlgorithmNotAllowed(_))
+        ));
+    }
+
+    #[test]
+    fn tampered_payload_fails_the_signature() {
+        let i = issuer(TypPolicy::Lenient);
+        let token = i.sign(header(), claims());
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let forged = URL_SAFE_NO_PAD.encode(with(claims(), "sub", "admin".into()).to_string());
+        parts[1] = &forged;
+        assert!(matches!(
+            i.validator.validate_at(&parts.join("."), NOW),
+            Err(TokenError::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn claims_of_the_wrong_type_are_malformed() {
+        let i = issuer(TypPolicy::Lenient);
+        let string_exp = with(claims(), "exp", "9999999999".into());
+        assert!(matches!(
+            i.check(header(), string_exp),
+            Err(TokenError::ClaimsMalformed(_))
+        ));
+    }
+
+    #[test]
+    fn issuer_and_audience_must_match() {
+        let i = issuer(TypPolicy::Lenient);
+        let iss = with(claims(), "iss", "https://evil.example".into());
+        assert!(matches!(i.check(header(), iss), Err(TokenError::WrongIssuer)));
+        let aud = with(claims(), "aud", serde_json::json!(["https://other.example"]));
+        assert!(matches!(i.check(header(), aud), Err(TokenError::WrongAudience)));
+        let many = with(claims(), "aud", serde_json::json!(["x", "https://api.example"]));
+        assert!(i.check(header(), many).is_ok());
+    }
+}
