@@ -14,10 +14,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use crate::body::{self, Body};
-use crate::metrics::Metrics;
+use crate::runtime::Live;
 
 /// Serves admin requests until `shutdown` completes.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
         let (tcp, _) = tokio::select! {
@@ -31,22 +31,22 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: impl 
                 }
             },
         };
-        let metrics = metrics.clone();
+        let live = live.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| respond(req, metrics.clone()));
+            let service = service_fn(move |req| respond(req, live.clone()));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
         });
     }
 }
 
-async fn respond(req: Request<Incoming>, metrics: Arc<Metrics>) -> Result<Response<Body>, Infallible> {
+async fn respond(req: Request<Incoming>, live: Arc<Live>) -> Result<Response<Body>, Infallible> {
     let (status, content_type, text) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         // The gateway only starts serving once config, certificates and keys
         // loaded; while this listener answers, the proxy listener is up too.
         (&Method::GET, "/readyz") => (StatusCode::OK, "text/plain", "ready\n".to_string()),
-        (&Method::GET, "/metrics") => (StatusCode::OK, "text/plain; version=0.0.4", metrics.render()),
+        (&Method::GET, "/metrics") => (StatusCode::OK, "text/plain; version=0.0.4", live.metrics.render()),
         (_, "/healthz" | "/readyz" | "/metrics") => (
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",

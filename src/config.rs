@@ -95,6 +95,7 @@ pub struct Config {
     pub forward: ForwardSettings,
     pub admin: Option<AdminSettings>,
     pub limits: Limits,
+    pub reload: ReloadSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +108,15 @@ pub struct ServerSettings {
     pub client_auth: ClientAuth,
     /// The `realm` of every `WWW-Authenticate` challenge.
     pub realm: String,
+    /// Certificate revocation lists (PEM or DER) for client certificates.
+    pub crls: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReloadSettings {
+    /// Poll the configuration and every file it names, reloading on change.
+    pub watch_files: bool,
+    pub poll_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -184,7 +194,24 @@ impl Config {
             forward: v.forward(raw.forward.unwrap_or_default())?,
             admin: raw.admin.map(|a| v.admin(a)).transpose()?,
             limits: v.limits(raw.limits.unwrap_or_default())?,
+            reload: v.reload(raw.reload.unwrap_or_default())?,
         })
+    }
+
+    /// The configuration file and every file it names: what a reload re-reads.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.source.clone(), self.server.cert.clone(), self.server.key.clone()];
+        files.extend(self.server.client_ca.iter().cloned());
+        files.extend(self.server.crls.iter().cloned());
+        match &self.token.jwks {
+            JwksSource::File(path) => files.push(path.clone()),
+        }
+        files.extend(self.upstream.ca.iter().cloned());
+        if let Some((cert, key)) = &self.upstream.client_cert {
+            files.push(cert.clone());
+            files.push(key.clone());
+        }
+        files
     }
 
     /// Builds the error for a file named under `key` that exists but cannot be used.
@@ -209,6 +236,14 @@ struct RawConfig {
     forward: Option<RawForward>,
     admin: Option<RawAdmin>,
     limits: Option<RawLimits>,
+    reload: Option<RawReload>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReload {
+    watch_files: Option<bool>,
+    poll_interval: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -220,6 +255,7 @@ struct RawServer {
     client_ca: Option<PathBuf>,
     client_auth: Option<ClientAuth>,
     realm: Option<String>,
+    crl: Option<Vec<PathBuf>>,
 }
 
 #[derive(Deserialize)]
@@ -321,6 +357,12 @@ impl Validator<'_> {
                 format!("required with client_auth = \"{client_auth}\""),
             ));
         }
+        if client_auth == ClientAuth::Any && raw.crl.as_ref().is_some_and(|crls| !crls.is_empty()) {
+            return Err(self.invalid(
+                "server.crl",
+                "revocation lists need a CA chain; they do not apply with client_auth = \"any\"",
+            ));
+        }
         let realm = raw.realm.unwrap_or_else(|| "bindgate".to_string());
         if realm.is_empty() || realm.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
             return Err(self.invalid(
@@ -335,6 +377,7 @@ impl Validator<'_> {
             client_ca,
             client_auth,
             realm,
+            crls: raw.crl.unwrap_or_default().into_iter().map(|p| self.path(p)).collect(),
         })
     }
 
@@ -470,6 +513,17 @@ impl Validator<'_> {
     fn admin(&self, raw: RawAdmin) -> Result<AdminSettings, ConfigError> {
         Ok(AdminSettings {
             listen: self.socket_addr("admin.listen", &raw.listen)?,
+        })
+    }
+
+    fn reload(&self, raw: RawReload) -> Result<ReloadSettings, ConfigError> {
+        let poll_interval = self.duration("reload.poll_interval", raw.poll_interval, Duration::from_secs(2))?;
+        if poll_interval < Duration::from_millis(100) {
+            return Err(self.invalid("reload.poll_interval", "must be at least 100ms"));
+        }
+        Ok(ReloadSettings {
+            watch_files: raw.watch_files.unwrap_or(true),
+            poll_interval,
         })
     }
 

@@ -19,6 +19,8 @@ pub mod metrics;
 pub mod pem;
 pub mod proxy;
 pub mod reject;
+pub mod reload;
+pub mod runtime;
 pub mod server;
 pub mod tls;
 pub mod token;
@@ -45,7 +47,7 @@ pub struct Prepared {
 
 /// Loads certificates, keys and the JWKS named by `config`, failing with the
 /// file and key at fault before any port is bound.
-pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
+pub fn prepare(config: Config, metrics: Arc<metrics::Metrics>) -> Result<Prepared, ConfigError> {
     let tls = tls::server_config(&config)?;
     let keys = Arc::new(match &config.token.jwks {
         JwksSource::File(path) => KeySet::from_file(path).map_err(|e| config.unusable("token.jwks", path, e))?,
@@ -57,7 +59,7 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
         upstream,
         forward: config.forward.clone(),
         limits: config.limits.clone(),
-        metrics: Arc::new(metrics::Metrics::default()),
+        metrics,
     });
     Ok(Prepared {
         config,
@@ -74,16 +76,19 @@ pub struct Listeners {
 }
 
 /// Serves until `shutdown` completes, then stops accepting and drains.
-pub async fn run(prepared: Prepared, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+/// Watches the configured files for changes meanwhile.
+pub async fn run(live: Arc<runtime::Live>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let admin = listeners.admin.map(|listener| {
-        let mut stop = stop_rx.clone();
-        tokio::spawn(admin::serve(listener, prepared.gateway.metrics.clone(), async move {
-            let _ = stop.wait_for(|stopped| *stopped).await;
-        }))
-    });
-    server::serve(listeners.proxy, prepared.tls, prepared.gateway, shutdown).await;
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    };
+    let admin = listeners
+        .admin
+        .map(|listener| tokio::spawn(admin::serve(listener, live.clone(), stopped(stop_rx.clone()))));
+    let watcher = tokio::spawn(reload::watch_files(live.clone(), stopped(stop_rx.clone())));
+    server::serve(listeners.proxy, live, shutdown).await;
     let _ = stop_tx.send(true);
+    let _ = watcher.await;
     if let Some(admin) = admin {
         let _ = admin.await;
     }

@@ -2,10 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 use bindgate::config::{Config, EXIT_INVALID_CONFIG};
+use bindgate::metrics::Metrics;
+use bindgate::runtime::{Live, ReloadTrigger};
 
 #[derive(Parser)]
 #[command(name = "bindgate", version, about = "mTLS-bound access token gateway (RFC 8705)", long_about = None)]
@@ -120,17 +123,21 @@ fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }
 
-fn load(path: &std::path::Path) -> Result<bindgate::Prepared, ExitCode> {
-    Config::load(path).and_then(bindgate::prepare).map_err(|e| {
-        eprintln!("bindgate: invalid configuration: {e}");
-        ExitCode::from(EXIT_INVALID_CONFIG as u8)
-    })
+fn load(path: &std::path::Path, metrics: Arc<Metrics>) -> Result<bindgate::Prepared, ExitCode> {
+    Config::load(path)
+        .and_then(|c| bindgate::prepare(c, metrics))
+        .map_err(|e| {
+            eprintln!("bindgate: invalid configuration: {e}");
+            ExitCode::from(EXIT_INVALID_CONFIG as u8)
+        })
 }
 
 fn fail(e: impl std::fmt::Display) -> ExitCode {
@@ -172,22 +179,30 @@ fn demo(config: &std::path::Path, certs: &std::path::Path, once: bool) -> ExitCo
     }
 }
 
-/// SIGHUP's default action would kill the gateway; until configuration
-/// reload lands it is acknowledged and otherwise ignored.
-#[cfg(unix)]
-fn ignore_sighup_until_reload_exists() {
-    use tokio::signal::unix::{SignalKind, signal};
-    if let Ok(mut hup) = signal(SignalKind::hangup()) {
-        tokio::spawn(async move {
-            while hup.recv().await.is_some() {
-                tracing::warn!("SIGHUP: configuration reload is not supported yet; restart to apply changes");
+/// SIGHUP re-reads the configuration and every file it names; a broken
+/// new configuration is logged and the current one stays in service.
+fn reload_on_sighup(live: Arc<Live>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP: reloading");
+                        let _ = live.reload(ReloadTrigger::Signal);
+                    }
+                });
             }
-        });
+            Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP; reload by file change only"),
+        }
     }
+    #[cfg(not(unix))]
+    let _ = live;
 }
 
 fn check(path: PathBuf) -> ExitCode {
-    let prepared = match load(&path) {
+    let prepared = match load(&path, Arc::new(Metrics::default())) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -212,7 +227,8 @@ fn check(path: PathBuf) -> ExitCode {
 }
 
 fn run(path: PathBuf) -> ExitCode {
-    let prepared = match load(&path) {
+    let metrics = Arc::new(Metrics::default());
+    let prepared = match load(&path, metrics.clone()) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -231,7 +247,9 @@ fn run(path: PathBuf) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        bindgate::run(prepared, listeners, shutdown_signal()).await;
+        let live = Arc::new(Live::new(path, prepared, metrics));
+        reload_on_sighup(live.clone());
+        bindgate::run(live, listeners, shutdown_signal()).await;
         ExitCode::SUCCESS
     })
 }
@@ -260,7 +278,6 @@ async fn bind(config: &Config) -> Result<bindgate::Listeners, String> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        ignore_sighup_until_reload_exists();
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
             let _ = tokio::signal::ctrl_c().await;

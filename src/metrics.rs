@@ -13,6 +13,8 @@ pub struct Metrics {
     handshake_failures: AtomicU64,
     connections_total: AtomicU64,
     connections_open: AtomicI64,
+    /// By trigger (signal, file_change) and result (ok, error).
+    reloads: [[AtomicU64; 2]; 2],
 }
 
 impl Metrics {
@@ -30,6 +32,11 @@ impl Metrics {
 
     pub fn record_handshake_failure(&self) {
         self.handshake_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_reload(&self, trigger: &'static str, ok: bool) {
+        let by_trigger = usize::from(trigger != "signal");
+        self.reloads[by_trigger][usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn connection_opened(&self) {
@@ -78,6 +85,17 @@ impl Metrics {
         ];
         for (name, kind, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
+        out.push_str("# HELP bindgate_reloads_total Configuration reloads, by trigger and result.\n");
+        out.push_str("# TYPE bindgate_reloads_total counter\n");
+        for (t, trigger) in ["signal", "file_change"].iter().enumerate() {
+            for (r, result) in ["ok", "error"].iter().enumerate() {
+                let count = self.reloads[t][r].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "bindgate_reloads_total{{trigger=\"{trigger}\",result=\"{result}\"}} {count}"
+                );
+            }
         }
         out
     }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use rustls_pki_types::pem::{self, PemObject};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 /// Why a PEM file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +15,8 @@ pub enum PemError {
     NoCertificates,
     #[error("holds no PEM private key (PKCS#8, PKCS#1 or SEC1)")]
     NoPrivateKey,
+    #[error("holds no certificate revocation list (PEM \"X509 CRL\" or DER)")]
+    NoCrl,
     #[error("is not valid PEM: {0}")]
     Malformed(String),
 }
@@ -46,4 +48,20 @@ pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, PemErro
 pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, PemError> {
     let bytes = std::fs::read(path).map_err(PemError::Unreadable)?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| classify(e, PemError::NoPrivateKey))
+}
+
+/// Every CRL in `path`: PEM `X509 CRL` sections, or one DER-encoded CRL.
+pub fn crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, PemError> {
+    let bytes = std::fs::read(path).map_err(PemError::Unreadable)?;
+    // DER starts with a SEQUENCE tag; PEM with text.
+    if bytes.first() == Some(&0x30) {
+        return Ok(vec![CertificateRevocationListDer::from(bytes)]);
+    }
+    let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| classify(e, PemError::NoCrl))?;
+    if crls.is_empty() {
+        return Err(PemError::NoCrl);
+    }
+    Ok(crls)
 }

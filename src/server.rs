@@ -10,7 +10,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -19,19 +18,13 @@ use crate::config::Limits;
 use crate::framing::{FramingLog, FramingScanner, GuardedIo};
 use crate::identity::ClientIdentity;
 use crate::proxy::{self, Connection, Gateway};
+use crate::runtime::Live;
 
 /// Accepts connections on `listener` until `shutdown` completes, then stops
 /// accepting and lets in-flight requests finish for up to `limits.shutdown_grace`.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<ServerConfig>,
-    gateway: Arc<Gateway>,
-    shutdown: impl Future<Output = ()>,
-) {
-    let limits = gateway.limits.clone();
-    let http = Arc::new(http_builder(&limits));
-    let acceptor = TlsAcceptor::from(tls);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+/// Each new connection uses the generation of `live` current at its accept.
+pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future<Output = ()>) {
+    let slots = Arc::new(Semaphore::new(live.current().config.limits.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
 
@@ -56,10 +49,12 @@ pub async fn serve(
             },
         };
         let _ = tcp.set_nodelay(true);
+        let generation = live.current();
+        let limits = &generation.config.limits;
         let task = ConnectionTask {
-            acceptor: acceptor.clone(),
-            gateway: gateway.clone(),
-            http: http.clone(),
+            acceptor: TlsAcceptor::from(generation.tls.clone()),
+            gateway: generation.gateway.clone(),
+            http: http_builder(limits),
             handshake_timeout: limits.handshake_timeout,
             max_header_bytes: limits.max_header_bytes,
         };
@@ -71,11 +66,9 @@ pub async fn serve(
     }
 
     drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(grace = ?limits.shutdown_grace, "shutdown grace period over; closing remaining connections");
+    let grace = live.current().config.limits.shutdown_grace;
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(?grace, "shutdown grace period over; closing remaining connections");
     }
 }
 
@@ -99,7 +92,7 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 struct ConnectionTask {
     acceptor: TlsAcceptor,
     gateway: Arc<Gateway>,
-    http: Arc<auto::Builder<TokioExecutor>>,
+    http: auto::Builder<TokioExecutor>,
     handshake_timeout: Duration,
     max_header_bytes: usize,
 }

@@ -49,10 +49,29 @@ fn client_verifier(config: &Config, provider: Arc<CryptoProvider>) -> Result<Arc
         Some(path) => Some(Arc::new(client_roots(config, path)?)),
         None => None,
     };
-    let webpki = |roots: Arc<RootCertStore>| WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
-    let bad_ca = |e: rustls::server::VerifierBuilderError| {
-        let path = server.client_ca.clone().unwrap_or_default();
-        config.unusable("server.client_ca", &path, e)
+    let mut crls = Vec::new();
+    for path in &server.crls {
+        crls.extend(pem::crls(path).map_err(|e| config.unusable("server.crl", path, e))?);
+    }
+    // Revocation is checked for the client's own certificate; a CA whose
+    // leaves present without a CRL in the list fails closed.
+    let webpki = |roots: Arc<RootCertStore>| {
+        let builder = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
+        if crls.is_empty() {
+            builder
+        } else {
+            builder.with_crls(crls.clone()).only_check_end_entity_revocation()
+        }
+    };
+    let bad_ca = |e: rustls::server::VerifierBuilderError| match e {
+        rustls::server::VerifierBuilderError::InvalidCrl(_) => {
+            let path = server.crls.first().cloned().unwrap_or_default();
+            config.unusable("server.crl", &path, e)
+        }
+        _ => {
+            let path = server.client_ca.clone().unwrap_or_default();
+            config.unusable("server.client_ca", &path, e)
+        }
     };
     match (server.client_auth, roots) {
         (ClientAuth::Required, Some(roots)) => webpki(roots).build().map_err(bad_ca),

@@ -48,7 +48,10 @@ pub async fn run(config_path: &Path, certs: &Path, keep_running: bool) -> Result
     let JwksSource::File(jwks_path) = &config.token.jwks;
     let jwks_path = jwks_path.clone();
     let (iss, aud) = (config.token.issuer.clone(), config.token.audience[0].clone());
-    let prepared = crate::prepare(config).map_err(setup)?;
+    // The upstream address above exists only in memory; a reload from the file would lose it.
+    config.reload.watch_files = false;
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+    let prepared = crate::prepare(config, metrics.clone()).map_err(setup)?;
     let listen = prepared.config.server.listen;
     let gateway_listener = TcpListener::bind(listen).await.map_err(|e| {
         setup(format!(
@@ -61,7 +64,8 @@ pub async fn run(config_path: &Path, certs: &Path, keep_running: bool) -> Result
         proxy: gateway_listener,
         admin: None,
     };
-    let gateway = tokio::spawn(crate::run(prepared, listeners, async {
+    let live = Arc::new(crate::runtime::Live::new(config_path.to_path_buf(), prepared, metrics));
+    let gateway = tokio::spawn(crate::run(live, listeners, async {
         let _ = stop_rx.await;
     }));
 

@@ -1,0 +1,89 @@
+//! The live generation of everything loaded from configuration, and its
+//! replacement on reload. New connections pick up the current generation;
+//! connections already open keep the one they started with until they end.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use crate::Prepared;
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+
+/// Why a reload was attempted, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadTrigger {
+    Signal,
+    FileChange,
+}
+
+impl ReloadTrigger {
+    pub fn label(self) -> &'static str {
+        match self {
+            ReloadTrigger::Signal => "signal",
+            ReloadTrigger::FileChange => "file_change",
+        }
+    }
+}
+
+/// The gateway's current configuration, certificates and keys.
+pub struct Live {
+    current: ArcSwap<Prepared>,
+    config_path: PathBuf,
+    pub metrics: Arc<Metrics>,
+    /// Serialises reloads from the signal handler and the file watcher.
+    reloading: Mutex<()>,
+}
+
+impl Live {
+    pub fn new(config_path: PathBuf, prepared: Prepared, metrics: Arc<Metrics>) -> Live {
+        Live {
+            current: ArcSwap::from_pointee(prepared),
+            config_path,
+            metrics,
+            reloading: Mutex::new(()),
+        }
+    }
+
+    /// The generation new connections should use.
+    pub fn current(&self) -> Arc<Prepared> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the configuration and every file it names. On any error the
+    /// current generation stays in service and the error is returned.
+    pub fn reload(&self, trigger: ReloadTrigger) -> Result<(), ConfigError> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let result = Config::load(&self.config_path).and_then(|config| crate::prepare(config, self.metrics.clone()));
+        match result {
+            Ok(next) => {
+                let previous = self.current();
+                warn_about_restart_only_changes(&previous.config, &next.config);
+                self.current.store(Arc::new(next));
+                self.metrics.record_reload(trigger.label(), true);
+                tracing::info!(trigger = trigger.label(), "configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.record_reload(trigger.label(), false);
+                tracing::error!(trigger = trigger.label(), error = %e, "reload failed; the previous configuration stays in service");
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Sockets are bound once; a changed address needs a restart.
+fn warn_about_restart_only_changes(previous: &Config, next: &Config) {
+    if previous.server.listen != next.server.listen {
+        tracing::warn!(old = %previous.server.listen, new = %next.server.listen, "server.listen changed: takes effect on restart");
+    }
+    let admin = |c: &Config| c.admin.as_ref().map(|a| a.listen);
+    if admin(previous) != admin(next) {
+        tracing::warn!("admin.listen changed: takes effect on restart");
+    }
+    if previous.limits.max_connections != next.limits.max_connections {
+        tracing::warn!("limits.max_connections changed: takes effect on restart");
+    }
+}
