@@ -21,6 +21,8 @@ pub enum RequestError {
     AmbiguousFraming,
     #[error("form body is larger than {limit} bytes")]
     FormTooLarge { limit: usize },
+    #[error("request path has dot segments or encoded separators")]
+    PathNotNormalized,
     #[error("request body could not be read")]
     BodyUnreadable(#[source] BoxError),
 }
@@ -47,6 +49,50 @@ pub fn check_head<B>(req: &Request<B>) -> Result<String, RequestError> {
         return Err(RequestError::MissingHost);
     }
     Ok(authority)
+}
+
+/// Checks the request path and merges repeated slashes, so that routing, and
+/// the upstream, see one spelling of each path. Dot segments (also as
+/// `%2e`) and encoded `/` or `\\` are refused: upstreams disagree on what
+/// they mean, which is how a path escapes the route that authorised it.
+/// Returns the new target when the path changed.
+pub fn normalize_target(uri: &http::Uri) -> Result<Option<http::Uri>, RequestError> {
+    let path = uri.path();
+    if path == "*" {
+        return Ok(None);
+    }
+    if !path.starts_with('/') || path.contains('\\') {
+        return Err(RequestError::PathNotNormalized);
+    }
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") {
+        return Err(RequestError::PathNotNormalized);
+    }
+    let is_dot_segment = |segment: &str| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    };
+    if path.split('/').any(is_dot_segment) {
+        return Err(RequestError::PathNotNormalized);
+    }
+    if !path.contains("//") {
+        return Ok(None);
+    }
+    let mut merged = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && merged.ends_with('/')) {
+            merged.push(c);
+        }
+    }
+    if let Some(query) = uri.query() {
+        merged.push('?');
+        merged.push_str(query);
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(merged.parse().map_err(|_| RequestError::PathNotNormalized)?);
+    http::Uri::from_parts(parts)
+        .map(Some)
+        .map_err(|_| RequestError::PathNotNormalized)
 }
 
 /// Whether the body is a urlencoded form, the one body where RFC 6750 lets a
@@ -131,6 +177,26 @@ mod tests {
             &[("host", "a"), ("content-length", "3"), ("content-length", "3")],
         );
         assert!(matches!(check_head(&dup), Err(RequestError::AmbiguousFraming)));
+    }
+
+    #[test]
+    fn paths_are_merged_or_refused() {
+        let norm = |p: &str| normalize_target(&p.parse().unwrap()).map(|u| u.map(|u| u.to_string()));
+        assert_eq!(norm("/a/b?x=1").unwrap(), None);
+        assert_eq!(norm("//a///b?x=//").unwrap().as_deref(), Some("/a/b?x=//"));
+        for bad in [
+            "/a/../b",
+            "/a/./b",
+            "/..",
+            "/a/%2e%2E/b",
+            "/a/.%2e",
+            "/a%2fb",
+            "/a%5Cb",
+            "/a\\b",
+        ] {
+            assert!(norm(bad).is_err(), "{bad}");
+        }
+        assert_eq!(norm("/a/..b/c.d").unwrap(), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod identity;
 pub mod inbound;
 pub mod metrics;
 pub mod pem;
+pub mod policy;
 pub mod proxy;
 pub mod reject;
 pub mod reload;
@@ -35,7 +36,6 @@ use tokio::net::TcpListener;
 use crate::config::{Config, ConfigError, JwksSource};
 use crate::proxy::Gateway;
 use crate::token::{KeySet, TokenValidator};
-use crate::upstream::Upstream;
 
 /// A configuration with every file it names loaded and checked: ready to serve.
 pub struct Prepared {
@@ -52,11 +52,11 @@ pub fn prepare(config: Config, metrics: Arc<metrics::Metrics>) -> Result<Prepare
     let keys = Arc::new(match &config.token.jwks {
         JwksSource::File(path) => KeySet::from_file(path).map_err(|e| config.unusable("token.jwks", path, e))?,
     });
-    let upstream = Upstream::new(&config)?;
+    let routes = policy::RouteTable::build(&config)?;
     let gateway = Arc::new(Gateway {
         realm: config.server.realm.clone(),
         validator: TokenValidator::new(config.token.clone(), keys.clone()),
-        upstream,
+        routes,
         forward: config.forward.clone(),
         limits: config.limits.clone(),
         metrics,

@@ -2,14 +2,18 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// Counters keyed by their label values.
+type Counters<K> = RwLock<HashMap<K, AtomicU64>>;
 
 /// Process-wide counters. Request outcomes are keyed by status and the
 /// stable reason label from `reject.rs` (or `forwarded`).
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: RwLock<HashMap<(u16, &'static str), AtomicU64>>,
+    requests: Counters<(Arc<str>, u16, &'static str)>,
+    binding_reports: Counters<(Arc<str>, &'static str)>,
     handshake_failures: AtomicU64,
     connections_total: AtomicU64,
     connections_open: AtomicI64,
@@ -18,16 +22,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn record_request(&self, status: u16, reason: &'static str) {
-        if let Ok(map) = self.requests.read()
-            && let Some(counter) = map.get(&(status, reason))
-        {
-            counter.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        if let Ok(mut map) = self.requests.write() {
-            map.entry((status, reason)).or_default().fetch_add(1, Ordering::Relaxed);
-        }
+    pub fn record_request(&self, route: &str, status: u16, reason: &'static str) {
+        increment(&self.requests, (Arc::from(route), status, reason));
+    }
+
+    /// A report-only route forwarded a request whose binding check failed.
+    pub fn record_binding_report(&self, route: &str, reason: &'static str) {
+        increment(&self.binding_reports, (Arc::from(route), reason));
     }
 
     pub fn record_handshake_failure(&self) {
@@ -51,15 +52,37 @@ impl Metrics {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(1024);
-        out.push_str("# HELP bindgate_requests_total Requests answered, by status and reason.\n");
+        out.push_str("# HELP bindgate_requests_total Requests answered, by route, status and reason.\n");
         out.push_str("# TYPE bindgate_requests_total counter\n");
         if let Ok(map) = self.requests.read() {
-            let mut rows: Vec<_> = map.iter().map(|(k, v)| (*k, v.load(Ordering::Relaxed))).collect();
+            let mut rows: Vec<_> = map
+                .iter()
+                .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+                .collect();
             rows.sort();
-            for ((status, reason), count) in rows {
+            for ((route, status, reason), count) in rows {
+                let route = escape_label(&route);
                 let _ = writeln!(
                     out,
-                    "bindgate_requests_total{{status=\"{status}\",reason=\"{reason}\"}} {count}"
+                    "bindgate_requests_total{{route=\"{route}\",status=\"{status}\",reason=\"{reason}\"}} {count}"
+                );
+            }
+        }
+        out.push_str(
+            "# HELP bindgate_binding_report_only_total Requests forwarded by report-only routes despite a failed binding check.\n",
+        );
+        out.push_str("# TYPE bindgate_binding_report_only_total counter\n");
+        if let Ok(map) = self.binding_reports.read() {
+            let mut rows: Vec<_> = map
+                .iter()
+                .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+                .collect();
+            rows.sort();
+            for ((route, reason), count) in rows {
+                let route = escape_label(&route);
+                let _ = writeln!(
+                    out,
+                    "bindgate_binding_report_only_total{{route=\"{route}\",reason=\"{reason}\"}} {count}"
                 );
             }
         }
@@ -101,6 +124,24 @@ impl Metrics {
     }
 }
 
+/// Bumps a labelled counter: a shared read lock when it exists, a write lock the first time.
+fn increment<K: std::hash::Hash + Eq>(map: &Counters<K>, key: K) {
+    if let Ok(read) = map.read()
+        && let Some(counter) = read.get(&key)
+    {
+        counter.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    if let Ok(mut write) = map.write() {
+        write.entry(key).or_default().fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Prometheus label values escape backslash, double quote and newline.
+fn escape_label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,17 +149,17 @@ mod tests {
     #[test]
     fn renders_counters_by_status_and_reason() {
         let m = Metrics::default();
-        m.record_request(200, "forwarded");
-        m.record_request(200, "forwarded");
-        m.record_request(401, "cnf_mismatch");
+        m.record_request("/", 200, "forwarded");
+        m.record_request("/", 200, "forwarded");
+        m.record_request("/api", 401, "cnf_mismatch");
         m.record_handshake_failure();
         let text = m.render();
         assert!(
-            text.contains("bindgate_requests_total{status=\"200\",reason=\"forwarded\"} 2\n"),
+            text.contains("bindgate_requests_total{route=\"/\",status=\"200\",reason=\"forwarded\"} 2\n"),
             "{text}"
         );
         assert!(
-            text.contains("bindgate_requests_total{status=\"401\",reason=\"cnf_mismatch\"} 1\n"),
+            text.contains("bindgate_requests_total{route=\"/api\",status=\"401\",reason=\"cnf_mismatch\"} 1\n"),
             "{text}"
         );
         assert!(text.contains("bindgate_tls_handshake_failures_total 1\n"), "{text}");

@@ -1,6 +1,6 @@
-//! The request path, top to bottom: request checks -> credentials -> token
-//! -> binding -> header rewrite -> upstream. [`handle`] turns any failure
-//! into its response and writes the access log exactly once.
+//! The request path, top to bottom: request checks -> route -> credentials
+//! -> token -> binding -> scopes -> header rewrite -> upstream. [`handle`]
+//! turns any failure into its response and writes the access log exactly once.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,22 +12,23 @@ use hyper::body::Incoming;
 
 use crate::binding::{self, Proofs};
 use crate::body::{self, Body};
+use crate::config::{AuthPolicy, BindingMode};
 use crate::config::{ForwardSettings, Limits};
 use crate::framing::{Framing, FramingLog};
 use crate::headers::{self, ForwardContext};
 use crate::identity::ClientIdentity;
 use crate::inbound::{self, FormScreenError, RequestError};
 use crate::metrics::Metrics;
+use crate::policy::{self, RouteTable};
 use crate::reject::Rejection;
 use crate::token::TokenValidator;
 use crate::token::extract::{self, CredentialError};
-use crate::upstream::Upstream;
 
 /// Everything the request path needs, shared by all connections.
 pub struct Gateway {
     pub realm: String,
     pub validator: TokenValidator,
-    pub upstream: Upstream,
+    pub routes: RouteTable,
     pub forward: ForwardSettings,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
@@ -55,7 +56,8 @@ pub async fn handle(
     // The path only: a query string may carry a token and is never logged.
     let path = req.uri().path().to_string();
     let version = req.version();
-    let (response, reason) = match authorize_and_forward(&gateway, &conn, req).await {
+    let mut notes = RequestNotes::default();
+    let (response, reason) = match authorize_and_forward(&gateway, &conn, req, &mut notes).await {
         Ok(response) => (response, "forwarded"),
         Err(rejection) => {
             let reason = rejection.verdict().reason;
@@ -74,7 +76,13 @@ pub async fn handle(
             (response, reason)
         }
     };
-    gateway.metrics.record_request(response.status().as_u16(), reason);
+    let route = notes.route.as_deref().unwrap_or("-");
+    gateway
+        .metrics
+        .record_request(route, response.status().as_u16(), reason);
+    if let Some(violation) = notes.binding_violation {
+        gateway.metrics.record_binding_report(route, violation);
+    }
     let identity = conn.identity.as_ref();
     tracing::info!(
         target: "bindgate::access",
@@ -84,6 +92,8 @@ pub async fn handle(
         version = ?version,
         status = response.status().as_u16(),
         reason,
+        route,
+        binding_violation = notes.binding_violation.unwrap_or("-"),
         subject = identity.map(|i| i.subject.as_str()).unwrap_or("-"),
         x5t = identity.map(|i| i.x5t_s256.as_str()).unwrap_or("-"),
         resumed = conn.resumed,
@@ -92,22 +102,54 @@ pub async fn handle(
     Ok(response)
 }
 
+/// What the request path learned that the access log and metrics report.
+#[derive(Default)]
+struct RequestNotes {
+    route: Option<Arc<str>>,
+    /// Set when a report-only route forwarded a request that failed the binding check.
+    binding_violation: Option<&'static str>,
+}
+
 async fn authorize_and_forward(
     gateway: &Gateway,
     conn: &Connection,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
+    notes: &mut RequestNotes,
 ) -> Result<Response<Body>, Rejection> {
     // Taken first and unconditionally: verdicts pair with requests by order.
     if conn.framing.as_ref().and_then(|log| log.next()) == Some(Framing::Ambiguous) {
         return Err(RequestError::AmbiguousFraming.into());
     }
     let authority = inbound::check_head(&req)?;
-    let token = extract::bearer_token(req.headers(), req.uri())?;
-    let verified = gateway.validator.validate(token)?;
-    let proofs = Proofs {
-        client_certificate: conn.identity.as_ref(),
+    // Route on exactly the path the upstream will receive.
+    if let Some(normalized) = inbound::normalize_target(req.uri())? {
+        *req.uri_mut() = normalized;
+    }
+    let route = gateway.routes.find(req.uri().path());
+    notes.route = Some(route.prefix.clone());
+
+    let verified = match route.auth {
+        AuthPolicy::None => {
+            extract::refuse_token_in_query(req.uri())?;
+            None
+        }
+        AuthPolicy::Bound => {
+            let token = extract::bearer_token(req.headers(), req.uri())?;
+            let verified = gateway.validator.validate(token)?;
+            let proofs = Proofs {
+                client_certificate: conn.identity.as_ref(),
+            };
+            match (binding::verify(verified.claims.cnf.as_ref(), &proofs), route.binding) {
+                (Ok(()), _) => {}
+                (Err(e), BindingMode::Report) => {
+                    notes.binding_violation = Some(Rejection::from(e).verdict().reason);
+                }
+                (Err(e), BindingMode::Enforce) => return Err(e.into()),
+            }
+            policy::check_scopes(route, &verified.claims)?;
+            Some(verified)
+        }
     };
-    binding::verify(verified.claims.cnf.as_ref(), &proofs)?;
     let req = inbound::screen_form(req, gateway.limits.max_form_bytes)
         .await
         .map_err(|e| match e {
@@ -120,10 +162,10 @@ async fn authorize_and_forward(
         authority: &authority,
         peer_ip: conn.peer.ip(),
         identity: conn.identity.as_ref(),
-        claims: Some(&verified.claims),
+        claims: verified.as_ref().map(|v| &v.claims),
     };
     headers::rewrite_request(&mut parts.headers, &context, &gateway.forward);
-    let response = gateway.upstream.send(Request::from_parts(parts, body)).await?;
+    let response = route.upstream.send(Request::from_parts(parts, body)).await?;
 
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);

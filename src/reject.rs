@@ -8,6 +8,7 @@ use http::{HeaderValue, Response, StatusCode};
 use crate::binding::BindingError;
 use crate::body::{self, Body};
 use crate::inbound::RequestError;
+use crate::policy::InsufficientScope;
 use crate::token::TokenError;
 use crate::token::extract::CredentialError;
 use crate::upstream::UpstreamError;
@@ -24,6 +25,8 @@ pub enum Rejection {
     #[error(transparent)]
     Binding(#[from] BindingError),
     #[error(transparent)]
+    Scope(#[from] InsufficientScope),
+    #[error(transparent)]
     Upstream(#[from] UpstreamError),
 }
 
@@ -34,6 +37,7 @@ pub enum Challenge {
     Bare,
     InvalidRequest,
     InvalidToken,
+    InsufficientScope,
     /// Not an authentication failure: no `WWW-Authenticate` header.
     None,
 }
@@ -79,6 +83,7 @@ impl Rejection {
                     verdict(StatusCode::PAYLOAD_TOO_LARGE, None, "invalid_request", "form_too_large")
                 }
                 RequestError::BodyUnreadable(_) => verdict(BAD_REQUEST, None, "invalid_request", "body_unreadable"),
+                RequestError::PathNotNormalized => verdict(BAD_REQUEST, None, "invalid_request", "path_not_normalized"),
             },
             Rejection::Credential(e) => match e {
                 CredentialError::Missing => verdict(UNAUTHORIZED, Bare, "unauthorized", "token_missing"),
@@ -126,6 +131,12 @@ impl Rejection {
                 BindingError::CertificateMismatch => "cnf_mismatch",
                 BindingError::DpopUnsupported => "dpop_unsupported",
             }),
+            Rejection::Scope(_) => verdict(
+                StatusCode::FORBIDDEN,
+                Challenge::InsufficientScope,
+                "insufficient_scope",
+                "insufficient_scope",
+            ),
             Rejection::Upstream(e) => match e {
                 UpstreamError::Unavailable(_) => {
                     verdict(StatusCode::BAD_GATEWAY, None, "bad_gateway", "upstream_unavailable")
@@ -158,6 +169,15 @@ impl Rejection {
                 "Bearer realm=\"{realm}\", error=\"{}\", error_description=\"{description}\"",
                 verdict.error
             )),
+            Challenge::InsufficientScope => {
+                let scope = match self {
+                    Rejection::Scope(e) => header_safe(&e.required),
+                    _ => String::new(),
+                };
+                Some(format!(
+                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{description}\", scope=\"{scope}\""
+                ))
+            }
         };
         if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             headers.insert(WWW_AUTHENTICATE, value);

@@ -36,10 +36,11 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Builds the pool, loading the CA bundle and client certificate named in `config`.
-    pub fn new(config: &Config) -> Result<Upstream, ConfigError> {
+    /// Builds a pool to `url`, with the TLS settings (CA bundle, client
+    /// certificate) and timeouts of `config`'s `[upstream]`.
+    pub fn new(config: &Config, url: &Uri) -> Result<Upstream, ConfigError> {
         let settings = &config.upstream;
-        let tls = client_tls(config, settings)?;
+        let tls = client_tls(config, settings, url)?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -55,7 +56,6 @@ impl Upstream {
             .timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
-        let url = &settings.url;
         Ok(Upstream {
             client,
             scheme: url.scheme().cloned().unwrap_or(Scheme::HTTP),
@@ -93,7 +93,7 @@ impl Upstream {
     }
 }
 
-fn client_tls(config: &Config, settings: &UpstreamSettings) -> Result<rustls::ClientConfig, ConfigError> {
+fn client_tls(config: &Config, settings: &UpstreamSettings, url: &Uri) -> Result<rustls::ClientConfig, ConfigError> {
     let mut roots = rustls::RootCertStore::empty();
     match &settings.ca {
         Some(path) => {
@@ -106,7 +106,7 @@ fn client_tls(config: &Config, settings: &UpstreamSettings) -> Result<rustls::Cl
         }
         None => {
             // Only reached for https upstreams without a bundle: the system store, as curl would.
-            if settings.url.scheme() == Some(&Scheme::HTTPS) {
+            if url.scheme() == Some(&Scheme::HTTPS) {
                 let native = rustls_native_certs();
                 for cert in native {
                     let _ = roots.add(cert);

@@ -23,11 +23,7 @@ pub enum CredentialError {
 
 /// The access token of the request's `Authorization: Bearer` header.
 pub fn bearer_token<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<&'a str, CredentialError> {
-    if let Some(query) = uri.query()
-        && form_has_access_token(query.as_bytes())
-    {
-        return Err(CredentialError::TokenInQuery);
-    }
+    refuse_token_in_query(uri)?;
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values.next().ok_or(CredentialError::Missing)?;
     if values.next().is_some() {
@@ -46,6 +42,15 @@ pub fn bearer_token<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<&'a str, Cr
         return Err(CredentialError::MalformedAuthorization);
     }
     Ok(token)
+}
+
+/// Fails when the query string carries `access_token`: such a token is never
+/// accepted, and never passed on unverified either, whatever the route.
+pub fn refuse_token_in_query(uri: &Uri) -> Result<(), CredentialError> {
+    match uri.query() {
+        Some(query) if form_has_access_token(query.as_bytes()) => Err(CredentialError::TokenInQuery),
+        _ => Ok(()),
+    }
 }
 
 /// Whether an `application/x-www-form-urlencoded` string (a query or a form

@@ -15,6 +15,9 @@ use serde::Deserialize;
 
 use crate::token::Algorithm;
 
+mod routes;
+pub use routes::{AuthPolicy, BindingMode, RouteSettings};
+
 /// Exit code for an invalid configuration (`EX_CONFIG` would be 78; design.md
 /// fixes 64, `EX_USAGE`, so scripts can tell "bad config" from "crashed").
 pub const EXIT_INVALID_CONFIG: i32 = 64;
@@ -96,6 +99,8 @@ pub struct Config {
     pub admin: Option<AdminSettings>,
     pub limits: Limits,
     pub reload: ReloadSettings,
+    /// `[[route]]` entries, as written; the route table is built from them.
+    pub routes: Vec<RouteSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +200,7 @@ impl Config {
             admin: raw.admin.map(|a| v.admin(a)).transpose()?,
             limits: v.limits(raw.limits.unwrap_or_default())?,
             reload: v.reload(raw.reload.unwrap_or_default())?,
+            routes: v.routes(raw.route)?,
         })
     }
 
@@ -237,6 +243,8 @@ struct RawConfig {
     admin: Option<RawAdmin>,
     limits: Option<RawLimits>,
     reload: Option<RawReload>,
+    #[serde(default)]
+    route: Vec<routes::RawRoute>,
 }
 
 #[derive(Deserialize, Default)]
@@ -381,21 +389,26 @@ impl Validator<'_> {
         })
     }
 
-    fn upstream(&self, raw: RawUpstream) -> Result<UpstreamSettings, ConfigError> {
-        let url: http::Uri = raw
-            .url
+    /// An `http`/`https` base URL; `context` prefixes the reason (e.g. which route).
+    fn upstream_url(&self, key: &'static str, text: &str, context: &str) -> Result<http::Uri, ConfigError> {
+        let url: http::Uri = text
             .parse()
-            .map_err(|e| self.invalid("upstream.url", format!("{:?} is not a URL: {e}", raw.url)))?;
+            .map_err(|e| self.invalid(key, format!("{context}{text:?} is not a URL: {e}")))?;
         match url.scheme_str() {
             Some("http") | Some("https") => {}
-            _ => return Err(self.invalid("upstream.url", "scheme must be http or https")),
+            _ => return Err(self.invalid(key, format!("{context}scheme must be http or https"))),
         }
         if url.authority().is_none() {
-            return Err(self.invalid("upstream.url", "must name a host, e.g. http://127.0.0.1:8080"));
+            return Err(self.invalid(key, format!("{context}must name a host, e.g. http://127.0.0.1:8080")));
         }
         if url.query().is_some() {
-            return Err(self.invalid("upstream.url", "must not carry a query string"));
+            return Err(self.invalid(key, format!("{context}must not carry a query string")));
         }
+        Ok(url)
+    }
+
+    fn upstream(&self, raw: RawUpstream) -> Result<UpstreamSettings, ConfigError> {
+        let url = self.upstream_url("upstream.url", &raw.url, "")?;
         let is_https = url.scheme_str() == Some("https");
         if !is_https && (raw.ca.is_some() || raw.client_cert.is_some() || raw.client_key.is_some()) {
             return Err(self.invalid("upstream.url", "ca, client_cert and client_key need an https upstream"));

@@ -1,0 +1,101 @@
+//! `[[route]]` entries: path prefixes, each with its own upstream and policy.
+
+use serde::Deserialize;
+
+use super::{ConfigError, Validator};
+
+/// What a route requires of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthPolicy {
+    /// A valid access token bound to the caller (the default).
+    Bound,
+    /// No token is checked; the request passes through (TLS client auth still applies).
+    None,
+}
+
+/// Whether a failed binding check stops the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BindingMode {
+    /// Unbound or wrongly bound tokens are rejected.
+    Enforce,
+    /// They are forwarded, logged and counted: for rolling binding out without an outage.
+    Report,
+}
+
+/// One validated route.
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    /// Starts with `/`; matches itself and paths below it.
+    pub prefix: String,
+    /// Overrides `[upstream] url` for this route.
+    pub upstream: Option<http::Uri>,
+    pub auth: AuthPolicy,
+    pub required_scopes: Vec<String>,
+    pub binding: BindingMode,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    prefix: String,
+    upstream: Option<String>,
+    auth: Option<AuthPolicy>,
+    required_scopes: Option<Vec<String>>,
+    binding: Option<BindingMode>,
+}
+
+impl Validator<'_> {
+    pub(super) fn routes(&self, raw: Vec<RawRoute>) -> Result<Vec<RouteSettings>, ConfigError> {
+        let mut routes: Vec<RouteSettings> = Vec::with_capacity(raw.len());
+        for (index, route) in raw.into_iter().enumerate() {
+            let context = format!("route #{} ({:?}): ", index + 1, route.prefix);
+            let prefix = route.prefix;
+            if !prefix.starts_with('/') {
+                return Err(self.invalid("route.prefix", format!("{context}must start with /")));
+            }
+            if prefix.split('/').any(|segment| segment == "." || segment == "..")
+                || prefix.contains("//")
+                || prefix.contains(['%', '?', '#'])
+            {
+                return Err(self.invalid(
+                    "route.prefix",
+                    format!("{context}must be a plain normalised path (no dot segments, //, %, ? or #)"),
+                ));
+            }
+            if routes.iter().any(|r| r.prefix == prefix) {
+                return Err(self.invalid("route.prefix", format!("{context}is defined twice")));
+            }
+            let upstream = match route.upstream {
+                None => None,
+                Some(url) => Some(self.upstream_url("route.upstream", &url, &context)?),
+            };
+            let auth = route.auth.unwrap_or(AuthPolicy::Bound);
+            let required_scopes = route.required_scopes.unwrap_or_default();
+            if let Some(bad) = required_scopes
+                .iter()
+                .find(|s| s.is_empty() || s.contains([' ', '"', '\\']))
+            {
+                return Err(self.invalid(
+                    "route.required_scopes",
+                    format!("{context}{bad:?} is not a scope token"),
+                ));
+            }
+            if auth == AuthPolicy::None && (!required_scopes.is_empty() || route.binding.is_some()) {
+                return Err(self.invalid(
+                    "route.auth",
+                    format!("{context}auth = \"none\" checks no token, so required_scopes and binding cannot apply"),
+                ));
+            }
+            routes.push(RouteSettings {
+                prefix,
+                upstream,
+                auth,
+                required_scopes,
+                binding: route.binding.unwrap_or(BindingMode::Enforce),
+            });
+        }
+        Ok(routes)
+    }
+}
