@@ -33,40 +33,110 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, ConfigError, JwksSource};
+use crate::config::{Config, ConfigError, JwksSource, TokenSettings};
+use crate::metrics::Metrics;
 use crate::proxy::Gateway;
-use crate::token::{KeySet, TokenValidator};
+use crate::token::{Issuer, KeyStore, TokenValidator};
 
 /// A configuration with every file it names loaded and checked: ready to serve.
 pub struct Prepared {
     pub config: Config,
     pub tls: Arc<ServerConfig>,
-    pub keys: Arc<KeySet>,
     pub gateway: Arc<Gateway>,
 }
 
-/// Loads certificates, keys and the JWKS named by `config`, failing with the
-/// file and key at fault before any port is bound.
-pub fn prepare(config: Config, metrics: Arc<metrics::Metrics>) -> Result<Prepared, ConfigError> {
+/// What to do about an issuer whose keys cannot be fetched while preparing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeysPolicy {
+    /// Starting up: serve anyway, report not ready, keep fetching in the background.
+    StartUnready,
+    /// Reloading or checking: every issuer's keys must load.
+    Require,
+}
+
+/// Loads certificates, keys and key sets named by `config`, failing with the
+/// file and key at fault. Remote key sets unchanged since `previous` are
+/// carried over with their cache.
+pub async fn prepare(
+    config: Config,
+    metrics: Arc<Metrics>,
+    previous: Option<&Prepared>,
+    policy: KeysPolicy,
+) -> Result<Prepared, ConfigError> {
     let tls = tls::server_config(&config)?;
-    let keys = Arc::new(match &config.token.jwks {
-        JwksSource::File(path) => KeySet::from_file(path).map_err(|e| config.unusable("token.jwks", path, e))?,
-    });
+    let mut issuers = Vec::with_capacity(config.issuers.len());
+    for settings in &config.issuers {
+        let keys = key_store(&config, settings, &metrics, previous, policy).await?;
+        issuers.push(Issuer {
+            settings: settings.clone(),
+            keys,
+        });
+    }
     let routes = policy::RouteTable::build(&config)?;
     let gateway = Arc::new(Gateway {
         realm: config.server.realm.clone(),
-        validator: TokenValidator::new(config.token.clone(), keys.clone()),
+        validator: TokenValidator::new(issuers),
         routes,
         forward: config.forward.clone(),
         limits: config.limits.clone(),
         metrics,
     });
-    Ok(Prepared {
-        config,
-        tls,
-        keys,
-        gateway,
-    })
+    Ok(Prepared { config, tls, gateway })
+}
+
+async fn key_store(
+    config: &Config,
+    settings: &TokenSettings,
+    metrics: &Arc<Metrics>,
+    previous: Option<&Prepared>,
+    policy: KeysPolicy,
+) -> Result<Arc<KeyStore>, ConfigError> {
+    let key = format!("{}.jwks", settings.section);
+    let source = &settings.jwks;
+    if let JwksSource::File(path) = source {
+        let store = KeyStore::from_file(&settings.issuer, path).map_err(|e| config.unusable(key, path, e))?;
+        return Ok(Arc::new(store));
+    }
+    let carried = previous.and_then(|p| {
+        p.gateway
+            .validator
+            .issuers()
+            .iter()
+            .find(|i| i.settings.issuer == settings.issuer && i.keys.same_remote(source, &settings.remote))
+            .map(|i| i.keys.clone())
+    });
+    if let Some(store) = carried {
+        return Ok(store);
+    }
+    let store = KeyStore::remote(
+        &settings.issuer,
+        source.clone(),
+        settings.remote.clone(),
+        metrics.clone(),
+    )
+    .map_err(|e| config.unusable(key.clone(), &config.source, e))?;
+    let store = Arc::new(store);
+    match (store.fetch().await, policy) {
+        (Ok(ttl), _) => KeyStore::spawn_refresher(&store, ttl),
+        (Err(e), KeysPolicy::Require) => return Err(config.unusable(key, &config.source, e)),
+        (Err(e), KeysPolicy::StartUnready) => {
+            tracing::error!(issuer = %settings.issuer, error = %e, "issuer keys unavailable; not ready until they load");
+            KeyStore::spawn_refresher(&store, settings.remote.refresh_min);
+        }
+    }
+    Ok(store)
+}
+
+/// An error and its sources on one line: hyper's own messages are terse.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }
 
 /// The sockets the gateway serves on, bound by the caller (port 0 works).

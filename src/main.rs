@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use bindgate::config::{Config, EXIT_INVALID_CONFIG};
 use bindgate::metrics::Metrics;
 use bindgate::runtime::{Live, ReloadTrigger};
+use bindgate::{KeysPolicy, Prepared};
 
 #[derive(Parser)]
 #[command(name = "bindgate", version, about = "mTLS-bound access token gateway (RFC 8705)", long_about = None)]
@@ -143,15 +144,6 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn load(path: &std::path::Path, metrics: Arc<Metrics>) -> Result<bindgate::Prepared, ExitCode> {
-    Config::load(path)
-        .and_then(|c| bindgate::prepare(c, metrics))
-        .map_err(|e| {
-            eprintln!("bindgate: invalid configuration: {e}");
-            ExitCode::from(EXIT_INVALID_CONFIG as u8)
-        })
-}
-
 fn fail(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("bindgate: {e}");
     ExitCode::FAILURE
@@ -181,9 +173,9 @@ fn dev_certs(out: &std::path::Path, force: bool) -> ExitCode {
 }
 
 fn demo(config: &std::path::Path, certs: &std::path::Path, once: bool) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => return fail(format_args!("cannot start the runtime: {e}")),
+        Err(code) => return code,
     };
     match runtime.block_on(bindgate::dev::demo::run(config, certs, !once)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -202,7 +194,7 @@ fn reload_on_sighup(live: Arc<Live>) {
                 tokio::spawn(async move {
                     while hup.recv().await.is_some() {
                         tracing::info!("SIGHUP: reloading");
-                        let _ = live.reload(ReloadTrigger::Signal);
+                        let _ = live.reload(ReloadTrigger::Signal).await;
                     }
                 });
             }
@@ -213,8 +205,31 @@ fn reload_on_sighup(live: Arc<Live>) {
     let _ = live;
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(format_args!("cannot start the runtime: {e}")))
+}
+
+/// Loads the configuration and everything it names; exit 64 on any error.
+async fn load(path: &std::path::Path, metrics: Arc<Metrics>, policy: KeysPolicy) -> Result<Prepared, ExitCode> {
+    let prepared = match Config::load(path) {
+        Ok(config) => bindgate::prepare(config, metrics, None, policy).await,
+        Err(e) => Err(e),
+    };
+    prepared.map_err(|e| {
+        eprintln!("bindgate: invalid configuration: {e}");
+        ExitCode::from(EXIT_INVALID_CONFIG as u8)
+    })
+}
+
 fn check(path: PathBuf) -> ExitCode {
-    let prepared = match load(&path, Arc::new(Metrics::default())) {
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let prepared = match runtime.block_on(load(&path, Arc::new(Metrics::default()), KeysPolicy::Require)) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -224,40 +239,50 @@ fn check(path: PathBuf) -> ExitCode {
         "  listen       {} (client_auth = {})",
         c.server.listen, c.server.client_auth
     );
-    println!("  upstream     {}", c.upstream.url);
-    println!("  issuer       {}", c.token.issuer);
-    println!("  audience     {}", c.token.audience.join(", "));
-    let kids: Vec<String> = prepared
-        .keys
-        .kids()
-        .map(|k| k.unwrap_or("(no kid)").to_string())
-        .collect();
-    println!("  keys         {} ({})", prepared.keys.len(), kids.join(", "));
-    let algs: Vec<&str> = c.token.algorithms.iter().map(|a| a.name()).collect();
-    println!("  algorithms   {}", algs.join(", "));
+    if let Some(admin) = &c.admin {
+        println!("  admin        {}", admin.listen);
+    }
+    for route in prepared.gateway.routes.iter() {
+        println!(
+            "  route        {} -> {} (auth = {:?}, binding = {:?}{})",
+            route.prefix,
+            route.upstream.base(),
+            route.auth,
+            route.binding,
+            if route.required_scopes.is_empty() {
+                String::new()
+            } else {
+                format!(", scopes = {}", route.required_scopes.join(" "))
+            }
+        );
+    }
+    for issuer in prepared.gateway.validator.issuers() {
+        let s = &issuer.settings;
+        let keys = issuer.keys.current();
+        let kids: Vec<&str> = keys.kids().map(|k| k.unwrap_or("(no kid)")).collect();
+        let algs: Vec<&str> = s.algorithms.iter().map(|a| a.name()).collect();
+        println!("  issuer       {}", s.issuer);
+        println!("    audience   {}", s.audience.join(", "));
+        println!("    keys       {} ({})", keys.len(), kids.join(", "));
+        println!("    algorithms {}", algs.join(", "));
+    }
     ExitCode::SUCCESS
 }
 
 fn run(path: PathBuf) -> ExitCode {
-    let metrics = Arc::new(Metrics::default());
-    let prepared = match load(&path, metrics.clone()) {
-        Ok(p) => p,
+    let runtime = match runtime() {
+        Ok(rt) => rt,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("bindgate: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     runtime.block_on(async move {
+        let metrics = Arc::new(Metrics::default());
+        let prepared = match load(&path, metrics.clone(), KeysPolicy::StartUnready).await {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
         let listeners = match bind(&prepared.config).await {
             Ok(l) => l,
-            Err(message) => {
-                eprintln!("bindgate: {message}");
-                return ExitCode::FAILURE;
-            }
+            Err(message) => return fail(message),
         };
         let live = Arc::new(Live::new(path, prepared, metrics));
         reload_on_sighup(live.clone());

@@ -14,6 +14,7 @@ type Counters<K> = RwLock<HashMap<K, AtomicU64>>;
 pub struct Metrics {
     requests: Counters<(Arc<str>, u16, &'static str)>,
     binding_reports: Counters<(Arc<str>, &'static str)>,
+    jwks_fetches: Counters<(Arc<str>, &'static str)>,
     handshake_failures: AtomicU64,
     connections_total: AtomicU64,
     connections_open: AtomicI64,
@@ -29,6 +30,10 @@ impl Metrics {
     /// A report-only route forwarded a request whose binding check failed.
     pub fn record_binding_report(&self, route: &str, reason: &'static str) {
         increment(&self.binding_reports, (Arc::from(route), reason));
+    }
+
+    pub fn record_jwks_fetch(&self, issuer: &str, ok: bool) {
+        increment(&self.jwks_fetches, (Arc::from(issuer), if ok { "ok" } else { "error" }));
     }
 
     pub fn record_handshake_failure(&self) {
@@ -83,6 +88,22 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "bindgate_binding_report_only_total{{route=\"{route}\",reason=\"{reason}\"}} {count}"
+                );
+            }
+        }
+        out.push_str("# HELP bindgate_jwks_fetches_total Fetches of issuer keys, by issuer and result.\n");
+        out.push_str("# TYPE bindgate_jwks_fetches_total counter\n");
+        if let Ok(map) = self.jwks_fetches.read() {
+            let mut rows: Vec<_> = map
+                .iter()
+                .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+                .collect();
+            rows.sort();
+            for ((issuer, result), count) in rows {
+                let issuer = escape_label(&issuer);
+                let _ = writeln!(
+                    out,
+                    "bindgate_jwks_fetches_total{{issuer=\"{issuer}\",result=\"{result}\"}} {count}"
                 );
             }
         }

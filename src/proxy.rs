@@ -62,7 +62,7 @@ pub async fn handle(
         Err(rejection) => {
             let reason = rejection.verdict().reason;
             if let Rejection::Upstream(e) = &rejection {
-                tracing::warn!(error = %error_chain(e), "upstream request failed");
+                tracing::warn!(error = %crate::error_chain(e), "upstream request failed");
             }
             let mut response = rejection.to_response(&gateway.realm);
             if matches!(rejection, Rejection::Request(RequestError::AmbiguousFraming))
@@ -135,7 +135,7 @@ async fn authorize_and_forward(
         }
         AuthPolicy::Bound => {
             let token = extract::bearer_token(req.headers(), req.uri())?;
-            let verified = gateway.validator.validate(token)?;
+            let verified = gateway.validator.validate(token).await?;
             let proofs = Proofs {
                 client_certificate: conn.identity.as_ref(),
             };
@@ -170,16 +170,4 @@ async fn authorize_and_forward(
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, body::stream(body)))
-}
-
-/// An error and its sources on one line: hyper's own messages are terse.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }

@@ -107,7 +107,14 @@ impl Rejection {
                     verdict(BAD_REQUEST, InvalidRequest, "invalid_request", "token_in_form")
                 }
             },
+            Rejection::Token(TokenError::KeysUnavailable) => verdict(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "temporarily_unavailable",
+                "keys_unavailable",
+            ),
             Rejection::Token(e) => invalid_token(match e {
+                TokenError::KeysUnavailable => "keys_unavailable",
                 TokenError::TooLarge { .. } => "token_too_large",
                 TokenError::Malformed(_) => "token_malformed",
                 TokenError::AlgorithmNotAllowed(_) => "alg_not_allowed",

@@ -40,7 +40,7 @@ pub async fn watch_files(live: Arc<Live>, stop: impl std::future::Future<Output 
         // A failed reload is logged by `reload` and not retried until the
         // files change again. `last` is what was seen *before* reloading, so
         // a key written just after its certificate still triggers a reload.
-        let _ = live.reload(ReloadTrigger::FileChange);
+        let _ = live.reload(ReloadTrigger::FileChange).await;
         last = now;
     }
 }

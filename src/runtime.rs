@@ -3,13 +3,13 @@
 //! connections already open keep the one they started with until they end.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::Prepared;
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
+use crate::{KeysPolicy, Prepared};
 
 /// Why a reload was attempted, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct Live {
     config_path: PathBuf,
     pub metrics: Arc<Metrics>,
     /// Serialises reloads from the signal handler and the file watcher.
-    reloading: Mutex<()>,
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Live {
@@ -42,7 +42,7 @@ impl Live {
             current: ArcSwap::from_pointee(prepared),
             config_path,
             metrics,
-            reloading: Mutex::new(()),
+            reloading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -53,12 +53,15 @@ impl Live {
 
     /// Re-reads the configuration and every file it names. On any error the
     /// current generation stays in service and the error is returned.
-    pub fn reload(&self, trigger: ReloadTrigger) -> Result<(), ConfigError> {
-        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let result = Config::load(&self.config_path).and_then(|config| crate::prepare(config, self.metrics.clone()));
+    pub async fn reload(&self, trigger: ReloadTrigger) -> Result<(), ConfigError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let previous = self.current();
+        let result = match Config::load(&self.config_path) {
+            Ok(config) => crate::prepare(config, self.metrics.clone(), Some(&previous), KeysPolicy::Require).await,
+            Err(e) => Err(e),
+        };
         match result {
             Ok(next) => {
-                let previous = self.current();
                 warn_about_restart_only_changes(&previous.config, &next.config);
                 self.current.store(Arc::new(next));
                 self.metrics.record_reload(trigger.label(), true);

@@ -68,6 +68,11 @@ impl Upstream {
         })
     }
 
+    /// The base URL requests are forwarded to.
+    pub fn base(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+
     /// The upstream URI for an inbound request target.
     pub fn target(&self, inbound: &Uri) -> Uri {
         let path_and_query = inbound.path_and_query().map(PathAndQuery::as_str).unwrap_or("/");

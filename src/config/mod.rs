@@ -4,6 +4,7 @@
 //! Parsing is strict on purpose: an unknown key is an error, not a silently
 //! ignored typo, and every error names the file and the key at fault.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -13,10 +14,10 @@ use std::time::Duration;
 use http::HeaderName;
 use serde::Deserialize;
 
-use crate::token::Algorithm;
-
 mod routes;
+mod token;
 pub use routes::{AuthPolicy, BindingMode, RouteSettings};
+pub use token::{JwksSource, RemoteJwksSettings, TokenSettings, TypPolicy};
 
 /// Exit code for an invalid configuration (`EX_CONFIG` would be 78; design.md
 /// fixes 64, `EX_USAGE`, so scripts can tell "bad config" from "crashed").
@@ -36,13 +37,13 @@ pub enum ConfigError {
     #[error("{file}: key `{key}`: {reason}")]
     InvalidValue {
         file: PathBuf,
-        key: &'static str,
+        key: Cow<'static, str>,
         reason: String,
     },
     #[error("{file}: key `{key}` names {path}: {reason}")]
     UnusableFile {
         file: PathBuf,
-        key: &'static str,
+        key: Cow<'static, str>,
         path: PathBuf,
         reason: String,
     },
@@ -72,21 +73,6 @@ impl fmt::Display for ClientAuth {
     }
 }
 
-/// Where the issuer's verification keys come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JwksSource {
-    File(PathBuf),
-}
-
-/// Which token `typ` header values are accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TypPolicy {
-    /// `at+jwt`, `application/at+jwt`, `JWT` or absent.
-    Lenient,
-    /// Only `at+jwt` / `application/at+jwt` (RFC 9068).
-    RequireAtJwt,
-}
-
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -94,7 +80,8 @@ pub struct Config {
     pub source: PathBuf,
     pub server: ServerSettings,
     pub upstream: UpstreamSettings,
-    pub token: TokenSettings,
+    /// Every trusted issuer: `[token]` first, then each `[[issuer]]`.
+    pub issuers: Vec<TokenSettings>,
     pub forward: ForwardSettings,
     pub admin: Option<AdminSettings>,
     pub limits: Limits,
@@ -134,17 +121,6 @@ pub struct UpstreamSettings {
     pub connect_timeout: Duration,
     /// Time allowed for the upstream to send its response head.
     pub request_timeout: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct TokenSettings {
-    pub issuer: String,
-    pub audience: Vec<String>,
-    pub jwks: JwksSource,
-    pub algorithms: Vec<Algorithm>,
-    pub leeway: Duration,
-    pub typ: TypPolicy,
-    pub max_size: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -195,7 +171,7 @@ impl Config {
             source: path.to_path_buf(),
             server: v.server(raw.server)?,
             upstream: v.upstream(raw.upstream)?,
-            token: v.token(raw.token)?,
+            issuers: v.issuers(raw.token, raw.issuer)?,
             forward: v.forward(raw.forward.unwrap_or_default())?,
             admin: raw.admin.map(|a| v.admin(a)).transpose()?,
             limits: v.limits(raw.limits.unwrap_or_default())?,
@@ -209,8 +185,11 @@ impl Config {
         let mut files = vec![self.source.clone(), self.server.cert.clone(), self.server.key.clone()];
         files.extend(self.server.client_ca.iter().cloned());
         files.extend(self.server.crls.iter().cloned());
-        match &self.token.jwks {
-            JwksSource::File(path) => files.push(path.clone()),
+        for issuer in &self.issuers {
+            if let JwksSource::File(path) = &issuer.jwks {
+                files.push(path.clone());
+            }
+            files.extend(issuer.remote.ca.iter().cloned());
         }
         files.extend(self.upstream.ca.iter().cloned());
         if let Some((cert, key)) = &self.upstream.client_cert {
@@ -221,10 +200,10 @@ impl Config {
     }
 
     /// Builds the error for a file named under `key` that exists but cannot be used.
-    pub fn unusable(&self, key: &'static str, path: &Path, reason: impl fmt::Display) -> ConfigError {
+    pub fn unusable(&self, key: impl Into<Cow<'static, str>>, path: &Path, reason: impl fmt::Display) -> ConfigError {
         ConfigError::UnusableFile {
             file: self.source.clone(),
-            key,
+            key: key.into(),
             path: path.to_path_buf(),
             reason: reason.to_string(),
         }
@@ -238,7 +217,9 @@ impl Config {
 struct RawConfig {
     server: RawServer,
     upstream: RawUpstream,
-    token: RawToken,
+    token: Option<token::RawToken>,
+    #[serde(default)]
+    issuer: Vec<token::RawToken>,
     forward: Option<RawForward>,
     admin: Option<RawAdmin>,
     limits: Option<RawLimits>,
@@ -277,25 +258,6 @@ struct RawUpstream {
     request_timeout: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawToken {
-    issuer: String,
-    audience: OneOrMany,
-    jwks: String,
-    algorithms: Option<Vec<String>>,
-    leeway: Option<String>,
-    require_typ: Option<String>,
-    max_size: Option<usize>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawForward {
@@ -328,10 +290,10 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn invalid(&self, key: &'static str, reason: impl fmt::Display) -> ConfigError {
+    fn invalid(&self, key: impl Into<Cow<'static, str>>, reason: impl fmt::Display) -> ConfigError {
         ConfigError::InvalidValue {
             file: self.file.to_path_buf(),
-            key,
+            key: key.into(),
             reason: reason.to_string(),
         }
     }
@@ -349,7 +311,12 @@ impl Validator<'_> {
         })
     }
 
-    fn duration(&self, key: &'static str, value: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+    fn duration(
+        &self,
+        key: impl Into<Cow<'static, str>>,
+        value: Option<String>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
         match value {
             None => Ok(default),
             Some(text) => parse_duration(&text).map_err(|reason| self.invalid(key, reason)),
@@ -429,65 +396,6 @@ impl Validator<'_> {
             client_cert,
             connect_timeout: self.duration("upstream.connect_timeout", raw.connect_timeout, Duration::from_secs(5))?,
             request_timeout: self.duration("upstream.request_timeout", raw.request_timeout, Duration::from_secs(30))?,
-        })
-    }
-
-    fn token(&self, raw: RawToken) -> Result<TokenSettings, ConfigError> {
-        if raw.issuer.is_empty() {
-            return Err(self.invalid("token.issuer", "must not be empty"));
-        }
-        let audience = match raw.audience {
-            OneOrMany::One(a) => vec![a],
-            OneOrMany::Many(list) => list,
-        };
-        if audience.is_empty() || audience.iter().any(String::is_empty) {
-            return Err(self.invalid("token.audience", "needs at least one non-empty audience"));
-        }
-        let jwks = if raw.jwks.starts_with("https://") || raw.jwks.starts_with("http://") {
-            return Err(self.invalid(
-                "token.jwks",
-                "fetching keys from a URL is not supported yet; point it at a JWKS file",
-            ));
-        } else {
-            JwksSource::File(self.path(PathBuf::from(raw.jwks)))
-        };
-        let algorithms = match raw.algorithms {
-            None => Algorithm::DEFAULT_ALLOWED.to_vec(),
-            Some(names) => {
-                let mut algs = Vec::with_capacity(names.len());
-                for name in &names {
-                    let alg = Algorithm::from_name(name).map_err(|reason| self.invalid("token.algorithms", reason))?;
-                    if !algs.contains(&alg) {
-                        algs.push(alg);
-                    }
-                }
-                if algs.is_empty() {
-                    return Err(self.invalid("token.algorithms", "needs at least one algorithm"));
-                }
-                algs
-            }
-        };
-        let typ = match raw.require_typ.as_deref() {
-            None => TypPolicy::Lenient,
-            Some(t) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") => {
-                TypPolicy::RequireAtJwt
-            }
-            Some(other) => {
-                return Err(self.invalid("token.require_typ", format!("{other:?}: only \"at+jwt\" is supported")));
-            }
-        };
-        let max_size = raw.max_size.unwrap_or(16 * 1024);
-        if max_size < 64 {
-            return Err(self.invalid("token.max_size", "must be at least 64 bytes"));
-        }
-        Ok(TokenSettings {
-            issuer: raw.issuer,
-            audience,
-            jwks,
-            algorithms,
-            leeway: self.duration("token.leeway", raw.leeway, Duration::from_secs(30))?,
-            typ,
-            max_size,
         })
     }
 
@@ -615,9 +523,9 @@ mod tests {
         let config = parse(MINIMAL).unwrap();
         assert_eq!(config.server.client_auth, ClientAuth::Required);
         assert_eq!(config.server.cert, Path::new("/etc/bindgate/certs/server.pem"));
-        assert_eq!(config.token.leeway, Duration::from_secs(30));
-        assert_eq!(config.token.algorithms, Algorithm::DEFAULT_ALLOWED);
-        assert_eq!(config.token.typ, TypPolicy::Lenient);
+        assert_eq!(config.issuers[0].leeway, Duration::from_secs(30));
+        assert_eq!(config.issuers[0].algorithms, crate::token::Algorithm::DEFAULT_ALLOWED);
+        assert_eq!(config.issuers[0].typ, TypPolicy::Lenient);
         assert!(!config.forward.strip_authorization);
         assert_eq!(config.forward.claim_headers[0].0.as_str(), "x-auth-subject");
         assert!(config.admin.is_none());
@@ -641,11 +549,8 @@ mod tests {
             let err = parse(&text).unwrap_err();
             assert!(
                 matches!(
-                    err,
-                    ConfigError::InvalidValue {
-                        key: "token.algorithms",
-                        ..
-                    }
+                    &err,
+                    ConfigError::InvalidValue { key, .. } if key == "token.algorithms"
                 ),
                 "{alg}: {err}"
             );
@@ -657,10 +562,7 @@ mod tests {
         let without_ca = MINIMAL.replace("client_ca = \"certs/ca.pem\"", "");
         assert!(matches!(
             parse(&without_ca).unwrap_err(),
-            ConfigError::InvalidValue {
-                key: "server.client_ca",
-                ..
-            }
+            ConfigError::InvalidValue { key, .. } if key == "server.client_ca"
         ));
         let any = without_ca.replace("[upstream]", "client_auth = \"any\"\n[upstream]");
         assert_eq!(parse(&any).unwrap().server.client_auth, ClientAuth::Any);
@@ -671,10 +573,7 @@ mod tests {
         let text = format!("{MINIMAL}\n[forward]\nclaim_headers = {{ \"x-forwarded-client-cert\" = \"sub\" }}\n");
         assert!(matches!(
             parse(&text).unwrap_err(),
-            ConfigError::InvalidValue {
-                key: "forward.claim_headers",
-                ..
-            }
+            ConfigError::InvalidValue { key, .. } if key == "forward.claim_headers"
         ));
     }
 

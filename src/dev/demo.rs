@@ -45,13 +45,21 @@ pub async fn run(config_path: &Path, certs: &Path, keep_running: bool) -> Result
         .map_err(|e| setup(format!("upstream url: {e}")))?;
 
     let issuer_key = certs.join("issuer-key.pem");
-    let JwksSource::File(jwks_path) = &config.token.jwks;
-    let jwks_path = jwks_path.clone();
-    let (iss, aud) = (config.token.issuer.clone(), config.token.audience[0].clone());
+    let issuer = config
+        .issuers
+        .first()
+        .ok_or_else(|| setup("the configuration trusts no issuer"))?;
+    let keys_from = match &issuer.jwks {
+        JwksSource::File(path) => path.display().to_string(),
+        JwksSource::Url(url) | JwksSource::Discovery(url) => url.to_string(),
+    };
+    let (iss, aud) = (issuer.issuer.clone(), issuer.audience[0].clone());
     // The upstream address above exists only in memory; a reload from the file would lose it.
     config.reload.watch_files = false;
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
-    let prepared = crate::prepare(config, metrics.clone()).map_err(setup)?;
+    let prepared = crate::prepare(config, metrics.clone(), None, crate::KeysPolicy::Require)
+        .await
+        .map_err(setup)?;
     let listen = prepared.config.server.listen;
     let gateway_listener = TcpListener::bind(listen).await.map_err(|e| {
         setup(format!(
@@ -71,10 +79,7 @@ pub async fn run(config_path: &Path, certs: &Path, keep_running: bool) -> Result
 
     println!("bindgate demo");
     println!("  echo upstream   http://{upstream_addr}");
-    println!(
-        "  gateway         https://{gateway_addr}  (keys from {})",
-        jwks_path.display()
-    );
+    println!("  gateway         https://{gateway_addr}  (keys from {keys_from})");
     println!();
 
     let token = mint(&MintRequest {

@@ -70,6 +70,8 @@ pub struct KeySet {
 /// Why no key could be chosen for a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyChoiceError {
+    /// The set is empty: keys from the issuer have not been fetched yet.
+    NoKeys,
     UnknownKid,
     AmbiguousWithoutKid,
     AlgorithmMismatch,
@@ -102,6 +104,16 @@ impl KeySet {
         Ok(KeySet { keys })
     }
 
+    /// A set with no keys: what a remote key store holds before its first fetch.
+    pub fn empty() -> KeySet {
+        KeySet { keys: Vec::new() }
+    }
+
+    /// Whether a key with this `kid` is in the set.
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }
@@ -118,6 +130,9 @@ impl KeySet {
     /// Picks the key for a token: by `kid`, or the only key when the token
     /// names none; then the key must suit the token's algorithm.
     pub fn choose(&self, kid: Option<&str>, alg: Algorithm) -> Result<&VerificationKey, KeyChoiceError> {
+        if self.keys.is_empty() {
+            return Err(KeyChoiceError::NoKeys);
+        }
         let key = match kid {
             Some(kid) => self
                 .keys

@@ -6,13 +6,15 @@ pub mod claims;
 pub mod extract;
 pub mod jwks;
 pub mod jws;
+pub mod keystore;
 mod validate;
 
 use std::fmt;
 
 pub use claims::{Claims, Confirmation};
 pub use jwks::{JwksError, KeySet};
-pub use validate::{TokenError, TokenValidator};
+pub use keystore::KeyStore;
+pub use validate::{Issuer, TokenError, TokenValidator, VerifiedToken};
 
 /// A JWS algorithm the gateway can verify. Symmetric algorithms and `none`
 /// are deliberately absent: a resource server holding an issuer's public key

@@ -7,8 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::Algorithm;
 use super::claims::Claims;
-use super::jwks::{KeyChoiceError, KeySet};
+use super::jwks::KeyChoiceError;
 use super::jws::{self, JwsError};
+use super::keystore::KeyStore;
 use crate::config::{TokenSettings, TypPolicy};
 
 /// Why an access token is not accepted. Every variant is an `invalid_token`.
@@ -26,6 +27,8 @@ pub enum TokenError {
     TypeRejected(Option<String>),
     #[error("no key with the token's kid")]
     UnknownKid,
+    #[error("the issuer's keys are not available yet")]
+    KeysUnavailable,
     #[error("token names no kid and the key set holds several keys")]
     KidRequired,
     #[error("the key named by kid does not fit algorithm {0}")]
@@ -44,10 +47,17 @@ pub enum TokenError {
     NotYetValid,
 }
 
-/// Validates access tokens against one issuer's settings and keys.
+/// One trusted issuer: its settings and its keys.
+pub struct Issuer {
+    pub settings: TokenSettings,
+    pub keys: Arc<KeyStore>,
+}
+
+/// Validates access tokens from any of the trusted issuers.
 pub struct TokenValidator {
-    settings: TokenSettings,
-    keys: Arc<KeySet>,
+    issuers: Vec<Issuer>,
+    /// The largest `max_size` of any issuer: checked before the issuer is known.
+    max_size: usize,
 }
 
 /// A token whose signature and claims have been checked; binding is checked separately.
@@ -58,30 +68,85 @@ pub struct VerifiedToken {
 }
 
 impl TokenValidator {
-    pub fn new(settings: TokenSettings, keys: Arc<KeySet>) -> TokenValidator {
-        TokenValidator { settings, keys }
+    pub fn new(issuers: Vec<Issuer>) -> TokenValidator {
+        let max_size = issuers.iter().map(|i| i.settings.max_size).max().unwrap_or(0);
+        TokenValidator { issuers, max_size }
     }
 
-    /// Validates `token` at the current time.
-    pub fn validate(&self, token: &str) -> Result<VerifiedToken, TokenError> {
-        self.validate_at(token, now_seconds())
+    pub fn issuers(&self) -> &[Issuer] {
+        &self.issuers
     }
 
-    /// Validates `token` as of `now` (seconds since the epoch).
+    /// Validates `token` now. A `kid` the issuer's keys do not hold triggers
+    /// one (rate-limited) refetch of remote keys before giving up.
+    pub async fn validate(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        match self.validate_at(token, now_seconds()) {
+            Err(e @ (TokenError::UnknownKid | TokenError::KeysUnavailable)) => {
+                let Ok(issuer) = self.issuer_of(token) else {
+                    return Err(e);
+                };
+                if issuer.keys.refetch_for_unknown_kid().await {
+                    self.validate_at(token, now_seconds())
+                } else {
+                    Err(e)
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Validates `token` as of `now` (seconds since the epoch), with the keys held right now.
     pub fn validate_at(&self, token: &str, now: f64) -> Result<VerifiedToken, TokenError> {
-        if token.len() > self.settings.max_size {
+        if token.len() > self.max_size {
+            return Err(TokenError::TooLarge { limit: self.max_size });
+        }
+        let jws = jws::parse(token).map_err(TokenError::Malformed)?;
+        let issuer = self.issuer_for(&jws)?;
+        issuer.validate(jws, now)
+    }
+
+    fn issuer_of(&self, token: &str) -> Result<&Issuer, TokenError> {
+        let jws = jws::parse(token).map_err(TokenError::Malformed)?;
+        self.issuer_for(&jws)
+    }
+
+    /// With one issuer, that one (its `iss` is checked after the signature).
+    /// With several, the one the payload names: read before the signature is
+    /// checked, but only to choose which keys to check it with.
+    fn issuer_for(&self, jws: &jws::CompactJws<'_>) -> Result<&Issuer, TokenError> {
+        if let [only] = self.issuers.as_slice() {
+            return Ok(only);
+        }
+        #[derive(serde::Deserialize)]
+        struct IssuerOnly {
+            iss: String,
+        }
+        let payload = jws::decode_part(jws.payload_b64, "payload").map_err(TokenError::Malformed)?;
+        let named: IssuerOnly =
+            serde_json::from_slice(&payload).map_err(|e| TokenError::ClaimsMalformed(e.to_string()))?;
+        self.issuers
+            .iter()
+            .find(|i| i.settings.issuer == named.iss)
+            .ok_or(TokenError::WrongIssuer)
+    }
+}
+
+impl Issuer {
+    fn validate(&self, jws: jws::CompactJws<'_>, now: f64) -> Result<VerifiedToken, TokenError> {
+        if jws.signing_input.len() + 1 + jws.signature_b64.len() > self.settings.max_size {
             return Err(TokenError::TooLarge {
                 limit: self.settings.max_size,
             });
         }
-        let jws = jws::parse(token).map_err(TokenError::Malformed)?;
         let alg = self.allowed_algorithm(&jws.header.alg)?;
         if let Some(crit) = jws.header.crit {
             // No extension is understood, so any critical one (even an empty list, which RFC 7515 forbids) fails.
             return Err(TokenError::UnsupportedCritical(crit));
         }
         self.check_typ(jws.header.typ.as_deref())?;
-        let key = self.keys.choose(jws.header.kid.as_deref(), alg).map_err(|e| match e {
+        let keys = self.keys.current();
+        let key = keys.choose(jws.header.kid.as_deref(), alg).map_err(|e| match e {
+            KeyChoiceError::NoKeys => TokenError::KeysUnavailable,
             KeyChoiceError::UnknownKid => TokenError::UnknownKid,
             KeyChoiceError::AmbiguousWithoutKid => TokenError::KidRequired,
             KeyChoiceError::AlgorithmMismatch => TokenError::KeyAlgorithmMismatch(alg),
@@ -165,32 +230,45 @@ mod tests {
 
     const NOW: f64 = 1_800_000_000.0;
 
-    struct Issuer {
+    struct TestIssuer {
         key: rcgen::KeyPair,
         validator: TokenValidator,
     }
 
-    fn issuer(typ: TypPolicy) -> Issuer {
+    fn issuer(typ: TypPolicy) -> TestIssuer {
         let key = rcgen::KeyPair::generate().unwrap();
         let (mut jwk, _) = crate::dev::certs::ec_p256_jwk(&key);
         jwk["kid"] = "k1".into();
-        let keys = KeySet::from_json(serde_json::json!({ "keys": [jwk] }).to_string().as_bytes()).unwrap();
+        let keys =
+            super::super::KeySet::from_json(serde_json::json!({ "keys": [jwk] }).to_string().as_bytes()).unwrap();
         let settings = TokenSettings {
             issuer: "https://issuer.example".into(),
             audience: vec!["https://api.example".into()],
+            section: "token".into(),
             jwks: crate::config::JwksSource::File("unused".into()),
+            remote: crate::config::RemoteJwksSettings {
+                ca: None,
+                refresh: Duration::from_secs(300),
+                refresh_min: Duration::from_secs(30),
+                refresh_max: Duration::from_secs(3600),
+                refetch_cooldown: Duration::from_secs(10),
+                timeout: Duration::from_secs(5),
+            },
             algorithms: Algorithm::DEFAULT_ALLOWED.to_vec(),
             leeway: Duration::from_secs(30),
             typ,
             max_size: 16 * 1024,
         };
-        Issuer {
+        TestIssuer {
             key,
-            validator: TokenValidator::new(settings, Arc::new(keys)),
+            validator: TokenValidator::new(vec![Issuer {
+                keys: Arc::new(KeyStore::from_keys(&settings.issuer, keys)),
+                settings,
+            }]),
         }
     }
 
-    impl Issuer {
+    impl TestIssuer {
         fn sign(&self, header: serde_json::Value, claims: serde_json::Value) -> String {
             let input = format!(
                 "{}.{}",

@@ -1,0 +1,207 @@
+//! `[token]` and `[[issuer]]`: which issuers are trusted, for which
+//! audiences, with which keys and algorithms.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigError, Validator};
+use crate::token::Algorithm;
+
+/// Where an issuer's verification keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    File(PathBuf),
+    /// The issuer's `jwks_uri`.
+    Url(http::Uri),
+    /// OpenID Connect discovery or RFC 8414 metadata naming `jwks_uri`.
+    Discovery(http::Uri),
+}
+
+/// How keys fetched over HTTPS are cached and refreshed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwksSettings {
+    /// CA bundle to verify the issuer's TLS certificate; the system store when absent.
+    pub ca: Option<PathBuf>,
+    /// Refresh interval when the response carries no `Cache-Control: max-age`.
+    pub refresh: Duration,
+    /// Bounds applied to `max-age`.
+    pub refresh_min: Duration,
+    pub refresh_max: Duration,
+    /// Least time between two fetches caused by tokens naming an unknown `kid`.
+    pub refetch_cooldown: Duration,
+    pub timeout: Duration,
+}
+
+/// Which token `typ` header values are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypPolicy {
+    /// `at+jwt`, `application/at+jwt`, `JWT` or absent.
+    Lenient,
+    /// Only `at+jwt` / `application/at+jwt` (RFC 9068).
+    RequireAtJwt,
+}
+
+/// One trusted issuer.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// Where it was configured (`token` or `issuer[N]`), for messages.
+    pub section: String,
+    pub issuer: String,
+    pub audience: Vec<String>,
+    pub jwks: JwksSource,
+    pub remote: RemoteJwksSettings,
+    pub algorithms: Vec<Algorithm>,
+    pub leeway: Duration,
+    pub typ: TypPolicy,
+    pub max_size: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawToken {
+    issuer: String,
+    audience: OneOrMany,
+    jwks: Option<String>,
+    discovery: Option<String>,
+    jwks_ca: Option<PathBuf>,
+    jwks_refresh: Option<String>,
+    jwks_refresh_min: Option<String>,
+    jwks_refresh_max: Option<String>,
+    jwks_refetch_cooldown: Option<String>,
+    jwks_timeout: Option<String>,
+    algorithms: Option<Vec<String>>,
+    leeway: Option<String>,
+    require_typ: Option<String>,
+    max_size: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Validator<'_> {
+    /// `[token]` and `[[issuer]]` together: at least one, issuers unique.
+    pub(super) fn issuers(
+        &self,
+        token: Option<RawToken>,
+        more: Vec<RawToken>,
+    ) -> Result<Vec<TokenSettings>, ConfigError> {
+        let mut issuers = Vec::with_capacity(1 + more.len());
+        if let Some(raw) = token {
+            issuers.push(self.token("token".into(), raw)?);
+        }
+        for (index, raw) in more.into_iter().enumerate() {
+            issuers.push(self.token(format!("issuer[{index}]").into(), raw)?);
+        }
+        if issuers.is_empty() {
+            return Err(self.invalid("token", "a [token] table or at least one [[issuer]] is required"));
+        }
+        for (i, issuer) in issuers.iter().enumerate() {
+            if issuers[..i].iter().any(|other| other.issuer == issuer.issuer) {
+                return Err(self.invalid("issuer.issuer", format!("{:?} is configured twice", issuer.issuer)));
+            }
+        }
+        Ok(issuers)
+    }
+
+    fn token(&self, section: Cow<'static, str>, raw: RawToken) -> Result<TokenSettings, ConfigError> {
+        let key = |name: &str| -> Cow<'static, str> { format!("{section}.{name}").into() };
+        if raw.issuer.is_empty() {
+            return Err(self.invalid(key("issuer"), "must not be empty"));
+        }
+        let audience = match raw.audience {
+            OneOrMany::One(a) => vec![a],
+            OneOrMany::Many(list) => list,
+        };
+        if audience.is_empty() || audience.iter().any(String::is_empty) {
+            return Err(self.invalid(key("audience"), "needs at least one non-empty audience"));
+        }
+        let jwks = match (raw.jwks, raw.discovery) {
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(key("discovery"), "set either jwks or discovery, not both"));
+            }
+            (None, None) => return Err(self.invalid(key("jwks"), "required (a file path or an https:// URL)")),
+            (None, Some(url)) => JwksSource::Discovery(self.https_url(key("discovery"), &url)?),
+            (Some(text), None) if text.contains("://") => JwksSource::Url(self.https_url(key("jwks"), &text)?),
+            (Some(text), None) => JwksSource::File(self.path(PathBuf::from(text))),
+        };
+        let remote = RemoteJwksSettings {
+            ca: raw.jwks_ca.map(|p| self.path(p)),
+            refresh: self.duration(key("jwks_refresh"), raw.jwks_refresh, Duration::from_secs(300))?,
+            refresh_min: self.duration(key("jwks_refresh_min"), raw.jwks_refresh_min, Duration::from_secs(30))?,
+            refresh_max: self.duration(
+                key("jwks_refresh_max"),
+                raw.jwks_refresh_max,
+                Duration::from_secs(86_400),
+            )?,
+            refetch_cooldown: self.duration(
+                key("jwks_refetch_cooldown"),
+                raw.jwks_refetch_cooldown,
+                Duration::from_secs(10),
+            )?,
+            timeout: self.duration(key("jwks_timeout"), raw.jwks_timeout, Duration::from_secs(5))?,
+        };
+        if remote.refresh_min > remote.refresh_max || remote.refresh_min.is_zero() {
+            return Err(self.invalid(
+                key("jwks_refresh_min"),
+                "must be above zero and not above jwks_refresh_max",
+            ));
+        }
+        let algorithms = match raw.algorithms {
+            None => Algorithm::DEFAULT_ALLOWED.to_vec(),
+            Some(names) => {
+                let mut algs = Vec::with_capacity(names.len());
+                for name in &names {
+                    let alg = Algorithm::from_name(name).map_err(|reason| self.invalid(key("algorithms"), reason))?;
+                    if !algs.contains(&alg) {
+                        algs.push(alg);
+                    }
+                }
+                if algs.is_empty() {
+                    return Err(self.invalid(key("algorithms"), "needs at least one algorithm"));
+                }
+                algs
+            }
+        };
+        let typ = match raw.require_typ.as_deref() {
+            None => TypPolicy::Lenient,
+            Some(t) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") => {
+                TypPolicy::RequireAtJwt
+            }
+            Some(other) => {
+                return Err(self.invalid(key("require_typ"), format!("{other:?}: only \"at+jwt\" is supported")));
+            }
+        };
+        let max_size = raw.max_size.unwrap_or(16 * 1024);
+        if max_size < 64 {
+            return Err(self.invalid(key("max_size"), "must be at least 64 bytes"));
+        }
+        Ok(TokenSettings {
+            section: section.to_string(),
+            issuer: raw.issuer,
+            audience,
+            jwks,
+            remote,
+            algorithms,
+            leeway: self.duration(key("leeway"), raw.leeway, Duration::from_secs(30))?,
+            typ,
+            max_size,
+        })
+    }
+
+    fn https_url(&self, key: Cow<'static, str>, text: &str) -> Result<http::Uri, ConfigError> {
+        let url: http::Uri = text
+            .parse()
+            .map_err(|e| self.invalid(key.clone(), format!("{text:?} is not a URL: {e}")))?;
+        if url.scheme_str() != Some("https") || url.authority().is_none() {
+            return Err(self.invalid(key, format!("{text:?}: keys are only fetched over https://")));
+        }
+        Ok(url)
+    }
+}
