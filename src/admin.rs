@@ -40,13 +40,60 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future
     }
 }
 
+/// Everything that keeps the gateway from serving requests successfully:
+/// issuer keys not loaded, the server certificate outside its validity, an
+/// upstream that refuses connections.
+async fn not_ready(live: &Live) -> Vec<String> {
+    let generation = live.current();
+    let mut problems = Vec::new();
+    for issuer in generation.gateway.validator.issuers() {
+        if !issuer.keys.is_loaded() {
+            problems.push(format!("keys of issuer {} are not loaded", issuer.settings.issuer));
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    if let Some(server) = generation.certificates.first()
+        && (now < server.not_before || now > server.not_after)
+    {
+        problems.push(format!("the server certificate ({}) is not valid now", server.subject));
+    }
+    let mut upstreams: Vec<std::sync::Arc<crate::upstream::Upstream>> = Vec::new();
+    for route in generation.gateway.routes.iter() {
+        if !upstreams.iter().any(|u| std::sync::Arc::ptr_eq(u, &route.upstream)) {
+            upstreams.push(route.upstream.clone());
+        }
+    }
+    for upstream in upstreams {
+        if !upstream.reachable(std::time::Duration::from_secs(1)).await {
+            problems.push(format!("upstream {} is unreachable", upstream.base()));
+        }
+    }
+    problems
+}
+
 async fn respond(req: Request<Incoming>, live: Arc<Live>) -> Result<Response<Body>, Infallible> {
     let (status, content_type, text) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-        // The gateway only starts serving once config, certificates and keys
-        // loaded; while this listener answers, the proxy listener is up too.
-        (&Method::GET, "/readyz") => (StatusCode::OK, "text/plain", "ready\n".to_string()),
-        (&Method::GET, "/metrics") => (StatusCode::OK, "text/plain; version=0.0.4", live.metrics.render()),
+        (&Method::GET, "/readyz") => match not_ready(&live).await {
+            problems if problems.is_empty() => (StatusCode::OK, "text/plain", "ready\n".to_string()),
+            problems => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("not ready:\n{}\n", problems.join("\n")),
+            ),
+        },
+        (&Method::GET, "/metrics") => (StatusCode::OK, "text/plain; version=0.0.4", {
+            let generation = live.current();
+            let certificates: Vec<(&str, String, i64)> = generation
+                .certificates
+                .iter()
+                .map(|c| (c.kind, c.subject.clone(), c.not_after))
+                .collect();
+            live.metrics.render(&certificates)
+        }),
         (_, "/healthz" | "/readyz" | "/metrics") => (
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",

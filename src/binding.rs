@@ -95,6 +95,7 @@ mod tests {
             uris: vec![],
             dns: vec![],
             xfcc: http::HeaderValue::from_static(""),
+            not_after: 0,
         }
     }
 

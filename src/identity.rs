@@ -23,6 +23,8 @@ pub struct ClientIdentity {
     pub dns: Vec<String>,
     /// The `x-forwarded-client-cert` value, rendered once.
     pub xfcc: HeaderValue,
+    /// `notAfter`, in seconds since the epoch.
+    pub not_after: i64,
 }
 
 /// Why a presented certificate could not be read.
@@ -43,6 +45,7 @@ impl ClientIdentity {
         let digest = Sha256::digest(der);
         let (_, cert) = X509Certificate::from_der(der).map_err(|e| IdentityError::NotX509(e.to_string()))?;
         let subject = rfc4514(cert.subject());
+        let not_after = cert.validity().not_after.timestamp();
         let mut uris = Vec::new();
         let mut dns = Vec::new();
         if let Ok(Some(san)) = cert.subject_alternative_name() {
@@ -66,6 +69,7 @@ impl ClientIdentity {
             uris,
             dns,
             xfcc,
+            not_after,
         })
     }
 }
@@ -98,7 +102,7 @@ fn xfcc_quoted(value: &str) -> String {
 }
 
 /// RFC 4514: RDNs last-to-first, joined by `,`; multi-valued RDNs by `+`.
-fn rfc4514(name: &X509Name<'_>) -> String {
+pub(crate) fn rfc4514(name: &X509Name<'_>) -> String {
     let registry = x509_parser::objects::oid_registry();
     let mut rdns: Vec<String> = Vec::new();
     for rdn in name.iter_rdn() {

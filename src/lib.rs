@@ -42,6 +42,8 @@ use crate::token::{Issuer, KeyStore, TokenValidator};
 pub struct Prepared {
     pub config: Config,
     pub tls: Arc<ServerConfig>,
+    /// The server's leaf certificate first, then the client CAs.
+    pub certificates: Vec<tls::CertificateSummary>,
     pub gateway: Arc<Gateway>,
 }
 
@@ -64,6 +66,13 @@ pub async fn prepare(
     policy: KeysPolicy,
 ) -> Result<Prepared, ConfigError> {
     let tls = tls::server_config(&config)?;
+    let mut certificates = tls::summaries("server", &config.server.cert)
+        .map_err(|e| config.unusable("server.cert", &config.server.cert, e))?;
+    certificates.truncate(1);
+    if let Some(path) = &config.server.client_ca {
+        certificates
+            .extend(tls::summaries("client_ca", path).map_err(|e| config.unusable("server.client_ca", path, e))?);
+    }
     let mut issuers = Vec::with_capacity(config.issuers.len());
     for settings in &config.issuers {
         let keys = key_store(&config, settings, &metrics, previous, policy).await?;
@@ -81,7 +90,12 @@ pub async fn prepare(
         limits: config.limits.clone(),
         metrics,
     });
-    Ok(Prepared { config, tls, gateway })
+    Ok(Prepared {
+        config,
+        tls,
+        certificates,
+        gateway,
+    })
 }
 
 async fn key_store(

@@ -1,30 +1,100 @@
-//! Counters for the admin listener's `/metrics`, in Prometheus text format.
+//! Counters and histograms for the admin listener's `/metrics`, in the
+//! Prometheus text format. They live for the whole process, across reloads.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 /// Counters keyed by their label values.
 type Counters<K> = RwLock<HashMap<K, AtomicU64>>;
 
-/// Process-wide counters. Request outcomes are keyed by status and the
-/// stable reason label from `reject.rs` (or `forwarded`).
+/// Upper bounds of the latency histograms, in seconds.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A fixed-bucket histogram of durations.
 #[derive(Debug, Default)]
+pub struct Histogram {
+    /// Non-cumulative counts per bucket; the last slot is `+Inf`.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, duration: Duration) {
+        let seconds = duration.as_secs_f64();
+        let slot = LATENCY_BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(duration.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "{name}_sum {sum}\n{name}_count {}",
+            self.count.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// Process-wide metrics. Request outcomes are keyed by route, status and the
+/// stable reason label from `reject.rs` (or `forwarded`).
+#[derive(Debug)]
 pub struct Metrics {
     requests: Counters<(Arc<str>, u16, &'static str)>,
     binding_reports: Counters<(Arc<str>, &'static str)>,
     jwks_fetches: Counters<(Arc<str>, &'static str)>,
-    handshake_failures: AtomicU64,
-    connections_total: AtomicU64,
+    handshake_failures: Counters<&'static str>,
+    reloads: Counters<(&'static str, &'static str)>,
+    handshakes: AtomicU64,
+    resumed_handshakes: AtomicU64,
     connections_open: AtomicI64,
-    /// By trigger (signal, file_change) and result (ok, error).
-    reloads: [[AtomicU64; 2]; 2],
+    /// The earliest `notAfter` of any client certificate seen (seconds since the epoch).
+    client_cert_earliest_expiry: AtomicI64,
+    pub request_duration: Histogram,
+    pub upstream_duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            requests: Counters::default(),
+            binding_reports: Counters::default(),
+            jwks_fetches: Counters::default(),
+            handshake_failures: Counters::default(),
+            reloads: Counters::default(),
+            handshakes: AtomicU64::new(0),
+            resumed_handshakes: AtomicU64::new(0),
+            connections_open: AtomicI64::new(0),
+            client_cert_earliest_expiry: AtomicI64::new(i64::MAX),
+            request_duration: Histogram::default(),
+            upstream_duration: Histogram::default(),
+        }
+    }
 }
 
 impl Metrics {
-    pub fn record_request(&self, route: &str, status: u16, reason: &'static str) {
+    pub fn record_request(&self, route: &str, status: u16, reason: &'static str, duration: Duration) {
         increment(&self.requests, (Arc::from(route), status, reason));
+        self.request_duration.observe(duration);
     }
 
     /// A report-only route forwarded a request whose binding check failed.
@@ -36,89 +106,97 @@ impl Metrics {
         increment(&self.jwks_fetches, (Arc::from(issuer), if ok { "ok" } else { "error" }));
     }
 
-    pub fn record_handshake_failure(&self) {
-        self.handshake_failures.fetch_add(1, Ordering::Relaxed);
+    pub fn record_handshake_failure(&self, reason: &'static str) {
+        increment(&self.handshake_failures, reason);
     }
 
     pub fn record_reload(&self, trigger: &'static str, ok: bool) {
-        let by_trigger = usize::from(trigger != "signal");
-        self.reloads[by_trigger][usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+        increment(&self.reloads, (trigger, if ok { "ok" } else { "error" }));
     }
 
-    pub fn connection_opened(&self) {
-        self.connections_total.fetch_add(1, Ordering::Relaxed);
+    /// A handshake completed and the connection is open.
+    pub fn connection_opened(&self, resumed: bool, client_cert_not_after: Option<i64>) {
+        self.handshakes.fetch_add(1, Ordering::Relaxed);
+        if resumed {
+            self.resumed_handshakes.fetch_add(1, Ordering::Relaxed);
+        }
         self.connections_open.fetch_add(1, Ordering::Relaxed);
+        if let Some(not_after) = client_cert_not_after {
+            self.client_cert_earliest_expiry.fetch_min(not_after, Ordering::Relaxed);
+        }
     }
 
     pub fn connection_closed(&self) {
         self.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition of every counter.
-    pub fn render(&self) -> String {
-        let mut out = String::with_capacity(1024);
-        out.push_str("# HELP bindgate_requests_total Requests answered, by route, status and reason.\n");
-        out.push_str("# TYPE bindgate_requests_total counter\n");
-        if let Ok(map) = self.requests.read() {
-            let mut rows: Vec<_> = map
-                .iter()
-                .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
-                .collect();
-            rows.sort();
-            for ((route, status, reason), count) in rows {
-                let route = escape_label(&route);
-                let _ = writeln!(
-                    out,
-                    "bindgate_requests_total{{route=\"{route}\",status=\"{status}\",reason=\"{reason}\"}} {count}"
-                );
-            }
-        }
-        out.push_str(
-            "# HELP bindgate_binding_report_only_total Requests forwarded by report-only routes despite a failed binding check.\n",
+    /// The Prometheus text exposition; `certificates` are expiry gauges of
+    /// the current configuration as `(kind, subject, notAfter)`.
+    pub fn render(&self, certificates: &[(&str, String, i64)]) -> String {
+        let mut out = String::with_capacity(4096);
+        family(
+            &mut out,
+            "bindgate_requests_total",
+            "Requests answered, by route, status and reason.",
+            rows(&self.requests, |(route, status, reason)| {
+                format!(
+                    "route=\"{}\",status=\"{status}\",reason=\"{reason}\"",
+                    escape_label(route)
+                )
+            }),
         );
-        out.push_str("# TYPE bindgate_binding_report_only_total counter\n");
-        if let Ok(map) = self.binding_reports.read() {
-            let mut rows: Vec<_> = map
-                .iter()
-                .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
-                .collect();
-            rows.sort();
-            for ((route, reason), count) in rows {
-                let route = escape_label(&route);
-                let _ = writeln!(
-                    out,
-                    "bindgate_binding_report_only_total{{route=\"{route}\",reason=\"{reason}\"}} {count}"
-                );
-            }
-        }
-        out.push_str("# HELP bindgate_jwks_fetches_total Fetches of issuer keys, by issuer and result.\n");
-        out.push_str("# TYPE bindgate_jwks_fetches_total counter\n");
-        if let Ok(map) = self.jwks_fetches.read() {
-            let mut rows: Vec<_> = map
-                .iter()
-                .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
-                .collect();
-            rows.sort();
-            for ((issuer, result), count) in rows {
-                let issuer = escape_label(&issuer);
-                let _ = writeln!(
-                    out,
-                    "bindgate_jwks_fetches_total{{issuer=\"{issuer}\",result=\"{result}\"}} {count}"
-                );
-            }
-        }
-        let counters = [
+        family(
+            &mut out,
+            "bindgate_binding_report_only_total",
+            "Requests forwarded by report-only routes despite a failed binding check.",
+            rows(&self.binding_reports, |(route, reason)| {
+                format!("route=\"{}\",reason=\"{reason}\"", escape_label(route))
+            }),
+        );
+        self.request_duration.render(
+            &mut out,
+            "bindgate_request_duration_seconds",
+            "Time from request head to response head, every outcome.",
+        );
+        self.upstream_duration.render(
+            &mut out,
+            "bindgate_upstream_duration_seconds",
+            "Time for the upstream to answer with a response head.",
+        );
+        family(
+            &mut out,
+            "bindgate_tls_handshake_failures_total",
+            "TLS handshakes that failed, by reason.",
+            rows(&self.handshake_failures, |reason| format!("reason=\"{reason}\"")),
+        );
+        family(
+            &mut out,
+            "bindgate_jwks_fetches_total",
+            "Fetches of issuer keys, by issuer and result.",
+            rows(&self.jwks_fetches, |(issuer, result)| {
+                format!("issuer=\"{}\",result=\"{result}\"", escape_label(issuer))
+            }),
+        );
+        family(
+            &mut out,
+            "bindgate_reloads_total",
+            "Configuration reloads, by trigger and result.",
+            rows(&self.reloads, |(trigger, result)| {
+                format!("trigger=\"{trigger}\",result=\"{result}\"")
+            }),
+        );
+        let single = [
             (
-                "bindgate_tls_handshake_failures_total",
+                "bindgate_tls_handshakes_total",
                 "counter",
-                "TLS handshakes that failed or timed out.",
-                self.handshake_failures.load(Ordering::Relaxed) as i64,
+                "TLS handshakes completed.",
+                self.handshakes.load(Ordering::Relaxed) as i64,
             ),
             (
-                "bindgate_connections_total",
+                "bindgate_tls_resumed_handshakes_total",
                 "counter",
-                "TLS connections established.",
-                self.connections_total.load(Ordering::Relaxed) as i64,
+                "TLS handshakes completed by resuming a session.",
+                self.resumed_handshakes.load(Ordering::Relaxed) as i64,
             ),
             (
                 "bindgate_connections_open",
@@ -127,21 +205,48 @@ impl Metrics {
                 self.connections_open.load(Ordering::Relaxed),
             ),
         ];
-        for (name, kind, help, value) in counters {
+        for (name, kind, help, value) in single {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         }
-        out.push_str("# HELP bindgate_reloads_total Configuration reloads, by trigger and result.\n");
-        out.push_str("# TYPE bindgate_reloads_total counter\n");
-        for (t, trigger) in ["signal", "file_change"].iter().enumerate() {
-            for (r, result) in ["ok", "error"].iter().enumerate() {
-                let count = self.reloads[t][r].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "bindgate_reloads_total{{trigger=\"{trigger}\",result=\"{result}\"}} {count}"
-                );
-            }
+        let _ = writeln!(
+            out,
+            "# HELP bindgate_certificate_expiry_timestamp_seconds notAfter of configured certificates.\n\
+             # TYPE bindgate_certificate_expiry_timestamp_seconds gauge"
+        );
+        for (kind, subject, not_after) in certificates {
+            let _ = writeln!(
+                out,
+                "bindgate_certificate_expiry_timestamp_seconds{{kind=\"{kind}\",subject=\"{}\"}} {not_after}",
+                escape_label(subject)
+            );
+        }
+        let earliest = self.client_cert_earliest_expiry.load(Ordering::Relaxed);
+        if earliest != i64::MAX {
+            let _ = writeln!(
+                out,
+                "# HELP bindgate_client_certificate_earliest_expiry_timestamp_seconds Earliest notAfter of any client certificate seen.\n\
+                 # TYPE bindgate_client_certificate_earliest_expiry_timestamp_seconds gauge\n\
+                 bindgate_client_certificate_earliest_expiry_timestamp_seconds {earliest}"
+            );
         }
         out
+    }
+}
+
+fn rows<K: Clone + Ord>(counters: &Counters<K>, labels: impl Fn(&K) -> String) -> Vec<(String, u64)> {
+    let Ok(map) = counters.read() else { return Vec::new() };
+    let mut entries: Vec<(K, u64)> = map
+        .iter()
+        .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.into_iter().map(|(k, v)| (labels(&k), v)).collect()
+}
+
+fn family(out: &mut String, name: &str, help: &str, rows: Vec<(String, u64)>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (labels, value) in rows {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
     }
 }
 
@@ -168,21 +273,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_counters_by_status_and_reason() {
+    fn renders_counters_with_their_labels() {
         let m = Metrics::default();
-        m.record_request("/", 200, "forwarded");
-        m.record_request("/", 200, "forwarded");
-        m.record_request("/api", 401, "cnf_mismatch");
-        m.record_handshake_failure();
-        let text = m.render();
-        assert!(
-            text.contains("bindgate_requests_total{route=\"/\",status=\"200\",reason=\"forwarded\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("bindgate_requests_total{route=\"/api\",status=\"401\",reason=\"cnf_mismatch\"} 1\n"),
-            "{text}"
-        );
-        assert!(text.contains("bindgate_tls_handshake_failures_total 1\n"), "{text}");
+        m.record_request("/", 200, "forwarded", Duration::from_millis(2));
+        m.record_request("/", 200, "forwarded", Duration::from_millis(2));
+        m.record_request("/api", 401, "cnf_mismatch", Duration::from_micros(100));
+        m.record_handshake_failure("unknown_ca");
+        m.record_reload("signal", false);
+        let text = m.render(&[("server", "CN=localhost".to_string(), 1_900_000_000)]);
+        for expected in [
+            "bindgate_requests_total{route=\"/\",status=\"200\",reason=\"forwarded\"} 2\n",
+            "bindgate_requests_total{route=\"/api\",status=\"401\",reason=\"cnf_mismatch\"} 1\n",
+            "bindgate_tls_handshake_failures_total{reason=\"unknown_ca\"} 1\n",
+            "bindgate_reloads_total{trigger=\"signal\",result=\"error\"} 1\n",
+            "bindgate_request_duration_seconds_bucket{le=\"0.0005\"} 1\n",
+            "bindgate_request_duration_seconds_bucket{le=\"0.0025\"} 3\n",
+            "bindgate_request_duration_seconds_count 3\n",
+            "bindgate_certificate_expiry_timestamp_seconds{kind=\"server\",subject=\"CN=localhost\"} 1900000000\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

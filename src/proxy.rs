@@ -79,7 +79,7 @@ pub async fn handle(
     let route = notes.route.as_deref().unwrap_or("-");
     gateway
         .metrics
-        .record_request(route, response.status().as_u16(), reason);
+        .record_request(route, response.status().as_u16(), reason, started.elapsed());
     if let Some(violation) = notes.binding_violation {
         gateway.metrics.record_binding_report(route, violation);
     }
@@ -165,7 +165,10 @@ async fn authorize_and_forward(
         claims: verified.as_ref().map(|v| &v.claims),
     };
     headers::rewrite_request(&mut parts.headers, &context, &gateway.forward);
-    let response = route.upstream.send(Request::from_parts(parts, body)).await?;
+    let upstream_started = Instant::now();
+    let response = route.upstream.send(Request::from_parts(parts, body)).await;
+    gateway.metrics.upstream_duration.observe(upstream_started.elapsed());
+    let response = response?;
 
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);

@@ -102,12 +102,14 @@ impl ConnectionTask {
         let tls = match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
-                self.gateway.metrics.record_handshake_failure();
+                self.gateway
+                    .metrics
+                    .record_handshake_failure(handshake_failure_reason(&e));
                 tracing::info!(%peer, error = %e, "TLS handshake failed");
                 return;
             }
             Err(_) => {
-                self.gateway.metrics.record_handshake_failure();
+                self.gateway.metrics.record_handshake_failure("timeout");
                 tracing::info!(%peer, "TLS handshake timed out");
                 return;
             }
@@ -137,12 +139,32 @@ impl ConnectionTask {
         });
         let gateway = self.gateway;
         let metrics = gateway.metrics.clone();
-        metrics.connection_opened();
+        metrics.connection_opened(resumed, conn.identity.as_ref().map(|i| i.not_after));
         let service = service_fn(move |req| proxy::handle(gateway.clone(), conn.clone(), req));
         let served = watcher.watch(self.http.serve_connection(TokioIo::new(io), service).into_owned());
         if let Err(e) = served.await {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
         metrics.connection_closed();
+    }
+}
+
+/// A stable label for why a handshake failed, from the rustls error inside the I/O error.
+fn handshake_failure_reason(error: &std::io::Error) -> &'static str {
+    use rustls::{CertificateError, Error};
+    let Some(tls) = error.get_ref().and_then(|e| e.downcast_ref::<Error>()) else {
+        return "io";
+    };
+    match tls {
+        Error::NoCertificatesPresented => "client_cert_missing",
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => "client_cert_unknown_ca",
+        Error::InvalidCertificate(CertificateError::Revoked) => "client_cert_revoked",
+        Error::InvalidCertificate(CertificateError::Expired | CertificateError::ExpiredContext { .. }) => {
+            "client_cert_expired"
+        }
+        Error::InvalidCertificate(_) => "client_cert_invalid",
+        Error::PeerIncompatible(_) | Error::NoApplicationProtocol => "incompatible",
+        Error::AlertReceived(_) => "alert_received",
+        _ => "protocol",
     }
 }

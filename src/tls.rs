@@ -43,6 +43,34 @@ pub fn server_config(config: &Config) -> Result<Arc<ServerConfig>, ConfigError> 
     Ok(Arc::new(tls))
 }
 
+/// Subject and validity of a configured certificate, for readiness and metrics.
+#[derive(Debug, Clone)]
+pub struct CertificateSummary {
+    /// `server` or `client_ca`.
+    pub kind: &'static str,
+    pub subject: String,
+    /// Seconds since the epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+/// Summaries of every certificate in `path`.
+pub fn summaries(kind: &'static str, path: &std::path::Path) -> Result<Vec<CertificateSummary>, pem::PemError> {
+    let mut out = Vec::new();
+    for der in pem::certificates(path)? {
+        let (_, cert) = X509Certificate::from_der(der.as_ref())
+            .map_err(|e| pem::PemError::Malformed(format!("certificate is not X.509: {e}")))?;
+        let validity = cert.validity();
+        out.push(CertificateSummary {
+            kind,
+            subject: crate::identity::rfc4514(cert.subject()),
+            not_before: validity.not_before.timestamp(),
+            not_after: validity.not_after.timestamp(),
+        });
+    }
+    Ok(out)
+}
+
 fn client_verifier(config: &Config, provider: Arc<CryptoProvider>) -> Result<Arc<dyn ClientCertVerifier>, ConfigError> {
     let server = &config.server;
     let roots = match &server.client_ca {

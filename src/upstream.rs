@@ -68,6 +68,17 @@ impl Upstream {
         })
     }
 
+    /// Whether a TCP connection to the upstream can be opened within `timeout`.
+    pub async fn reachable(&self, timeout: Duration) -> bool {
+        let default_port = if self.scheme == Scheme::HTTPS { 443 } else { 80 };
+        let port = self.authority.port_u16().unwrap_or(default_port);
+        let host = self.authority.host().trim_start_matches('[').trim_end_matches(']');
+        matches!(
+            tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await,
+            Ok(Ok(_))
+        )
+    }
+
     /// The base URL requests are forwarded to.
     pub fn base(&self) -> String {
         format!("{}://{}{}", self.scheme, self.authority, self.base_path)
