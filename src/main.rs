@@ -87,6 +87,13 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Print a shell completion script (e.g. `bindgate completions bash > /etc/bash_completion.d/bindgate`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) for bindgate(1).
+    Man,
 }
 
 fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
@@ -128,6 +135,18 @@ fn main() -> ExitCode {
             }
         }
         Command::Demo { config, certs, once } => demo(&config, &certs, once),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "bindgate", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
     }
 }
 
