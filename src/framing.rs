@@ -11,12 +11,7 @@
 //! served one at a time.
 
 use std::collections::VecDeque;
-use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// How one request head framed its body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,56 +236,6 @@ fn classify(headers: &[httparse::Header<'_>]) -> (Framing, State) {
         State::Head
     };
     (framing, next)
-}
-
-/// The client side of a connection, with every byte read shown to a [`FramingScanner`].
-pub struct GuardedIo<IO> {
-    inner: IO,
-    scanner: FramingScanner,
-}
-
-impl<IO> GuardedIo<IO> {
-    pub fn new(inner: IO, scanner: FramingScanner) -> GuardedIo<IO> {
-        GuardedIo { inner, scanner }
-    }
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for GuardedIo<IO> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = result {
-            this.scanner.feed(&buf.filled()[before..]);
-        }
-        result
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for GuardedIo<IO> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod binding;
 pub mod body;
+pub mod client_io;
 pub mod config;
 pub mod dev;
 pub mod framing;

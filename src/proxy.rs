@@ -43,6 +43,8 @@ pub struct Connection {
     pub resumed: bool,
     /// Framing verdicts of an HTTP/1 connection, one per request.
     pub framing: Option<Arc<FramingLog>>,
+    /// Requests being served: while any is, the connection is not idle.
+    pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Serves one request; never fails, since every error becomes a response.
@@ -52,6 +54,7 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
+    let _in_flight = InFlight::enter(&conn.in_flight);
     let method = req.method().clone();
     // The path only: a query string may carry a token and is never logged.
     let path = req.uri().path().to_string();
@@ -100,6 +103,22 @@ pub async fn handle(
         duration_us = started.elapsed().as_micros() as u64,
     );
     Ok(response)
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a std::sync::atomic::AtomicUsize) -> InFlight<'a> {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// What the request path learned that the access log and metrics report.

@@ -14,8 +14,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+use crate::client_io::{ClientIo, IdleTimer};
 use crate::config::Limits;
-use crate::framing::{FramingLog, FramingScanner, GuardedIo};
+use crate::framing::{FramingLog, FramingScanner};
 use crate::identity::ClientIdentity;
 use crate::proxy::{self, Connection, Gateway};
 use crate::runtime::Live;
@@ -57,6 +58,7 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future
             http: http_builder(limits),
             handshake_timeout: limits.handshake_timeout,
             max_header_bytes: limits.max_header_bytes,
+            idle_timeout: limits.idle_timeout,
         };
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -95,6 +97,7 @@ struct ConnectionTask {
     http: auto::Builder<TokioExecutor>,
     handshake_timeout: Duration,
     max_header_bytes: usize,
+    idle_timeout: Duration,
 }
 
 impl ConnectionTask {
@@ -130,12 +133,15 @@ impl ConnectionTask {
         // h2 frames its own messages; only HTTP/1 needs the framing guard.
         let framing = (!is_h2).then(|| Arc::new(FramingLog::default()));
         let scanner = FramingScanner::new(self.max_header_bytes, framing.clone().unwrap_or_default());
-        let io = GuardedIo::new(tls, if is_h2 { scanner.disabled() } else { scanner });
+        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let idle = IdleTimer::new(self.idle_timeout, in_flight.clone());
+        let io = ClientIo::new(tls, if is_h2 { scanner.disabled() } else { scanner }, idle);
         let conn = Arc::new(Connection {
             peer,
             identity,
             resumed,
             framing,
+            in_flight,
         });
         let gateway = self.gateway;
         let metrics = gateway.metrics.clone();

@@ -144,6 +144,8 @@ pub struct Limits {
     /// Largest `application/x-www-form-urlencoded` body inspected for a smuggled token.
     pub max_form_bytes: usize,
     pub shutdown_grace: Duration,
+    /// A connection with no request in flight and no traffic for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 impl Config {
@@ -280,6 +282,7 @@ struct RawLimits {
     max_connections: Option<usize>,
     max_form_bytes: Option<usize>,
     shutdown_grace: Option<String>,
+    idle_timeout: Option<String>,
 }
 
 // ---- validation: raw -> typed, one error per bad key ----
@@ -473,6 +476,7 @@ impl Validator<'_> {
             max_connections,
             max_form_bytes: raw.max_form_bytes.unwrap_or(1024 * 1024),
             shutdown_grace: self.duration("limits.shutdown_grace", raw.shutdown_grace, Duration::from_secs(30))?,
+            idle_timeout: self.duration("limits.idle_timeout", raw.idle_timeout, Duration::from_secs(60))?,
         })
     }
 }
