@@ -12,6 +12,7 @@ pub mod body;
 pub mod client_io;
 pub mod config;
 pub mod dev;
+pub mod dpop;
 pub mod framing;
 pub mod headers;
 pub mod identity;
