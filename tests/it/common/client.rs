@@ -1,0 +1,190 @@
+//! A rustls client presenting a chosen certificate (or none), speaking
+//! HTTP/1.1 or h2 with hyper, or raw bytes for malformed requests.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::pki::CertFiles;
+
+/// How long any single exchange may take in a test.
+pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alpn {
+    Http1,
+    H2,
+}
+
+/// A TLS client. Reusing one client reuses its session cache, so a second
+/// connection resumes the first one's session.
+#[derive(Clone)]
+pub struct TlsClient {
+    connector: TlsConnector,
+    alpn: Alpn,
+}
+
+/// What came back.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub resumed: bool,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The stable rejection reason of a gateway-made response.
+    pub fn reason(&self) -> String {
+        self.json()["reason"].as_str().unwrap_or_default().to_string()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).map(|v| v.to_str().unwrap().to_string())
+    }
+
+    pub fn challenge(&self) -> Option<String> {
+        self.header("www-authenticate")
+    }
+}
+
+impl TlsClient {
+    /// Trusts `ca`; presents `cert` when given.
+    pub fn new(ca: &Path, cert: Option<&CertFiles>, alpn: Alpn) -> TlsClient {
+        let mut roots = rustls::RootCertStore::empty();
+        for der in CertificateDer::pem_file_iter(ca).unwrap() {
+            roots.add(der.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let mut config = match cert {
+            None => builder.with_no_client_auth(),
+            Some(files) => {
+                let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+                    .unwrap()
+                    .map(|c| c.unwrap())
+                    .collect();
+                let key = PrivateKeyDer::from_pem_file(&files.key).unwrap();
+                builder.with_client_auth_cert(chain, key).unwrap()
+            }
+        };
+        config.alpn_protocols = match alpn {
+            Alpn::Http1 => vec![b"http/1.1".to_vec()],
+            Alpn::H2 => vec![b"h2".to_vec()],
+        };
+        TlsClient {
+            connector: TlsConnector::from(Arc::new(config)),
+            alpn,
+        }
+    }
+
+    /// Completes a TLS handshake with the gateway.
+    pub async fn connect(&self, addr: SocketAddr) -> std::io::Result<TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect(addr).await?;
+        let name = ServerName::try_from("localhost").unwrap();
+        tokio::time::timeout(EXCHANGE_TIMEOUT, self.connector.connect(name, tcp))
+            .await
+            .map_err(|_| std::io::Error::other("handshake timed out"))?
+    }
+
+    /// Sends one request on a new connection.
+    pub async fn send(&self, addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Reply, String> {
+        let tls = self.connect(addr).await.map_err(|e| format!("handshake: {e}"))?;
+        self.send_on(tls, req).await
+    }
+
+    /// Sends one request on an established connection.
+    pub async fn send_on(&self, tls: TlsStream<TcpStream>, req: Request<Full<Bytes>>) -> Result<Reply, String> {
+        let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        let exchange = async {
+            let response = match self.alpn {
+                Alpn::Http1 => {
+                    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    tokio::spawn(conn);
+                    sender.send_request(req).await.map_err(|e| format!("{e:?}"))?
+                }
+                Alpn::H2 => {
+                    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    tokio::spawn(conn);
+                    sender.send_request(req).await.map_err(|e| format!("{e:?}"))?
+                }
+            };
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+            Ok(Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+                resumed,
+            })
+        };
+        tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
+            .await
+            .map_err(|_| "exchange timed out".to_string())?
+    }
+
+    /// Writes `bytes` on a new connection and reads until the gateway closes
+    /// it or `quiet` passes without data.
+    pub async fn raw(&self, addr: SocketAddr, bytes: &[u8], quiet: Duration) -> Result<Vec<u8>, String> {
+        let mut tls = self.connect(addr).await.map_err(|e| e.to_string())?;
+        tls.write_all(bytes).await.map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match tokio::time::timeout(quiet, tls.read(&mut buf)).await {
+                Ok(Ok(0)) | Err(_) => break,
+                Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+                Ok(Err(e)) if out.is_empty() => return Err(e.to_string()),
+                Ok(Err(_)) => break,
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn alpn(&self) -> Alpn {
+        self.alpn
+    }
+}
+
+/// A request for `path`, with a bearer token when given. HTTP/1.1 requests
+/// carry Host; h2 requests carry only `:authority`.
+pub fn request(alpn: Alpn, method: &str, path: &str, token: Option<&str>, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+    let mut builder = match alpn {
+        Alpn::Http1 => Request::builder().uri(path).header("host", "localhost"),
+        Alpn::H2 => Request::builder()
+            .uri(format!("https://localhost{path}"))
+            .version(http::Version::HTTP_2),
+    }
+    .method(method);
+    if let Some(token) = token {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    builder.body(Full::new(body.into())).unwrap()
+}
+
+pub fn get(alpn: Alpn, path: &str, token: Option<&str>) -> Request<Full<Bytes>> {
+    request(alpn, "GET", path, token, Bytes::new())
+}

@@ -1,0 +1,154 @@
+//! The real `bindgate` binary, spawned with a generated configuration.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long the gateway may take to load and bind.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct GatewayProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    stderr_path: PathBuf,
+}
+
+impl GatewayProcess {
+    /// Starts `bindgate run --config <config>` and waits until it has bound
+    /// its listeners; panics with its stderr if it does not.
+    pub fn start(config: &Path) -> GatewayProcess {
+        match GatewayProcess::try_start(config) {
+            Ok(gateway) => gateway,
+            Err(message) => panic!("{message}"),
+        }
+    }
+
+    pub fn try_start(config: &Path) -> Result<GatewayProcess, String> {
+        let dir = config.parent().unwrap();
+        let stderr_path = dir.join(format!(
+            "bindgate-{}.stderr",
+            config.file_stem().unwrap().to_string_lossy()
+        ));
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bindgate"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("cannot spawn bindgate: {e}"))?;
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let wants_admin = std::fs::read_to_string(config).unwrap().contains("[admin]");
+        let deadline = Instant::now() + START_TIMEOUT;
+        let (mut addr, mut admin) = (None, None);
+        while addr.is_none() || (wants_admin && admin.is_none()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let parsed = line
+                        .strip_prefix("listening on ")
+                        .and_then(|rest| rest.split_once(' '))
+                        .map(|(a, what)| (a.parse::<SocketAddr>().unwrap(), what.to_string()));
+                    match parsed {
+                        Some((a, what)) if what == "(proxy)" => addr = Some(a),
+                        Some((a, what)) if what == "(admin)" => admin = Some(a),
+                        _ => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                    return Err(format!("bindgate did not start; stderr:\n{stderr}"));
+                }
+            }
+        }
+        Ok(GatewayProcess {
+            child,
+            addr: addr.unwrap(),
+            admin,
+            stderr_path,
+        })
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Polls until stderr contains `needle` (bounded).
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Counts occurrences of `needle` in stderr.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.stderr().matches(needle).count()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `bindgate <args>` to completion, returning status, stdout and stderr.
+pub fn run_cli(args: &[&str]) -> (ExitStatus, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_bindgate"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,162 @@
+//! The harness: a PKI and an issuer in a temp dir, a recording upstream, the
+//! real binary started on port 0 with a generated configuration, and a TLS
+//! client presenting the certificate a test chooses.
+
+pub mod client;
+pub mod gateway;
+pub mod issuer;
+pub mod pki;
+pub mod upstream;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use client::{Alpn, Reply, TlsClient, get, request};
+pub use gateway::{GatewayProcess, run_cli};
+pub use issuer::{AUD, ISS, TestIssuer, now, with, without};
+pub use pki::{CertFiles, Pki};
+pub use upstream::{RecordingUpstream, Seen};
+
+/// Extra lines per configuration table; `render` writes a complete gateway.toml.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigSpec {
+    pub server: Vec<String>,
+    pub upstream: Vec<String>,
+    pub token: Vec<String>,
+    pub limits: Vec<String>,
+    /// Whole tables appended at the end (`[[route]]`, `[forward]`, ...).
+    pub tail: Vec<String>,
+    /// Replaces the recording upstream's URL.
+    pub upstream_url: Option<String>,
+    /// Replaces `client_ca = ...` (None keeps the test CA).
+    pub client_ca: Option<Option<PathBuf>>,
+}
+
+/// One test's world.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub pki: Pki,
+    pub issuer: TestIssuer,
+    pub jwks: PathBuf,
+    pub upstream: RecordingUpstream,
+}
+
+impl Setup {
+    pub async fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(dir.path());
+        let issuer = TestIssuer::new("k1");
+        let jwks = TestIssuer::write_jwks(dir.path(), "jwks.json", &[&issuer]);
+        let upstream = RecordingUpstream::start().await;
+        Setup {
+            dir,
+            pki,
+            issuer,
+            jwks,
+            upstream,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn render(&self, spec: &ConfigSpec) -> String {
+        let p = |path: &Path| format!("{:?}", path.display().to_string());
+        let client_ca = match &spec.client_ca {
+            None => format!("client_ca = {}\n", p(&self.pki.ca.cert_path)),
+            Some(Some(path)) => format!("client_ca = {}\n", p(path)),
+            Some(None) => String::new(),
+        };
+        let lines = |v: &Vec<String>| v.iter().map(|l| format!("{l}\n")).collect::<String>();
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ncert = {}\nkey = {}\n{client_ca}{}\n\
+             [upstream]\nurl = {:?}\n{}\n\
+             [token]\nissuer = {ISS:?}\naudience = [{AUD:?}]\njwks = {}\n{}\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n\n\
+             [limits]\n{}\n\
+             [reload]\npoll_interval = \"100ms\"\n\n{}",
+            p(&self.pki.server.cert),
+            p(&self.pki.server.key),
+            lines(&spec.server),
+            spec.upstream_url.clone().unwrap_or_else(|| self.upstream.url()),
+            lines(&spec.upstream),
+            p(&self.jwks),
+            lines(&spec.token),
+            lines(&spec.limits),
+            spec.tail.join("\n"),
+        )
+    }
+
+    /// Writes the configuration as `name.toml` and returns its path.
+    pub fn write_config(&self, name: &str, spec: &ConfigSpec) -> PathBuf {
+        let path = self.path().join(format!("{name}.toml"));
+        std::fs::write(&path, self.render(spec)).unwrap();
+        path
+    }
+
+    /// Starts a gateway with `spec`.
+    pub fn start(&self, spec: &ConfigSpec) -> GatewayProcess {
+        GatewayProcess::start(&self.write_config("gateway", spec))
+    }
+
+    /// Starts a gateway with the default configuration.
+    pub fn gateway(&self) -> GatewayProcess {
+        self.start(&ConfigSpec::default())
+    }
+
+    /// A client presenting client A's certificate.
+    pub fn client_a(&self, alpn: Alpn) -> TlsClient {
+        TlsClient::new(&self.pki.ca.cert_path, Some(&self.pki.client_a), alpn)
+    }
+
+    pub fn client_b(&self, alpn: Alpn) -> TlsClient {
+        TlsClient::new(&self.pki.ca.cert_path, Some(&self.pki.client_b), alpn)
+    }
+
+    pub fn client(&self, cert: Option<&CertFiles>, alpn: Alpn) -> TlsClient {
+        TlsClient::new(&self.pki.ca.cert_path, cert, alpn)
+    }
+
+    /// A valid token bound to client A.
+    pub fn token_a(&self) -> String {
+        self.issuer.token(&self.pki.client_a.x5t())
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A plain-HTTP GET to the admin listener: status and body.
+pub async fn admin_get(admin: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one sample in Prometheus text, by its full name with labels.
+pub fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real binary, real TLS, a real upstream.
+//! One test binary with a module per topic (every file directly in tests/
+//! would be its own binary to link).
+
+mod common;
+
+mod binding;
+mod tokens;
