@@ -5,4 +5,6 @@
 mod common;
 
 mod binding;
+mod requests;
+mod tls;
 mod tokens;
