@@ -59,8 +59,9 @@ struct Remote {
     settings: RemoteJwksSettings,
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     metrics: Arc<Metrics>,
-    /// Single-flight guard, and when the last fetch started.
-    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    /// One fetch at a time; holds when the last fetch caused by an unknown
+    /// `kid` started (scheduled refreshes do not count against the cooldown).
+    last_miss_fetch: tokio::sync::Mutex<Option<Instant>>,
     /// `jwks_uri` found by discovery, reused until a fetch fails.
     discovered: std::sync::Mutex<Option<Uri>>,
 }
@@ -100,7 +101,7 @@ impl KeyStore {
                 settings,
                 client,
                 metrics,
-                last_fetch: tokio::sync::Mutex::new(None),
+                last_miss_fetch: tokio::sync::Mutex::new(None),
                 discovered: std::sync::Mutex::new(None),
             }),
         })
@@ -130,8 +131,11 @@ impl KeyStore {
         let Some(remote) = &self.remote else {
             return Ok(Duration::MAX);
         };
-        let mut last = remote.last_fetch.lock().await;
-        *last = Some(Instant::now());
+        let _one_at_a_time = remote.last_miss_fetch.lock().await;
+        self.fetch_locked(remote).await
+    }
+
+    async fn fetch_locked(&self, remote: &Remote) -> Result<Duration, FetchError> {
         let result = remote.fetch_keys(&self.issuer).await;
         remote.metrics.record_jwks_fetch(&self.issuer, result.is_ok());
         match result {
@@ -155,15 +159,13 @@ impl KeyStore {
             return false;
         };
         let before = self.current();
-        {
-            let last = remote.last_fetch.lock().await;
-            let cooling_down = last.is_some_and(|t| t.elapsed() < remote.settings.refetch_cooldown);
-            if cooling_down {
-                // Either another request just fetched (the set may be new) or a flood is being held off.
-                return !Arc::ptr_eq(&before, &self.current());
-            }
+        let mut last = remote.last_miss_fetch.lock().await;
+        if last.is_some_and(|t| t.elapsed() < remote.settings.refetch_cooldown) {
+            // Either another request just fetched (the set may be new) or a flood is being held off.
+            return !Arc::ptr_eq(&before, &self.current());
         }
-        let _ = self.fetch().await;
+        *last = Some(Instant::now());
+        let _ = self.fetch_locked(remote).await;
         !Arc::ptr_eq(&before, &self.current())
     }
 

@@ -5,7 +5,7 @@ use crate::common::*;
 #[tokio::test]
 async fn bound_token_is_forwarded_with_identity_headers() {
     let s = Setup::new().await;
-    let gw = s.gateway();
+    let gw = s.gateway().await;
     let reply = s
         .client_a(Alpn::Http1)
         .send(gw.addr, get(Alpn::Http1, "/orders?id=7", Some(&s.token_a())))
@@ -15,7 +15,10 @@ async fn bound_token_is_forwarded_with_identity_headers() {
     let seen = s.upstream.only();
     assert_eq!(seen.target, "/orders?id=7");
     let xfcc = seen.one("x-forwarded-client-cert").unwrap();
-    assert!(xfcc.starts_with(&format!("Hash={};", s.pki.client_a.sha256_hex())), "{xfcc}");
+    assert!(
+        xfcc.starts_with(&format!("Hash={};", s.pki.client_a.sha256_hex())),
+        "{xfcc}"
+    );
     assert!(xfcc.contains("Subject=\"CN=client-a,O=bindgate tests\""), "{xfcc}");
     assert!(xfcc.contains("URI=spiffe://test/client-a"), "{xfcc}");
     assert_eq!(seen.one("x-auth-subject").as_deref(), Some("alice"));
@@ -26,7 +29,7 @@ async fn bound_token_is_forwarded_with_identity_headers() {
 #[tokio::test]
 async fn token_replayed_from_another_certificate_is_rejected_and_not_forwarded() {
     let s = Setup::new().await;
-    let gw = s.gateway();
+    let gw = s.gateway().await;
     let reply = s
         .client_b(Alpn::Http1)
         .send(gw.addr, get(Alpn::Http1, "/", Some(&s.token_a())))

@@ -5,6 +5,8 @@
 mod common;
 
 mod binding;
+mod cli;
+mod keys;
 mod requests;
 mod tls;
 mod tokens;

@@ -14,7 +14,7 @@ const BIG: usize = 20 * 1024 * 1024;
 #[tokio::test]
 async fn twenty_mib_bodies_round_trip_byte_exact_over_http1_and_h2() {
     let s = Setup::new().await;
-    let gw = s.gateway();
+    let gw = s.gateway().await;
     let token = s.token_a();
     let upload = pattern(BIG);
     let upload_sha: [u8; 32] = Sha256::digest(&upload).into();
@@ -37,7 +37,12 @@ async fn twenty_mib_bodies_round_trip_byte_exact_over_http1_and_h2() {
         assert_eq!(reply.body.len(), BIG);
         assert!(reply.body == pattern(BIG), "{alpn:?}: response body differs");
     }
-    let uploads: Vec<Seen> = s.upstream.requests().into_iter().filter(|r| r.method == "POST").collect();
+    let uploads: Vec<Seen> = s
+        .upstream
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
     assert_eq!(uploads.len(), 2);
     for seen in uploads {
         assert_eq!(seen.body_len, BIG);
@@ -48,7 +53,7 @@ async fn twenty_mib_bodies_round_trip_byte_exact_over_http1_and_h2() {
 #[tokio::test]
 async fn spoofed_identity_headers_are_replaced_not_passed_through() {
     let s = Setup::new().await;
-    let gw = s.gateway();
+    let gw = s.gateway().await;
     let mut req = get(Alpn::Http1, "/", Some(&s.token_a()));
     for (name, value) in [
         ("x-forwarded-client-cert", "Hash=0000;Subject=\"CN=admin\""),
@@ -63,7 +68,10 @@ async fn spoofed_identity_headers_are_replaced_not_passed_through() {
     assert_eq!(reply.status, 200);
     let seen = s.upstream.only();
     let xfcc = seen.one("x-forwarded-client-cert").unwrap();
-    assert!(xfcc.starts_with(&format!("Hash={};", s.pki.client_a.sha256_hex())), "{xfcc}");
+    assert!(
+        xfcc.starts_with(&format!("Hash={};", s.pki.client_a.sha256_hex())),
+        "{xfcc}"
+    );
     assert_eq!(seen.one("x-auth-subject").as_deref(), Some("alice"));
     assert_eq!(seen.one("x-forwarded-for").as_deref(), Some("127.0.0.1"));
     assert_eq!(seen.one("x-forwarded-proto").as_deref(), Some("https"));
@@ -73,7 +81,7 @@ async fn spoofed_identity_headers_are_replaced_not_passed_through() {
 #[tokio::test]
 async fn hop_by_hop_headers_and_those_named_in_connection_are_not_forwarded() {
     let s = Setup::new().await;
-    let gw = s.gateway();
+    let gw = s.gateway().await;
     let token = s.token_a();
     let mut req = get(Alpn::Http1, "/", Some(&token));
     for (name, value) in [
@@ -102,10 +110,13 @@ async fn hop_by_hop_headers_and_those_named_in_connection_are_not_forwarded() {
 async fn authorization_is_stripped_when_configured() {
     let s = Setup::new().await;
     let spec = ConfigSpec {
-        tail: vec!["[forward]\nstrip_authorization = true\nclaim_headers = { \"x-user\" = \"sub\", \"x-scope\" = \"scope\" }".into()],
+        tail: vec![
+            "[forward]\nstrip_authorization = true\nclaim_headers = { \"x-user\" = \"sub\", \"x-scope\" = \"scope\" }"
+                .into(),
+        ],
         ..Default::default()
     };
-    let gw = s.start(&spec);
+    let gw = s.start(&spec).await;
     let mut req = get(Alpn::Http1, "/", Some(&s.token_a()));
     req.headers_mut().insert("x-user", "mallory".parse().unwrap());
     let reply = s.client_a(Alpn::Http1).send(gw.addr, req).await.unwrap();
@@ -114,7 +125,11 @@ async fn authorization_is_stripped_when_configured() {
     assert_eq!(seen.one("authorization"), None);
     assert_eq!(seen.one("x-user").as_deref(), Some("alice"));
     assert_eq!(seen.one("x-scope").as_deref(), Some("read write"));
-    assert_eq!(seen.one("x-auth-subject"), None, "the default claim header was replaced");
+    assert_eq!(
+        seen.one("x-auth-subject"),
+        None,
+        "the default claim header was replaced"
+    );
 }
 
 #[tokio::test]
@@ -127,7 +142,7 @@ async fn an_unreachable_upstream_is_502_and_a_slow_one_504() {
         upstream_url: Some(closed_url),
         ..Default::default()
     };
-    let gw = s.start(&spec);
+    let gw = s.start(&spec).await;
     let reply = s
         .client_a(Alpn::Http1)
         .send(gw.addr, get(Alpn::Http1, "/", Some(&s.token_a())))
@@ -142,7 +157,7 @@ async fn an_unreachable_upstream_is_502_and_a_slow_one_504() {
         upstream: vec!["request_timeout = \"300ms\"".into()],
         ..Default::default()
     };
-    let gw = s.start(&spec);
+    let gw = s.start(&spec).await;
     let reply = s
         .client_a(Alpn::Http1)
         .send(gw.addr, get(Alpn::Http1, "/slow/3000", Some(&s.token_a())))
@@ -159,13 +174,17 @@ async fn raw_status(s: &Setup, gw: &GatewayProcess, bytes: String) -> String {
         .raw(gw.addr, bytes.as_bytes(), Duration::from_millis(500))
         .await
         .unwrap();
-    String::from_utf8_lossy(&out).lines().next().unwrap_or_default().to_string()
+    String::from_utf8_lossy(&out)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[tokio::test]
 async fn ambiguous_framing_and_bad_host_headers_are_400_and_never_forwarded() {
     let s = Setup::new().await;
-    let gw = s.gateway();
+    let gw = s.gateway().await;
     let auth = format!("Authorization: Bearer {}\r\n", s.token_a());
     let cases = [
         format!("POST / HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
@@ -181,7 +200,12 @@ async fn ambiguous_framing_and_bad_host_headers_are_400_and_never_forwarded() {
     }
     assert_eq!(s.upstream.count(), 0, "{:#?}", s.upstream.requests());
     // A well-framed request on the same gateway still goes through.
-    let ok = raw_status(&s, &gw, format!("POST / HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 3\r\nConnection: close\r\n\r\nabc")).await;
+    let ok = raw_status(
+        &s,
+        &gw,
+        format!("POST / HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 3\r\nConnection: close\r\n\r\nabc"),
+    )
+    .await;
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
     assert_eq!(s.upstream.only().body_len, 3);
 }
@@ -189,14 +213,24 @@ async fn ambiguous_framing_and_bad_host_headers_are_400_and_never_forwarded() {
 #[tokio::test]
 async fn dot_segments_and_encoded_slashes_are_refused() {
     let s = Setup::new().await;
-    let gw = s.gateway();
+    let gw = s.gateway().await;
     let auth = format!("Authorization: Bearer {}\r\n", s.token_a());
     for path in ["/a/../admin", "/a/%2e%2e/admin", "/a%2fadmin"] {
-        let status = raw_status(&s, &gw, format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n")).await;
+        let status = raw_status(
+            &s,
+            &gw,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"),
+        )
+        .await;
         assert!(status.starts_with("HTTP/1.1 400"), "{path}: {status}");
     }
     assert_eq!(s.upstream.count(), 0);
-    let status = raw_status(&s, &gw, format!("GET //a//b HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n")).await;
+    let status = raw_status(
+        &s,
+        &gw,
+        format!("GET //a//b HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"),
+    )
+    .await;
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     assert_eq!(s.upstream.only().target, "/a/b");
 }

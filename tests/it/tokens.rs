@@ -19,7 +19,11 @@ async fn assert_rejected(s: &Setup, gw: &GatewayProcess, token: &str, reason: &s
     assert_eq!(reply.reason(), reason);
     let challenge = reply.challenge().unwrap();
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
-    assert_eq!(s.upstream.count(), 0, "{reason}: a rejected request reached the upstream");
+    assert_eq!(
+        s.upstream.count(),
+        0,
+        "{reason}: a rejected request reached the upstream"
+    );
 }
 
 fn claims(s: &Setup) -> Value {
@@ -29,24 +33,55 @@ fn claims(s: &Setup) -> Value {
 #[tokio::test]
 async fn each_invalid_token_is_refused_with_its_reason() {
     let s = Setup::new().await;
-    let gw = s.gateway();
+    let gw = s.gateway().await;
     let h = s.issuer.header();
     let now = now();
     let other_key_same_kid = TestIssuer::new("k1");
     let cases: Vec<(&str, String)> = vec![
         ("cnf_missing", s.issuer.sign(&h, &without(claims(&s), "cnf"))),
-        ("token_expired", s.issuer.sign(&h, &with(claims(&s), "exp", json!(now - 60)))),
-        ("token_not_yet_valid", s.issuer.sign(&h, &with(claims(&s), "nbf", json!(now + 120)))),
-        ("wrong_issuer", s.issuer.sign(&h, &with(claims(&s), "iss", json!("https://evil.test")))),
-        ("wrong_audience", s.issuer.sign(&h, &with(claims(&s), "aud", json!("https://other.test")))),
+        (
+            "token_expired",
+            s.issuer.sign(&h, &with(claims(&s), "exp", json!(now - 60))),
+        ),
+        (
+            "token_not_yet_valid",
+            s.issuer.sign(&h, &with(claims(&s), "nbf", json!(now + 120))),
+        ),
+        (
+            "wrong_issuer",
+            s.issuer.sign(&h, &with(claims(&s), "iss", json!("https://evil.test"))),
+        ),
+        (
+            "wrong_audience",
+            s.issuer.sign(&h, &with(claims(&s), "aud", json!("https://other.test"))),
+        ),
         ("bad_signature", other_key_same_kid.sign(&h, &claims(&s))),
-        ("unknown_kid", s.issuer.sign(&with(h.clone(), "kid", json!("k9")), &claims(&s))),
-        ("claims_malformed", s.issuer.sign(&h, &with(claims(&s), "exp", json!("9999999999")))),
-        ("crit_unsupported", s.issuer.sign(&with(h.clone(), "crit", json!(["exp"])), &claims(&s))),
-        ("typ_rejected", s.issuer.sign(&with(h.clone(), "typ", json!("dpop+jwt")), &claims(&s))),
+        (
+            "unknown_kid",
+            s.issuer.sign(&with(h.clone(), "kid", json!("k9")), &claims(&s)),
+        ),
+        (
+            "claims_malformed",
+            s.issuer.sign(&h, &with(claims(&s), "exp", json!("9999999999"))),
+        ),
+        (
+            "crit_unsupported",
+            s.issuer.sign(&with(h.clone(), "crit", json!(["exp"])), &claims(&s)),
+        ),
+        (
+            "typ_rejected",
+            s.issuer.sign(&with(h.clone(), "typ", json!("dpop+jwt")), &claims(&s)),
+        ),
         (
             "cnf_malformed",
-            s.issuer.sign(&h, &with(claims(&s), "cnf", json!({"x5t#S256": format!("{}=", s.pki.client_a.x5t())}))),
+            s.issuer.sign(
+                &h,
+                &with(
+                    claims(&s),
+                    "cnf",
+                    json!({"x5t#S256": format!("{}=", s.pki.client_a.x5t())}),
+                ),
+            ),
         ),
         ("token_malformed", "not.a-jwt".to_string()),
     ];
@@ -60,14 +95,17 @@ async fn alg_none_and_hmac_with_the_public_key_are_refused() {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let s = Setup::new().await;
-    let gw = s.gateway();
+    let gw = s.gateway().await;
     let payload = URL_SAFE_NO_PAD.encode(claims(&s).to_string());
     let none = format!("{}.{payload}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"k1"}"#));
     let reply = send(&s, &gw, &none).await;
     assert_eq!(reply.status, 401);
     // An empty signature part is malformed before alg is even looked at.
     assert!(["token_malformed", "alg_not_allowed"].contains(&reply.reason().as_str()));
-    let none_sig = format!("{}.{payload}.c2ln", URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"k1"}"#));
+    let none_sig = format!(
+        "{}.{payload}.c2ln",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"k1"}"#)
+    );
     assert_rejected(&s, &gw, &none_sig, "alg_not_allowed").await;
 
     let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","kid":"k1"}"#);
@@ -80,15 +118,17 @@ async fn alg_none_and_hmac_with_the_public_key_are_refused() {
 #[tokio::test]
 async fn leeway_fractional_dates_audience_arrays_and_typ_variants_are_accepted() {
     let s = Setup::new().await;
-    let gw = s.gateway();
+    let gw = s.gateway().await;
     let h = s.issuer.header();
     let now = now();
     let accepted = [
         s.issuer.sign(&h, &with(claims(&s), "exp", json!(now - 10))),
         s.issuer.sign(&h, &with(claims(&s), "exp", json!(now as f64 + 3600.5))),
-        s.issuer.sign(&h, &with(claims(&s), "aud", json!(["https://other.test", AUD]))),
+        s.issuer
+            .sign(&h, &with(claims(&s), "aud", json!(["https://other.test", AUD]))),
         s.issuer.sign(&without(h.clone(), "typ"), &claims(&s)),
-        s.issuer.sign(&with(h.clone(), "typ", json!("application/at+jwt")), &claims(&s)),
+        s.issuer
+            .sign(&with(h.clone(), "typ", json!("application/at+jwt")), &claims(&s)),
     ];
     for (i, token) in accepted.iter().enumerate() {
         let reply = send(&s, &gw, token).await;
@@ -104,7 +144,7 @@ async fn strict_typ_refuses_tokens_without_at_jwt() {
         token: vec!["require_typ = \"at+jwt\"".into()],
         ..Default::default()
     };
-    let gw = s.start(&spec);
+    let gw = s.start(&spec).await;
     let untyped = s.issuer.sign(&without(s.issuer.header(), "typ"), &claims(&s));
     assert_rejected(&s, &gw, &untyped, "typ_rejected").await;
     assert_eq!(send(&s, &gw, &s.token_a()).await.status, 200);
@@ -113,7 +153,7 @@ async fn strict_typ_refuses_tokens_without_at_jwt() {
 #[tokio::test]
 async fn missing_token_gets_a_bare_challenge() {
     let s = Setup::new().await;
-    let gw = s.gateway();
+    let gw = s.gateway().await;
     let reply = s
         .client_a(Alpn::Http1)
         .send(gw.addr, get(Alpn::Http1, "/", None))
@@ -135,7 +175,7 @@ async fn missing_token_gets_a_bare_challenge() {
 #[tokio::test]
 async fn two_authorization_headers_are_an_invalid_request() {
     let s = Setup::new().await;
-    let gw = s.gateway();
+    let gw = s.gateway().await;
     let mut req = get(Alpn::Http1, "/", Some(&s.token_a()));
     req.headers_mut()
         .append("authorization", format!("Bearer {}", s.token_a()).parse().unwrap());
@@ -149,17 +189,26 @@ async fn two_authorization_headers_are_an_invalid_request() {
 #[tokio::test]
 async fn tokens_in_the_query_string_or_a_form_body_are_refused() {
     let s = Setup::new().await;
-    let gw = s.gateway();
+    let gw = s.gateway().await;
     let token = s.token_a();
     let client = s.client_a(Alpn::Http1);
     let reply = client
-        .send(gw.addr, get(Alpn::Http1, &format!("/x?access_token={token}"), Some(&token)))
+        .send(
+            gw.addr,
+            get(Alpn::Http1, &format!("/x?access_token={token}"), Some(&token)),
+        )
         .await
         .unwrap();
     assert_eq!(reply.status, 400);
     assert_eq!(reply.reason(), "token_in_query");
 
-    let mut form = request(Alpn::Http1, "POST", "/x", Some(&token), format!("a=1&access_token={token}"));
+    let mut form = request(
+        Alpn::Http1,
+        "POST",
+        "/x",
+        Some(&token),
+        format!("a=1&access_token={token}"),
+    );
     form.headers_mut()
         .insert("content-type", "application/x-www-form-urlencoded".parse().unwrap());
     let reply = client.send(gw.addr, form).await.unwrap();
@@ -184,7 +233,7 @@ async fn thumbprint_in_the_standard_base64_alphabet_is_refused() {
         .map(|i| s.pki.ca.client(s.path(), &format!("alphabet-{i}"), false))
         .find(|c| c.x5t().contains(['-', '_']))
         .expect("no thumbprint with - or _ in 50 certificates");
-    let gw = s.gateway();
+    let gw = s.gateway().await;
     let standard = cert.x5t().replace('-', "+").replace('_', "/");
     let token = s.issuer.sign(
         &s.issuer.header(),

@@ -125,9 +125,10 @@ impl TlsClient {
                     sender.send_request(req).await.map_err(|e| format!("{e:?}"))?
                 }
                 Alpn::H2 => {
-                    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let (mut sender, conn) =
+                        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                            .await
+                            .map_err(|e| e.to_string())?;
                     tokio::spawn(conn);
                     sender.send_request(req).await.map_err(|e| format!("{e:?}"))?
                 }
@@ -171,7 +172,13 @@ impl TlsClient {
 
 /// A request for `path`, with a bearer token when given. HTTP/1.1 requests
 /// carry Host; h2 requests carry only `:authority`.
-pub fn request(alpn: Alpn, method: &str, path: &str, token: Option<&str>, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+pub fn request(
+    alpn: Alpn,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: impl Into<Bytes>,
+) -> Request<Full<Bytes>> {
     let mut builder = match alpn {
         Alpn::Http1 => Request::builder().uri(path).header("host", "localhost"),
         Alpn::H2 => Request::builder()

@@ -19,9 +19,14 @@ pub struct GatewayProcess {
 
 impl GatewayProcess {
     /// Starts `bindgate run --config <config>` and waits until it has bound
-    /// its listeners; panics with its stderr if it does not.
-    pub fn start(config: &Path) -> GatewayProcess {
-        match GatewayProcess::try_start(config) {
+    /// its listeners; panics with its stderr if it does not. The wait runs
+    /// off the async runtime, so in-process servers keep answering meanwhile.
+    pub async fn start(config: &Path) -> GatewayProcess {
+        let config = config.to_path_buf();
+        match tokio::task::spawn_blocking(move || GatewayProcess::try_start(&config))
+            .await
+            .unwrap()
+        {
             Ok(gateway) => gateway,
             Err(message) => panic!("{message}"),
         }
@@ -151,4 +156,15 @@ pub fn run_cli(args: &[&str]) -> (ExitStatus, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// [`run_cli`] off the async runtime, for tests whose in-process servers the command talks to.
+pub async fn run_cli_async(args: &[&str]) -> (ExitStatus, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli(&refs)
+    })
+    .await
+    .unwrap()
 }

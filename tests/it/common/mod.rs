@@ -5,6 +5,7 @@
 pub mod client;
 pub mod gateway;
 pub mod issuer;
+pub mod jwks_server;
 pub mod pki;
 pub mod upstream;
 
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use client::{Alpn, Reply, TlsClient, get, request};
-pub use gateway::{GatewayProcess, run_cli};
+pub use gateway::{GatewayProcess, run_cli, run_cli_async};
 pub use issuer::{AUD, ISS, TestIssuer, now, with, without};
 pub use pki::{CertFiles, Pki};
 pub use upstream::{RecordingUpstream, Seen};
@@ -96,13 +97,13 @@ impl Setup {
     }
 
     /// Starts a gateway with `spec`.
-    pub fn start(&self, spec: &ConfigSpec) -> GatewayProcess {
-        GatewayProcess::start(&self.write_config("gateway", spec))
+    pub async fn start(&self, spec: &ConfigSpec) -> GatewayProcess {
+        GatewayProcess::start(&self.write_config("gateway", spec)).await
     }
 
     /// Starts a gateway with the default configuration.
-    pub fn gateway(&self) -> GatewayProcess {
-        self.start(&ConfigSpec::default())
+    pub async fn gateway(&self) -> GatewayProcess {
+        self.start(&ConfigSpec::default()).await
     }
 
     /// A client presenting client A's certificate.
@@ -151,7 +152,10 @@ pub async fn admin_get(admin: std::net::SocketAddr, path: &str) -> (u16, String)
         .unwrap();
     let text = String::from_utf8_lossy(&out).into_owned();
     let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 

@@ -28,7 +28,10 @@ impl CertFiles {
 
     /// Lowercase hex SHA-256 of the leaf, as Envoy's XFCC `Hash`.
     pub fn sha256_hex(&self) -> String {
-        Sha256::digest(&self.leaf_der).iter().map(|b| format!("{b:02x}")).collect()
+        Sha256::digest(&self.leaf_der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 

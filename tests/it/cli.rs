@@ -1,0 +1,119 @@
+//! The command line: check, thumbprint, dev-certs, mint.
+
+use crate::common::*;
+
+#[tokio::test]
+async fn check_accepts_a_valid_config_and_names_file_and_key_of_an_invalid_one() {
+    let s = Setup::new().await;
+    let good = s.write_config("good", &ConfigSpec::default());
+    let (status, stdout, stderr) = run_cli(&["check", "--config", good.to_str().unwrap()]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains(": ok"), "{stdout}");
+    assert!(stdout.contains(ISS), "{stdout}");
+
+    let typo = s.path().join("typo.toml");
+    std::fs::write(
+        &typo,
+        s.render(&ConfigSpec::default())
+            .replace("[upstream]\nurl", "[upstream]\nurll"),
+    )
+    .unwrap();
+    let (status, _, stderr) = run_cli(&["check", "--config", typo.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains(typo.to_str().unwrap()), "{stderr}");
+    assert!(stderr.contains("urll"), "{stderr}");
+
+    let missing = s.path().join("missing.toml");
+    let text = s
+        .render(&ConfigSpec::default())
+        .replace(s.pki.server.cert.to_str().unwrap(), "/nonexistent/server.pem");
+    std::fs::write(&missing, text).unwrap();
+    let (status, _, stderr) = run_cli(&["check", "--config", missing.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("server.cert") && stderr.contains("/nonexistent/server.pem"),
+        "{stderr}"
+    );
+
+    // run refuses the same way, before binding anything.
+    let (status, stdout, _) = run_cli(&["run", "--config", missing.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(64));
+    assert!(!stdout.contains("listening on"));
+}
+
+#[tokio::test]
+async fn thumbprint_prints_the_rfc8705_value() {
+    let s = Setup::new().await;
+    let (status, stdout, stderr) = run_cli(&["thumbprint", s.pki.client_a.cert.to_str().unwrap()]);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout.trim(), s.pki.client_a.x5t());
+}
+
+#[tokio::test]
+async fn minted_dev_tokens_work_for_their_certificate_only() {
+    let s = Setup::new().await;
+    let dev = s.path().join("dev");
+    let (status, _, stderr) = run_cli(&["dev-certs", "--out", dev.to_str().unwrap()]);
+    assert!(status.success(), "{stderr}");
+    // Refuses to overwrite without --force.
+    let (status, _, _) = run_cli(&["dev-certs", "--out", dev.to_str().unwrap()]);
+    assert!(!status.success());
+
+    let (status, token, stderr) = run_cli(&[
+        "mint",
+        "--cert",
+        dev.join("client-a.pem").to_str().unwrap(),
+        "--key",
+        dev.join("issuer-key.pem").to_str().unwrap(),
+        "--iss",
+        ISS,
+        "--aud",
+        AUD,
+    ]);
+    assert!(status.success(), "{stderr}");
+    let token = token.trim().to_string();
+
+    let config = s.path().join("dev.toml");
+    let d = |name: &str| format!("{:?}", dev.join(name).display().to_string());
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ncert = {}\nkey = {}\nclient_ca = {}\n\
+             [upstream]\nurl = {:?}\n[token]\nissuer = {ISS:?}\naudience = {AUD:?}\njwks = {}\n",
+            d("server.pem"),
+            d("server-key.pem"),
+            d("ca.pem"),
+            s.upstream.url(),
+            d("jwks.json"),
+        ),
+    )
+    .unwrap();
+    let gw = GatewayProcess::start(&config).await;
+    let files = |name: &str| CertFiles {
+        cert: dev.join(format!("{name}.pem")),
+        key: dev.join(format!("{name}-key.pem")),
+        leaf_der: Vec::new(),
+    };
+    let ca = dev.join("ca.pem");
+    let a = TlsClient::new(&ca, Some(&files("client-a")), Alpn::Http1);
+    let b = TlsClient::new(&ca, Some(&files("client-b")), Alpn::Http1);
+    assert_eq!(
+        a.send(gw.addr, get(Alpn::Http1, "/", Some(&token)))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let reply = b.send(gw.addr, get(Alpn::Http1, "/", Some(&token))).await.unwrap();
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.reason(), "cnf_mismatch");
+    assert_eq!(s.upstream.count(), 1);
+}
+
+#[test]
+fn the_shipped_configuration_checks_out() {
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    let (status, stdout, stderr) = run_cli(&["check", "--config", &format!("{manifest}/gateway.toml")]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("127.0.0.1:8443"), "{stdout}");
+}
