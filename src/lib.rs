@@ -46,6 +46,8 @@ pub struct Prepared {
     pub tls: Arc<ServerConfig>,
     /// The server's leaf certificate first, then the client CAs.
     pub certificates: Vec<tls::CertificateSummary>,
+    /// Content of the watched files, taken just before they were read.
+    pub fingerprint: reload::Fingerprint,
     pub gateway: Arc<Gateway>,
 }
 
@@ -67,6 +69,7 @@ pub async fn prepare(
     previous: Option<&Prepared>,
     policy: KeysPolicy,
 ) -> Result<Prepared, ConfigError> {
+    let fingerprint = reload::fingerprint(&config.watched_files());
     let tls = tls::server_config(&config)?;
     let mut certificates = tls::summaries("server", &config.server.cert)
         .map_err(|e| config.unusable("server.cert", &config.server.cert, e))?;
@@ -96,6 +99,7 @@ pub async fn prepare(
         config,
         tls,
         certificates,
+        fingerprint,
         gateway,
     })
 }

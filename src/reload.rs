@@ -11,12 +11,14 @@ use sha2::{Digest, Sha256};
 use crate::runtime::{Live, ReloadTrigger};
 
 /// What the watched files held at one poll; `None` for a file that could not be read.
-type Fingerprint = Vec<(PathBuf, Option<[u8; 32]>)>;
+pub type Fingerprint = Vec<(PathBuf, Option<[u8; 32]>)>;
 
 /// Polls until `stop` resolves, reloading when a watched file changes.
 pub async fn watch_files(live: Arc<Live>, stop: impl std::future::Future<Output = ()>) {
     tokio::pin!(stop);
-    let mut last = fingerprint(&live.current().config.watched_files());
+    // What the running generation was loaded from, taken before its files
+    // were read: a change made right after startup is still seen.
+    let mut last = live.current().fingerprint.clone();
     loop {
         let settings = live.current().config.reload.clone();
         tokio::select! {
@@ -45,7 +47,8 @@ pub async fn watch_files(live: Arc<Live>, stop: impl std::future::Future<Output 
     }
 }
 
-fn fingerprint(files: &[PathBuf]) -> Fingerprint {
+/// Content hashes of `files`.
+pub fn fingerprint(files: &[PathBuf]) -> Fingerprint {
     files.iter().map(|path| (path.clone(), digest(path))).collect()
 }
 

@@ -7,6 +7,8 @@ mod common;
 mod binding;
 mod cli;
 mod keys;
+mod ops;
 mod requests;
+mod routes;
 mod tls;
 mod tokens;

@@ -165,6 +165,18 @@ impl TlsClient {
         Ok(out)
     }
 
+    /// The DER of the certificate the gateway presents on a new connection.
+    pub async fn server_leaf(&self, addr: SocketAddr) -> std::io::Result<Vec<u8>> {
+        let tls = self.connect(addr).await?;
+        let leaf = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.to_vec());
+        leaf.ok_or_else(|| std::io::Error::other("no server certificate"))
+    }
+
     pub fn alpn(&self) -> Alpn {
         self.alpn
     }

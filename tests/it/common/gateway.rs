@@ -132,6 +132,18 @@ impl GatewayProcess {
         false
     }
 
+    /// Polls until stderr contains `needle` at least `count` times (bounded).
+    pub fn wait_for_log_count(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log_count(needle) >= count {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// Counts occurrences of `needle` in stderr.
     pub fn log_count(&self, needle: &str) -> usize {
         self.stderr().matches(needle).count()
