@@ -37,7 +37,6 @@ impl CertFiles {
 
 /// A certificate authority able to sign more certificates.
 pub struct Ca {
-    pub name: String,
     params: CertificateParams,
     key: KeyPair,
     pub cert_pem: String,
@@ -54,7 +53,6 @@ impl Ca {
         let cert_path = dir.join(format!("{name}.pem"));
         std::fs::write(&cert_path, cert.pem()).unwrap();
         Ca {
-            name: name.to_string(),
             params,
             key,
             cert_pem: cert.pem(),
@@ -76,7 +74,6 @@ impl Ca {
         let cert_path = dir.join(format!("{name}.pem"));
         std::fs::write(&cert_path, cert.pem()).unwrap();
         Ca {
-            name: name.to_string(),
             params,
             key,
             cert_pem: cert.pem(),

@@ -25,7 +25,6 @@ use tokio::net::TcpListener;
 pub struct Seen {
     pub method: String,
     pub target: String,
-    pub version: http::Version,
     pub headers: HeaderMap,
     pub body_len: usize,
     pub body_sha256: [u8; 32],
@@ -108,7 +107,6 @@ async fn handle(req: Request<Incoming>, record: Arc<Mutex<Vec<Seen>>>) -> Result
     record.lock().unwrap().push(Seen {
         method: parts.method.to_string(),
         target: parts.uri.to_string(),
-        version: parts.version,
         headers: parts.headers.clone(),
         body_len: bytes.len(),
         body_sha256: Sha256::digest(&bytes).into(),
