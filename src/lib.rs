@@ -6,6 +6,7 @@
 //! tests can bind port 0 the same way.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod binding;
 pub mod body;

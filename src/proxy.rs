@@ -10,6 +10,9 @@ use std::time::Instant;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use http_body_util::BodyExt;
+
+use crate::access::{AccessRecord, CountedBody, LoggedBody};
 use crate::binding::{self, Proofs};
 use crate::body::{self, Body};
 use crate::config::{AuthPolicy, BindingMode};
@@ -56,7 +59,6 @@ pub async fn handle(
     let started = Instant::now();
     let _in_flight = InFlight::enter(&conn.in_flight);
     let method = req.method().clone();
-    // The path only: a query string may carry a token and is never logged.
     let path = req.uri().path().to_string();
     let version = req.version();
     let mut notes = RequestNotes::default();
@@ -79,30 +81,28 @@ pub async fn handle(
             (response, reason)
         }
     };
+    let head = started.elapsed();
     let route = notes.route.as_deref().unwrap_or("-");
-    gateway
-        .metrics
-        .record_request(route, response.status().as_u16(), reason, started.elapsed());
+    let status = response.status().as_u16();
+    gateway.metrics.record_request(route, status, reason, head);
     if let Some(violation) = notes.binding_violation {
         gateway.metrics.record_binding_report(route, violation);
     }
-    let identity = conn.identity.as_ref();
-    tracing::info!(
-        target: "bindgate::access",
-        peer = %conn.peer,
-        method = %method,
-        path = %path,
-        version = ?version,
-        status = response.status().as_u16(),
+    let record = AccessRecord {
+        conn: conn.clone(),
+        method,
+        path,
+        version,
+        status,
         reason,
-        route,
-        binding_violation = notes.binding_violation.unwrap_or("-"),
-        subject = identity.map(|i| i.subject.as_str()).unwrap_or("-"),
-        x5t = identity.map(|i| i.x5t_s256.as_str()).unwrap_or("-"),
-        resumed = conn.resumed,
-        duration_us = started.elapsed().as_micros() as u64,
-    );
-    Ok(response)
+        route: notes.route,
+        binding_violation: notes.binding_violation,
+        started,
+        head_us: head.as_micros() as u64,
+        upstream_us: notes.upstream_us,
+        bytes_in: notes.bytes_in,
+    };
+    Ok(response.map(|body| LoggedBody::new(body, record).boxed()))
 }
 
 /// Counts a request as in flight until dropped.
@@ -127,6 +127,8 @@ struct RequestNotes {
     route: Option<Arc<str>>,
     /// Set when a report-only route forwarded a request that failed the binding check.
     binding_violation: Option<&'static str>,
+    upstream_us: Option<u64>,
+    bytes_in: Arc<std::sync::atomic::AtomicU64>,
 }
 
 async fn authorize_and_forward(
@@ -177,6 +179,7 @@ async fn authorize_and_forward(
         })?;
 
     let (mut parts, body) = req.into_parts();
+    let body = CountedBody::new(body, notes.bytes_in.clone()).boxed();
     let context = ForwardContext {
         authority: &authority,
         peer_ip: conn.peer.ip(),
@@ -186,7 +189,9 @@ async fn authorize_and_forward(
     headers::rewrite_request(&mut parts.headers, &context, &gateway.forward);
     let upstream_started = Instant::now();
     let response = route.upstream.send(Request::from_parts(parts, body)).await;
-    gateway.metrics.upstream_duration.observe(upstream_started.elapsed());
+    let upstream_time = upstream_started.elapsed();
+    gateway.metrics.upstream_duration.observe(upstream_time);
+    notes.upstream_us = Some(upstream_time.as_micros() as u64);
     let response = response?;
 
     let (mut parts, body) = response.into_parts();

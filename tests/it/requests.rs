@@ -234,3 +234,40 @@ async fn dot_segments_and_encoded_slashes_are_refused() {
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     assert_eq!(s.upstream.only().target, "/a/b");
 }
+
+#[tokio::test]
+async fn the_access_log_counts_bytes_and_never_contains_a_token() {
+    let s = Setup::new().await;
+    let gw = s.gateway().await;
+    let token = s.token_a();
+    let reply = s
+        .client_a(Alpn::Http1)
+        .send(
+            gw.addr,
+            request(Alpn::Http1, "POST", "/echo?q=1", Some(&token), vec![7u8; 1000]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    let stolen = s.issuer.token(&s.pki.client_b.x5t());
+    let reply = s
+        .client_a(Alpn::Http1)
+        .send(
+            gw.addr,
+            get(Alpn::Http1, &format!("/x?access_token={stolen}"), Some(&stolen)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 400);
+    assert!(
+        gw.wait_for_log("bytes_in=1000 bytes_out=1000 completed=true", Duration::from_secs(5)),
+        "{}",
+        gw.stderr()
+    );
+    let log = gw.stderr();
+    assert!(log.contains("path=/echo "), "{log}");
+    for secret in [&token, &stolen] {
+        let signature = secret.rsplit('.').next().unwrap();
+        assert!(!log.contains(signature), "a token leaked into the log:\n{log}");
+    }
+}
