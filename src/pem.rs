@@ -17,6 +17,8 @@ pub enum PemError {
     NoPrivateKey,
     #[error("holds no certificate revocation list (PEM \"X509 CRL\" or DER)")]
     NoCrl,
+    #[error("holds a certificate that is not a usable trust anchor: {0}")]
+    NotTrustAnchor(String),
     #[error("is not valid PEM: {0}")]
     Malformed(String),
 }
@@ -64,4 +66,24 @@ pub fn crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, P
         return Err(PemError::NoCrl);
     }
     Ok(crls)
+}
+
+/// The certificates of `path` as trust anchors, or, without a path, the
+/// system's trust store (as curl would use).
+pub fn trust_store(path: Option<&Path>) -> Result<rustls::RootCertStore, PemError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match path {
+        Some(path) => {
+            for cert in certificates(path)? {
+                roots.add(cert).map_err(|e| PemError::NotTrustAnchor(e.to_string()))?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                // A broken system certificate is skipped, as every TLS client does.
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    Ok(roots)
 }

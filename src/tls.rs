@@ -116,14 +116,7 @@ fn client_verifier(config: &Config, provider: Arc<CryptoProvider>) -> Result<Arc
 }
 
 fn client_roots(config: &Config, path: &std::path::Path) -> Result<RootCertStore, ConfigError> {
-    let certs = pem::certificates(path).map_err(|e| config.unusable("server.client_ca", path, e))?;
-    let mut roots = RootCertStore::empty();
-    for cert in certs {
-        roots
-            .add(cert)
-            .map_err(|e| config.unusable("server.client_ca", path, format!("not a usable CA certificate: {e}")))?;
-    }
-    Ok(roots)
+    pem::trust_store(Some(path)).map_err(|e| config.unusable("server.client_ca", path, e))
 }
 
 /// RFC 8705 section 2.2 "self-signed certificate mutual TLS": any

@@ -110,26 +110,12 @@ impl Upstream {
 }
 
 fn client_tls(config: &Config, settings: &UpstreamSettings, url: &Uri) -> Result<rustls::ClientConfig, ConfigError> {
-    let mut roots = rustls::RootCertStore::empty();
-    match &settings.ca {
-        Some(path) => {
-            let certs = pem::certificates(path).map_err(|e| config.unusable("upstream.ca", path, e))?;
-            for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| config.unusable("upstream.ca", path, format!("not a usable CA certificate: {e}")))?;
-            }
-        }
-        None => {
-            // Only reached for https upstreams without a bundle: the system store, as curl would.
-            if url.scheme() == Some(&Scheme::HTTPS) {
-                let native = rustls_native_certs();
-                for cert in native {
-                    let _ = roots.add(cert);
-                }
-            }
-        }
-    }
+    let roots = match (&settings.ca, url.scheme() == Some(&Scheme::HTTPS)) {
+        (Some(path), _) => pem::trust_store(Some(path)).map_err(|e| config.unusable("upstream.ca", path, e))?,
+        (None, true) => pem::trust_store(None).map_err(|e| config.unusable("upstream.ca", &config.source, e))?,
+        // Plain http: no certificate is ever verified.
+        (None, false) => rustls::RootCertStore::empty(),
+    };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -147,8 +133,4 @@ fn client_tls(config: &Config, settings: &UpstreamSettings, url: &Uri) -> Result
         }
     };
     Ok(tls)
-}
-
-fn rustls_native_certs() -> Vec<rustls_pki_types::CertificateDer<'static>> {
-    rustls_native_certs::load_native_certs().certs
 }

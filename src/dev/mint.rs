@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{EncodingKey, Header};
+use jsonwebtoken::EncodingKey;
 use rcgen::KeyPair;
 
 use crate::identity::x5t_s256;
@@ -56,8 +56,6 @@ pub fn mint(req: &MintRequest<'_>) -> Result<String, MintError> {
         return Err(bad_key());
     }
     let (_, kid) = super::certs::ec_p256_jwk(&key_pair);
-    let signing_key = EncodingKey::from_ec_der(&key_pair.serialize_der());
-
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let mut claims = serde_json::json!({
         "iss": req.iss,
@@ -72,8 +70,25 @@ pub fn mint(req: &MintRequest<'_>) -> Result<String, MintError> {
     if let Some(scope) = req.scope {
         claims["scope"] = serde_json::Value::String(scope.to_string());
     }
-    let mut header = Header::new(jsonwebtoken::Algorithm::ES256);
-    header.typ = Some("at+jwt".to_string());
-    header.kid = Some(kid);
-    Ok(jsonwebtoken::encode(&header, &claims, &signing_key)?)
+    let header = serde_json::json!({ "alg": "ES256", "typ": "at+jwt", "kid": kid });
+    Ok(sign_es256(&key_pair, &header, &claims)?)
+}
+
+/// Signs exactly `header` and `claims` as a compact JWS with an EC P-256
+/// key: what `mint` does, and what tests use to craft tokens and proofs.
+pub fn sign_es256(
+    key: &KeyPair,
+    header: &serde_json::Value,
+    claims: &serde_json::Value,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signing_key = EncodingKey::from_ec_der(&key.serialize_der());
+    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &signing_key, jsonwebtoken::Algorithm::ES256)?;
+    Ok(format!("{input}.{signature}"))
 }

@@ -190,8 +190,6 @@ fn verify_signature(
 
 #[cfg(test)]
 mod tests {
-    use jsonwebtoken::EncodingKey;
-
     use super::*;
 
     const NOW: f64 = 1_800_000_000.0;
@@ -213,14 +211,7 @@ mod tests {
 
     impl Client {
         fn proof(&self, header: serde_json::Value, claims: serde_json::Value) -> String {
-            let input = format!(
-                "{}.{}",
-                URL_SAFE_NO_PAD.encode(header.to_string()),
-                URL_SAFE_NO_PAD.encode(claims.to_string())
-            );
-            let key = EncodingKey::from_ec_der(&self.key.serialize_der());
-            let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::ES256).unwrap();
-            format!("{input}.{sig}")
+            crate::dev::mint::sign_es256(&self.key, &header, &claims).unwrap()
         }
 
         fn header(&self) -> serde_json::Value {

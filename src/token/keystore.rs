@@ -328,22 +328,14 @@ fn max_age(value: &str) -> Option<Duration> {
 fn https_client(
     settings: &RemoteJwksSettings,
 ) -> Result<Client<HttpsConnector<HttpConnector>, Empty<Bytes>>, FetchError> {
-    let mut roots = rustls::RootCertStore::empty();
-    match &settings.ca {
-        Some(path) => {
-            let certs = pem::certificates(path).map_err(|e| FetchError::Client(format!("{}: {e}", path.display())))?;
-            for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| FetchError::Client(format!("{}: {e}", path.display())))?;
-            }
-        }
-        None => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-        }
-    }
+    let roots = pem::trust_store(settings.ca.as_deref()).map_err(|e| {
+        let path = settings
+            .ca
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        FetchError::Client(format!("{path}: {e}"))
+    })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

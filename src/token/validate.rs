@@ -270,14 +270,7 @@ mod tests {
 
     impl TestIssuer {
         fn sign(&self, header: serde_json::Value, claims: serde_json::Value) -> String {
-            let input = format!(
-                "{}.{}",
-                URL_SAFE_NO_PAD.encode(header.to_string()),
-                URL_SAFE_NO_PAD.encode(claims.to_string())
-            );
-            let key = EncodingKey::from_ec_der(&self.key.serialize_der());
-            let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::ES256).unwrap();
-            format!("{input}.{sig}")
+            crate::dev::mint::sign_es256(&self.key, &header, &claims).unwrap()
         }
 
         fn check(&self, header: serde_json::Value, claims: serde_json::Value) -> Result<VerifiedToken, TokenError> {

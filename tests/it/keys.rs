@@ -24,6 +24,11 @@ fn remote_spec(s: &Setup, jwks_line: String, extra: &[&str]) -> String {
     text
 }
 
+/// Starts a gateway whose `[token]` takes its keys from `source` (a `jwks =` or `discovery =` line).
+async fn remote_gateway(s: &Setup, name: &str, source: String, extra: &[&str]) -> GatewayProcess {
+    start_with(s, name, remote_spec(s, source, extra)).await
+}
+
 async fn start_with(s: &Setup, name: &str, text: String) -> GatewayProcess {
     let path = s.path().join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
@@ -52,7 +57,7 @@ async fn a_rotated_issuer_key_is_fetched_when_a_token_names_it() {
         TestIssuer::jwks(&[&s.issuer]),
     )
     .await;
-    let gw = start_with(&s, "remote", remote_spec(&s, format!("jwks = {:?}", server.url()), &[])).await;
+    let gw = remote_gateway(&s, "remote", format!("jwks = {:?}", server.url()), &[]).await;
     assert_eq!(status(&s, &gw, &s.token_a()).await.0, 200, "{}", gw.stderr());
     let fetched_at_start = server.fetches();
     assert_eq!(fetched_at_start, 1);
@@ -72,7 +77,7 @@ async fn a_flood_of_unknown_kids_causes_at_most_one_fetch_per_cooldown() {
         TestIssuer::jwks(&[&s.issuer]),
     )
     .await;
-    let gw = start_with(&s, "remote", remote_spec(&s, format!("jwks = {:?}", server.url()), &[])).await;
+    let gw = remote_gateway(&s, "remote", format!("jwks = {:?}", server.url()), &[]).await;
     let claims = s.issuer.claims(&s.pki.client_a.x5t());
     for i in 0..30 {
         let token = s
@@ -98,14 +103,11 @@ async fn the_last_good_keys_stay_when_the_issuer_fails_or_sends_garbage() {
         body: TestIssuer::jwks(&[&s.issuer]),
         cache_control: Some("max-age=0".into()),
     });
-    let gw = start_with(
+    let gw = remote_gateway(
         &s,
         "remote",
-        remote_spec(
-            &s,
-            format!("jwks = {:?}", server.url()),
-            &["jwks_refresh_min = \"200ms\""],
-        ),
+        format!("jwks = {:?}", server.url()),
+        &["jwks_refresh_min = \"200ms\""],
     )
     .await;
     let token = s.token_a();
@@ -150,10 +152,11 @@ async fn keys_are_found_through_discovery() {
     )
     .await;
     server.publish_metadata(ISS);
-    let gw = start_with(
+    let gw = remote_gateway(
         &s,
         "discovery",
-        remote_spec(&s, format!("discovery = {:?}", server.discovery_url()), &[]),
+        format!("discovery = {:?}", server.discovery_url()),
+        &[],
     )
     .await;
     assert_eq!(status(&s, &gw, &s.token_a()).await.0, 200, "{}", gw.stderr());
@@ -183,14 +186,11 @@ async fn an_issuer_unreachable_at_start_leaves_the_gateway_unready_until_it_answ
     )
     .await;
     server.set(Serve::Status(500));
-    let gw = start_with(
+    let gw = remote_gateway(
         &s,
         "late",
-        remote_spec(
-            &s,
-            format!("jwks = {:?}", server.url()),
-            &["jwks_refresh_min = \"200ms\""],
-        ),
+        format!("jwks = {:?}", server.url()),
+        &["jwks_refresh_min = \"200ms\""],
     )
     .await;
     let (code, body) = admin_get(gw.admin.unwrap(), "/readyz").await;
