@@ -24,6 +24,11 @@ fn remote_spec(s: &Setup, jwks_line: String, extra: &[&str]) -> String {
     text
 }
 
+/// An HTTPS key server with a certificate from the test CA.
+async fn jwks_server(s: &Setup, jwks: String) -> JwksServer {
+    JwksServer::start(&s.pki.ca.server(s.path(), "jwks-server"), jwks).await
+}
+
 /// Starts a gateway whose `[token]` takes its keys from `source` (a `jwks =` or `discovery =` line).
 async fn remote_gateway(s: &Setup, name: &str, source: String, extra: &[&str]) -> GatewayProcess {
     start_with(s, name, remote_spec(s, source, extra)).await
@@ -52,11 +57,7 @@ async fn status(s: &Setup, gw: &GatewayProcess, token: &str) -> (u16, String) {
 #[tokio::test]
 async fn a_rotated_issuer_key_is_fetched_when_a_token_names_it() {
     let s = Setup::new().await;
-    let server = JwksServer::start(
-        &s.pki.ca.server(s.path(), "jwks-server"),
-        TestIssuer::jwks(&[&s.issuer]),
-    )
-    .await;
+    let server = jwks_server(&s, TestIssuer::jwks(&[&s.issuer])).await;
     let gw = remote_gateway(&s, "remote", format!("jwks = {:?}", server.url()), &[]).await;
     assert_eq!(status(&s, &gw, &s.token_a()).await.0, 200, "{}", gw.stderr());
     let fetched_at_start = server.fetches();
@@ -72,11 +73,7 @@ async fn a_rotated_issuer_key_is_fetched_when_a_token_names_it() {
 #[tokio::test]
 async fn a_flood_of_unknown_kids_causes_at_most_one_fetch_per_cooldown() {
     let s = Setup::new().await;
-    let server = JwksServer::start(
-        &s.pki.ca.server(s.path(), "jwks-server"),
-        TestIssuer::jwks(&[&s.issuer]),
-    )
-    .await;
+    let server = jwks_server(&s, TestIssuer::jwks(&[&s.issuer])).await;
     let gw = remote_gateway(&s, "remote", format!("jwks = {:?}", server.url()), &[]).await;
     let claims = s.issuer.claims(&s.pki.client_a.x5t());
     for i in 0..30 {
@@ -93,11 +90,7 @@ async fn a_flood_of_unknown_kids_causes_at_most_one_fetch_per_cooldown() {
 #[tokio::test]
 async fn the_last_good_keys_stay_when_the_issuer_fails_or_sends_garbage() {
     let s = Setup::new().await;
-    let server = JwksServer::start(
-        &s.pki.ca.server(s.path(), "jwks-server"),
-        TestIssuer::jwks(&[&s.issuer]),
-    )
-    .await;
+    let server = jwks_server(&s, TestIssuer::jwks(&[&s.issuer])).await;
     // max-age=0 is clamped to the 200 ms minimum: the gateway refreshes constantly.
     server.set(Serve::Document {
         body: TestIssuer::jwks(&[&s.issuer]),
@@ -146,11 +139,7 @@ async fn the_last_good_keys_stay_when_the_issuer_fails_or_sends_garbage() {
 #[tokio::test]
 async fn keys_are_found_through_discovery() {
     let s = Setup::new().await;
-    let server = JwksServer::start(
-        &s.pki.ca.server(s.path(), "jwks-server"),
-        TestIssuer::jwks(&[&s.issuer]),
-    )
-    .await;
+    let server = jwks_server(&s, TestIssuer::jwks(&[&s.issuer])).await;
     server.publish_metadata(ISS);
     let gw = remote_gateway(
         &s,
@@ -180,11 +169,7 @@ async fn keys_are_found_through_discovery() {
 #[tokio::test]
 async fn an_issuer_unreachable_at_start_leaves_the_gateway_unready_until_it_answers() {
     let s = Setup::new().await;
-    let server = JwksServer::start(
-        &s.pki.ca.server(s.path(), "jwks-server"),
-        TestIssuer::jwks(&[&s.issuer]),
-    )
-    .await;
+    let server = jwks_server(&s, TestIssuer::jwks(&[&s.issuer])).await;
     server.set(Serve::Status(500));
     let gw = remote_gateway(
         &s,
@@ -218,7 +203,7 @@ async fn an_issuer_unreachable_at_start_leaves_the_gateway_unready_until_it_answ
 async fn several_issuers_are_trusted_each_with_its_own_audience_and_keys() {
     let s = Setup::new().await;
     let partner = TestIssuer::new("partner-key");
-    let server = JwksServer::start(&s.pki.ca.server(s.path(), "jwks-server"), TestIssuer::jwks(&[&partner])).await;
+    let server = jwks_server(&s, TestIssuer::jwks(&[&partner])).await;
     let text = s.render(&ConfigSpec {
         tail: vec![format!(
             "[[issuer]]\nissuer = \"https://partner.test\"\naudience = \"https://partner-api.test\"\njwks = {:?}\njwks_ca = {:?}\n",

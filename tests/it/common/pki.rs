@@ -44,12 +44,25 @@ pub struct Ca {
 }
 
 impl Ca {
+    /// A self-signed root CA.
     pub fn new(dir: &Path, name: &str) -> Ca {
+        Ca::create(dir, name, None)
+    }
+
+    /// An intermediate CA signed by this one.
+    pub fn intermediate(&self, dir: &Path, name: &str) -> Ca {
+        Ca::create(dir, name, Some(self))
+    }
+
+    fn create(dir: &Path, name: &str, parent: Option<&Ca>) -> Ca {
         let key = KeyPair::generate().unwrap();
         let mut params = params(name, &[]);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = params.self_signed(&key).unwrap();
+        let cert = match parent {
+            None => params.self_signed(&key).unwrap(),
+            Some(parent) => params.signed_by(&key, &parent.issuer()).unwrap(),
+        };
         let cert_path = dir.join(format!("{name}.pem"));
         std::fs::write(&cert_path, cert.pem()).unwrap();
         Ca {
@@ -62,23 +75,6 @@ impl Ca {
 
     fn issuer(&self) -> Issuer<'_, &KeyPair> {
         Issuer::from_params(&self.params, &self.key)
-    }
-
-    /// An intermediate CA signed by this one.
-    pub fn intermediate(&self, dir: &Path, name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut params = params(name, &[]);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = params.signed_by(&key, &self.issuer()).unwrap();
-        let cert_path = dir.join(format!("{name}.pem"));
-        std::fs::write(&cert_path, cert.pem()).unwrap();
-        Ca {
-            params,
-            key,
-            cert_pem: cert.pem(),
-            cert_path,
-        }
     }
 
     /// A client certificate (EKU clientAuth) with a URI SAN; `chain` appends this CA's certificate.
