@@ -145,6 +145,7 @@ async fn server_certificate_rotation_by_symlink_swap_and_rewrite_drops_no_reques
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (ok, failed, errors) = load.finish().await;
+    eprintln!("server certificate rotation: {ok} requests succeeded, {failed} failed");
     assert_eq!(failed, 0, "failed requests during rotation: {errors:?}");
     assert!(ok > 20, "too little load to mean anything: {ok}");
     assert!(gw.log_count("configuration reloaded") >= 2, "{}", gw.stderr());
@@ -177,6 +178,7 @@ async fn client_ca_rotation_under_load_and_no_resumption_across_reloads() {
     .await;
     assert!(accepted, "new CA not trusted after reload: {}", gw.stderr());
     let (ok, failed, errors) = load.finish().await;
+    eprintln!("client CA rotation: {ok} requests succeeded, {failed} failed");
     assert_eq!(failed, 0, "valid clients failed during the CA rotation: {errors:?}");
     assert!(ok > 10);
 
