@@ -90,7 +90,7 @@ pub async fn prepare(
     let routes = policy::RouteTable::build(&config)?;
     let gateway = Arc::new(Gateway {
         realm: config.server.realm.clone(),
-        validator: TokenValidator::new(issuers),
+        validator: TokenValidator::new(issuers, config.limits.token_cache_bytes, metrics.clone()),
         routes,
         forward: config.forward.clone(),
         limits: config.limits.clone(),

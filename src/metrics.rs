@@ -65,6 +65,8 @@ pub struct Metrics {
     handshake_failures: Counters<&'static str>,
     reloads: Counters<(&'static str, &'static str)>,
     handshakes: AtomicU64,
+    token_cache_hits: AtomicU64,
+    token_cache_misses: AtomicU64,
     resumed_handshakes: AtomicU64,
     connections_open: AtomicI64,
     /// The earliest `notAfter` of any client certificate seen (seconds since the epoch).
@@ -82,6 +84,8 @@ impl Default for Metrics {
             handshake_failures: Counters::default(),
             reloads: Counters::default(),
             handshakes: AtomicU64::new(0),
+            token_cache_hits: AtomicU64::new(0),
+            token_cache_misses: AtomicU64::new(0),
             resumed_handshakes: AtomicU64::new(0),
             connections_open: AtomicI64::new(0),
             client_cert_earliest_expiry: AtomicI64::new(i64::MAX),
@@ -104,6 +108,16 @@ impl Metrics {
 
     pub fn record_jwks_fetch(&self, issuer: &str, ok: bool) {
         increment(&self.jwks_fetches, (Arc::from(issuer), if ok { "ok" } else { "error" }));
+    }
+
+    /// A token lookup in the verified-token cache; misses include tokens then rejected.
+    pub fn record_token_cache(&self, hit: bool) {
+        let counter = if hit {
+            &self.token_cache_hits
+        } else {
+            &self.token_cache_misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_handshake_failure(&self, reason: &'static str) {
@@ -197,6 +211,18 @@ impl Metrics {
                 "counter",
                 "TLS handshakes completed by resuming a session.",
                 self.resumed_handshakes.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "bindgate_token_cache_hits_total",
+                "counter",
+                "Tokens answered from the verified-token cache (expiry, binding and policy still checked).",
+                self.token_cache_hits.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "bindgate_token_cache_misses_total",
+                "counter",
+                "Tokens whose signature had to be verified (not cached, or keys changed since).",
+                self.token_cache_misses.load(Ordering::Relaxed) as i64,
             ),
             (
                 "bindgate_connections_open",

@@ -146,6 +146,8 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// A connection with no request in flight and no traffic for this long is closed.
     pub idle_timeout: Duration,
+    /// Memory for verified tokens, so a reused token is verified once; 0 disables.
+    pub token_cache_bytes: usize,
 }
 
 impl Config {
@@ -283,6 +285,7 @@ struct RawLimits {
     max_form_bytes: Option<usize>,
     shutdown_grace: Option<String>,
     idle_timeout: Option<String>,
+    token_cache_bytes: Option<usize>,
 }
 
 // ---- validation: raw -> typed, one error per bad key ----
@@ -477,6 +480,7 @@ impl Validator<'_> {
             max_form_bytes: raw.max_form_bytes.unwrap_or(1024 * 1024),
             shutdown_grace: self.duration("limits.shutdown_grace", raw.shutdown_grace, Duration::from_secs(30))?,
             idle_timeout: self.duration("limits.idle_timeout", raw.idle_timeout, Duration::from_secs(60))?,
+            token_cache_bytes: raw.token_cache_bytes.unwrap_or(16 * 1024 * 1024),
         })
     }
 }

@@ -5,6 +5,8 @@ use std::path::Path;
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 
+use sha2::Digest as _;
+
 use super::Algorithm;
 
 /// Why a JWKS document cannot be used.
@@ -65,6 +67,9 @@ impl VerificationKey {
 /// A key set, as loaded from the issuer's JWKS.
 pub struct KeySet {
     keys: Vec<VerificationKey>,
+    /// SHA-256 of the document the keys came from: a refetch that returns the
+    /// same document changes nothing, and cached verifications stay valid.
+    document_digest: [u8; 32],
 }
 
 /// Why no key could be chosen for a token.
@@ -101,12 +106,23 @@ impl KeySet {
         if keys.is_empty() {
             return Err(JwksError::NoKeys);
         }
-        Ok(KeySet { keys })
+        Ok(KeySet {
+            keys,
+            document_digest: sha2::Sha256::digest(bytes).into(),
+        })
+    }
+
+    /// Whether `other` came from the very same JWKS document.
+    pub fn same_document(&self, other: &KeySet) -> bool {
+        self.document_digest == other.document_digest
     }
 
     /// A set with no keys: what a remote key store holds before its first fetch.
     pub fn empty() -> KeySet {
-        KeySet { keys: Vec::new() }
+        KeySet {
+            keys: Vec::new(),
+            document_digest: [0; 32],
+        }
     }
 
     /// Whether a key with this `kid` is in the set.

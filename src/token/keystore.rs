@@ -8,6 +8,8 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{ACCEPT, CACHE_CONTROL};
@@ -51,6 +53,9 @@ pub enum FetchError {
 pub struct KeyStore {
     issuer: String,
     keys: ArcSwap<KeySet>,
+    /// Bumped after every key-set change: verified-token cache entries of an
+    /// older generation are no longer trusted.
+    generation: AtomicU64,
     remote: Option<Remote>,
 }
 
@@ -72,6 +77,7 @@ impl KeyStore {
         Ok(KeyStore {
             issuer: issuer.to_string(),
             keys: ArcSwap::from_pointee(KeySet::from_file(path)?),
+            generation: AtomicU64::new(0),
             remote: None,
         })
     }
@@ -81,6 +87,7 @@ impl KeyStore {
         KeyStore {
             issuer: issuer.to_string(),
             keys: ArcSwap::from_pointee(keys),
+            generation: AtomicU64::new(0),
             remote: None,
         }
     }
@@ -96,6 +103,7 @@ impl KeyStore {
         Ok(KeyStore {
             issuer: issuer.to_string(),
             keys: ArcSwap::from_pointee(KeySet::empty()),
+            generation: AtomicU64::new(0),
             remote: Some(Remote {
                 source,
                 settings,
@@ -110,6 +118,25 @@ impl KeyStore {
     /// The keys to verify with right now.
     pub fn current(&self) -> Arc<KeySet> {
         self.keys.load_full()
+    }
+
+    /// Changes whenever the keys do. Read it before [`KeyStore::current`]:
+    /// a change in between then only makes a cache entry stale, never wrongly fresh.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Puts `keys` in service; a different document starts a new generation.
+    fn replace(&self, keys: KeySet) {
+        let previous = self.keys.swap(Arc::new(keys));
+        if !self.keys.load().same_document(&previous) {
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn replace_for_test(&self, keys: KeySet) {
+        self.replace(keys);
     }
 
     /// Whether the store holds keys (a remote store before its first good fetch does not).
@@ -141,7 +168,7 @@ impl KeyStore {
         match result {
             Ok((keys, ttl)) => {
                 tracing::info!(issuer = %self.issuer, keys = keys.len(), refresh_in = ?ttl, "fetched issuer keys");
-                self.keys.store(Arc::new(keys));
+                self.replace(keys);
                 Ok(ttl)
             }
             Err(e) => {

@@ -2,6 +2,7 @@
 //! the issuer's keys ([`jwks`]), the JWS container ([`jws`]), the claims we
 //! rely on ([`claims`]) and the validator that ties them together.
 
+mod cache;
 pub mod claims;
 pub mod extract;
 pub mod jwks;

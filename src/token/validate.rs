@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::Algorithm;
+use super::cache::{self, CachedToken, TokenCache};
 use super::claims::Claims;
 use super::jwks::KeyChoiceError;
 use super::jws::{self, JwsError};
 use super::keystore::KeyStore;
 use crate::config::{TokenSettings, TypPolicy};
+use crate::metrics::Metrics;
 
 /// Why an access token is not accepted. Every variant is an `invalid_token`.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,8 @@ pub struct TokenValidator {
     issuers: Vec<Issuer>,
     /// The largest `max_size` of any issuer: checked before the issuer is known.
     max_size: usize,
+    cache: TokenCache,
+    metrics: Arc<Metrics>,
 }
 
 /// A token whose signature and claims have been checked; binding is checked separately.
@@ -68,9 +72,15 @@ pub struct VerifiedToken {
 }
 
 impl TokenValidator {
-    pub fn new(issuers: Vec<Issuer>) -> TokenValidator {
+    /// A validator for `issuers`, caching up to `cache_bytes` of verified tokens (0: no cache).
+    pub fn new(issuers: Vec<Issuer>, cache_bytes: usize, metrics: Arc<Metrics>) -> TokenValidator {
         let max_size = issuers.iter().map(|i| i.settings.max_size).max().unwrap_or(0);
-        TokenValidator { issuers, max_size }
+        TokenValidator {
+            issuers,
+            max_size,
+            cache: TokenCache::new(cache_bytes),
+            metrics,
+        }
     }
 
     pub fn issuers(&self) -> &[Issuer] {
@@ -79,10 +89,10 @@ impl TokenValidator {
 
     /// Validates `token` now. A `kid` the issuer's keys do not hold triggers
     /// one (rate-limited) refetch of remote keys before giving up.
-    pub async fn validate(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+    pub async fn validate(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
         match self.validate_at(token, now_seconds()) {
             Err(e @ (TokenError::UnknownKid | TokenError::KeysUnavailable)) => {
-                let Ok(issuer) = self.issuer_of(token) else {
+                let Ok((_, issuer)) = self.issuer_of(token) else {
                     return Err(e);
                 };
                 if issuer.keys.refetch_for_unknown_kid().await {
@@ -95,17 +105,48 @@ impl TokenValidator {
         }
     }
 
-    /// Validates `token` as of `now` (seconds since the epoch), with the keys held right now.
-    pub fn validate_at(&self, token: &str, now: f64) -> Result<VerifiedToken, TokenError> {
+    /// Validates `token` as of `now` (seconds since the epoch), with the keys
+    /// held right now, answering from the cache when the same token was
+    /// verified before with the same keys.
+    pub fn validate_at(&self, token: &str, now: f64) -> Result<Arc<VerifiedToken>, TokenError> {
         if token.len() > self.max_size {
             return Err(TokenError::TooLarge { limit: self.max_size });
         }
+        if !self.cache.enabled() {
+            let jws = jws::parse(token).map_err(TokenError::Malformed)?;
+            return self.issuer_for(&jws)?.1.validate(jws, now).map(Arc::new);
+        }
+        let digest = cache::digest(token);
+        if let Some(hit) = self.cache.get(&digest) {
+            let issuer = &self.issuers[hit.issuer];
+            if hit.generation == issuer.keys.generation() {
+                self.metrics.record_token_cache(true);
+                return match issuer.check_time(&hit.token.claims, now) {
+                    Ok(()) => Ok(hit.token),
+                    Err(e) => {
+                        self.cache.remove(&digest);
+                        Err(e)
+                    }
+                };
+            }
+            self.cache.remove(&digest);
+        }
+        self.metrics.record_token_cache(false);
         let jws = jws::parse(token).map_err(TokenError::Malformed)?;
-        let issuer = self.issuer_for(&jws)?;
-        issuer.validate(jws, now)
+        let (index, issuer) = self.issuer_for(&jws)?;
+        let generation = issuer.keys.generation();
+        let verified = Arc::new(issuer.validate(jws, now)?);
+        let entry = CachedToken::new(verified.clone(), index, generation, token.len());
+        self.cache.insert(digest, entry, |e| self.is_stale(e, now));
+        Ok(verified)
     }
 
-    fn issuer_of(&self, token: &str) -> Result<&Issuer, TokenError> {
+    fn is_stale(&self, entry: &CachedToken, now: f64) -> bool {
+        let issuer = &self.issuers[entry.issuer];
+        entry.generation != issuer.keys.generation() || issuer.check_time(&entry.token.claims, now).is_err()
+    }
+
+    fn issuer_of(&self, token: &str) -> Result<(usize, &Issuer), TokenError> {
         let jws = jws::parse(token).map_err(TokenError::Malformed)?;
         self.issuer_for(&jws)
     }
@@ -113,9 +154,9 @@ impl TokenValidator {
     /// With one issuer, that one (its `iss` is checked after the signature).
     /// With several, the one the payload names: read before the signature is
     /// checked, but only to choose which keys to check it with.
-    fn issuer_for(&self, jws: &jws::CompactJws<'_>) -> Result<&Issuer, TokenError> {
+    fn issuer_for(&self, jws: &jws::CompactJws<'_>) -> Result<(usize, &Issuer), TokenError> {
         if let [only] = self.issuers.as_slice() {
-            return Ok(only);
+            return Ok((0, only));
         }
         #[derive(serde::Deserialize)]
         struct IssuerOnly {
@@ -126,7 +167,8 @@ impl TokenValidator {
             serde_json::from_slice(&payload).map_err(|e| TokenError::ClaimsMalformed(e.to_string()))?;
         self.issuers
             .iter()
-            .find(|i| i.settings.issuer == named.iss)
+            .enumerate()
+            .find(|(_, i)| i.settings.issuer == named.iss)
             .ok_or(TokenError::WrongIssuer)
     }
 }
@@ -191,13 +233,18 @@ impl Issuer {
     }
 
     fn check_claims(&self, claims: &Claims, now: f64) -> Result<(), TokenError> {
-        let leeway = self.settings.leeway.as_secs_f64();
         if claims.iss != self.settings.issuer {
             return Err(TokenError::WrongIssuer);
         }
         if !claims.aud.contains_any(&self.settings.audience) {
             return Err(TokenError::WrongAudience);
         }
+        self.check_time(claims, now)
+    }
+
+    /// The checks that change with time, and so are repeated on a cache hit.
+    fn check_time(&self, claims: &Claims, now: f64) -> Result<(), TokenError> {
+        let leeway = self.settings.leeway.as_secs_f64();
         // RFC 7519 4.1.4: the current time MUST be before exp.
         if now >= claims.exp.0 + leeway {
             return Err(TokenError::Expired);
@@ -236,6 +283,10 @@ mod tests {
     }
 
     fn issuer(typ: TypPolicy) -> TestIssuer {
+        issuer_with_cache(typ, 0)
+    }
+
+    fn issuer_with_cache(typ: TypPolicy, cache_bytes: usize) -> TestIssuer {
         let key = rcgen::KeyPair::generate().unwrap();
         let (mut jwk, _) = crate::dev::certs::ec_p256_jwk(&key);
         jwk["kid"] = "k1".into();
@@ -261,10 +312,14 @@ mod tests {
         };
         TestIssuer {
             key,
-            validator: TokenValidator::new(vec![Issuer {
-                keys: Arc::new(KeyStore::from_keys(&settings.issuer, keys)),
-                settings,
-            }]),
+            validator: TokenValidator::new(
+                vec![Issuer {
+                    keys: Arc::new(KeyStore::from_keys(&settings.issuer, keys)),
+                    settings,
+                }],
+                cache_bytes,
+                Arc::new(Metrics::default()),
+            ),
         }
     }
 
@@ -273,7 +328,11 @@ mod tests {
             crate::dev::mint::sign_es256(&self.key, &header, &claims).unwrap()
         }
 
-        fn check(&self, header: serde_json::Value, claims: serde_json::Value) -> Result<VerifiedToken, TokenError> {
+        fn check(
+            &self,
+            header: serde_json::Value,
+            claims: serde_json::Value,
+        ) -> Result<Arc<VerifiedToken>, TokenError> {
             self.validator.validate_at(&self.sign(header, claims), NOW)
         }
     }
@@ -387,5 +446,51 @@ mod tests {
         assert!(matches!(i.check(header(), aud), Err(TokenError::WrongAudience)));
         let many = with(claims(), "aud", serde_json::json!(["x", "https://api.example"]));
         assert!(i.check(header(), many).is_ok());
+    }
+
+    #[test]
+    fn a_cached_token_is_served_without_verifying_again_but_still_expires() {
+        let i = issuer_with_cache(TypPolicy::Lenient, 1 << 20);
+        let token = i.sign(header(), claims());
+        let first = i.validator.validate_at(&token, NOW).unwrap();
+        let second = i.validator.validate_at(&token, NOW + 1.0).unwrap();
+        assert!(Arc::ptr_eq(&first, &second), "second use was verified again");
+        let text = i.validator.metrics.render(&[]);
+        assert!(text.contains("bindgate_token_cache_hits_total 1\n"), "{text}");
+        assert!(text.contains("bindgate_token_cache_misses_total 1\n"), "{text}");
+        assert!(matches!(
+            i.validator.validate_at(&token, NOW + 90.0),
+            Err(TokenError::Expired)
+        ));
+    }
+
+    #[test]
+    fn new_keys_invalidate_cached_verifications() {
+        let i = issuer_with_cache(TypPolicy::Lenient, 1 << 20);
+        let token = i.sign(header(), claims());
+        i.validator.validate_at(&token, NOW).unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        let (mut jwk, _) = crate::dev::certs::ec_p256_jwk(&other);
+        jwk["kid"] = "k1".into();
+        let rotated =
+            super::super::KeySet::from_json(serde_json::json!({ "keys": [jwk] }).to_string().as_bytes()).unwrap();
+        i.validator.issuers()[0].keys.replace_for_test(rotated);
+        assert!(matches!(
+            i.validator.validate_at(&token, NOW),
+            Err(TokenError::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn rejected_tokens_are_not_cached() {
+        let i = issuer_with_cache(TypPolicy::Lenient, 1 << 20);
+        let token = i.sign(header(), with(claims(), "nbf", (NOW + 50.0).into()));
+        assert!(matches!(
+            i.validator.validate_at(&token, NOW),
+            Err(TokenError::NotYetValid)
+        ));
+        assert!(i.validator.validate_at(&token, NOW + 25.0).is_ok());
+        let text = i.validator.metrics.render(&[]);
+        assert!(text.contains("bindgate_token_cache_misses_total 2\n"), "{text}");
     }
 }

@@ -137,6 +137,51 @@ async fn the_last_good_keys_stay_when_the_issuer_fails_or_sends_garbage() {
 }
 
 #[tokio::test]
+async fn a_cached_token_is_refused_once_its_key_is_withdrawn() {
+    let s = Setup::new().await;
+    let server = jwks_server(&s, TestIssuer::jwks(&[&s.issuer])).await;
+    server.set(Serve::Document {
+        body: TestIssuer::jwks(&[&s.issuer]),
+        cache_control: Some("max-age=0".into()),
+    });
+    let gw = remote_gateway(
+        &s,
+        "remote",
+        format!("jwks = {:?}", server.url()),
+        &["jwks_refresh_min = \"200ms\""],
+    )
+    .await;
+    let token = s.token_a();
+    assert_eq!(status(&s, &gw, &token).await.0, 200);
+    assert_eq!(status(&s, &gw, &token).await.0, 200);
+    let (_, metrics) = admin_get(gw.admin.unwrap(), "/metrics").await;
+    assert_eq!(
+        metric(&metrics, "bindgate_token_cache_hits_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    // The issuer withdraws the key (say, it leaked): the cached verification must not outlive it.
+    let rotated = TestIssuer::new("k2");
+    server.set(Serve::Document {
+        body: TestIssuer::jwks(&[&rotated]),
+        cache_control: Some("max-age=0".into()),
+    });
+    let refused = eventually(Duration::from_secs(10), async || {
+        status(&s, &gw, &token).await == (401, "unknown_kid".to_string())
+    })
+    .await;
+    assert!(
+        refused,
+        "a token signed by a withdrawn key is still accepted: {}",
+        gw.stderr()
+    );
+    let forwarded = s.upstream.count();
+    assert_eq!(status(&s, &gw, &token).await.0, 401);
+    assert_eq!(s.upstream.count(), forwarded);
+}
+
+#[tokio::test]
 async fn keys_are_found_through_discovery() {
     let s = Setup::new().await;
     let server = jwks_server(&s, TestIssuer::jwks(&[&s.issuer])).await;

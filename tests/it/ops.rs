@@ -418,16 +418,18 @@ async fn health_readiness_and_metrics_reflect_what_happened() {
     assert_eq!(admin_get(admin, "/healthz").await.0, 200);
     assert_eq!(admin_get(admin, "/readyz").await.0, 200);
 
+    // One token used three times: verified once, then answered from the cache.
+    let token = s.token_a();
     let a = s.client_a(Alpn::Http1);
     assert_eq!(
-        a.send(gw.addr, get(Alpn::Http1, "/", Some(&s.token_a())))
+        a.send(gw.addr, get(Alpn::Http1, "/", Some(&token)))
             .await
             .unwrap()
             .status,
         200
     );
     assert_eq!(
-        a.send(gw.addr, get(Alpn::Http1, "/", Some(&s.token_a())))
+        a.send(gw.addr, get(Alpn::Http1, "/", Some(&token)))
             .await
             .unwrap()
             .status,
@@ -435,7 +437,7 @@ async fn health_readiness_and_metrics_reflect_what_happened() {
     );
     let b = s.client_b(Alpn::Http1);
     assert_eq!(
-        b.send(gw.addr, get(Alpn::Http1, "/", Some(&s.token_a())))
+        b.send(gw.addr, get(Alpn::Http1, "/", Some(&token)))
             .await
             .unwrap()
             .status,
@@ -471,6 +473,8 @@ async fn health_readiness_and_metrics_reflect_what_happened() {
         ("bindgate_request_duration_seconds_count", 4.0),
         ("bindgate_upstream_duration_seconds_count", 2.0),
         ("bindgate_tls_resumed_handshakes_total", 2.0),
+        ("bindgate_token_cache_misses_total", 1.0),
+        ("bindgate_token_cache_hits_total", 2.0),
     ];
     for (sample, value) in expect {
         assert_eq!(metric(&text, sample), Some(value), "{sample} in\n{text}");
