@@ -25,6 +25,8 @@ pub struct AccessRecord {
     pub reason: &'static str,
     pub route: Option<Arc<str>>,
     pub binding_violation: Option<&'static str>,
+    /// Which bindings held: `mtls`, `dpop` or `mtls+dpop`.
+    pub binding: Option<&'static str>,
     pub started: Instant,
     /// Time until the response head was ready.
     pub head_us: u64,
@@ -45,6 +47,7 @@ impl AccessRecord {
             status = self.status,
             reason = self.reason,
             route = self.route.as_deref().unwrap_or("-"),
+            binding = self.binding.unwrap_or("-"),
             binding_violation = self.binding_violation.unwrap_or("-"),
             subject = identity.map(|i| i.subject.as_str()).unwrap_or("-"),
             x5t = identity.map(|i| i.x5t_s256.as_str()).unwrap_or("-"),

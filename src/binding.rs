@@ -3,6 +3,7 @@
 
 use subtle::ConstantTimeEq;
 
+use crate::config::BindingMethods;
 use crate::identity::ClientIdentity;
 use crate::token::Confirmation;
 
@@ -15,11 +16,24 @@ pub enum Binding<'a> {
     Jkt(&'a str),
 }
 
+/// How the request presented its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scheme {
+    #[default]
+    Bearer,
+    Dpop,
+}
+
 /// What the caller has proven on this request.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Proofs<'a> {
     /// The certificate of the TLS connection, if one was presented.
     pub client_certificate: Option<&'a ClientIdentity>,
+    pub scheme: Scheme,
+    /// The key thumbprint of the request's verified DPoP proof.
+    pub dpop_jkt: Option<&'a str>,
+    /// Whether the request carried a `DPoP` header at all, verified or not.
+    pub dpop_header: bool,
 }
 
 /// Why the token is not bound to this caller. Every variant is an `invalid_token`.
@@ -35,8 +49,16 @@ pub enum BindingError {
     CertificateMissing,
     #[error("token is bound to a different client certificate")]
     CertificateMismatch,
-    #[error("token is bound to a DPoP key; DPoP proofs are not supported yet")]
-    DpopUnsupported,
+    #[error("cnf jkt is not an unpadded base64url SHA-256 thumbprint")]
+    JktMalformed,
+    #[error("token is bound to a different DPoP key than the proof's")]
+    JktMismatch,
+    #[error("token is bound to a DPoP key: send it with the DPoP scheme and a proof")]
+    DpopTokenWithBearer,
+    #[error("a DPoP proof was sent with a token that is not DPoP-bound")]
+    NotDpopBound,
+    #[error("token is bound by a method this route does not accept")]
+    MethodNotAccepted,
 }
 
 /// The bindings a `cnf` claim declares, in a fixed order.
@@ -55,24 +77,63 @@ pub fn declared(cnf: Option<&Confirmation>) -> Result<Vec<Binding<'_>>, BindingE
     Ok(bindings)
 }
 
-/// Checks every binding of `cnf` against what the caller proved.
-pub fn verify(cnf: Option<&Confirmation>, proofs: &Proofs<'_>) -> Result<(), BindingError> {
-    for binding in declared(cnf)? {
+/// Checks every binding of `cnf` against what the caller proved, on a route
+/// accepting `accepted`. Returns the methods that held, for logs and metrics.
+pub fn verify(
+    cnf: Option<&Confirmation>,
+    proofs: &Proofs<'_>,
+    accepted: BindingMethods,
+) -> Result<&'static str, BindingError> {
+    let bindings = declared(cnf)?;
+    let has_jkt = bindings.iter().any(|b| matches!(b, Binding::Jkt(_)));
+    let has_x5t = bindings.iter().any(|b| matches!(b, Binding::X5tS256(_)));
+    // RFC 9449 section 7.2: a DPoP-bound token never passes as a bearer
+    // token, and a proof is no use with a token that is not bound to its key.
+    if has_jkt && proofs.scheme == Scheme::Bearer {
+        return Err(BindingError::DpopTokenWithBearer);
+    }
+    if !has_jkt && (proofs.scheme == Scheme::Dpop || proofs.dpop_header) {
+        return Err(BindingError::NotDpopBound);
+    }
+    if !((has_x5t && accepted.mtls) || (has_jkt && accepted.dpop)) {
+        return Err(BindingError::MethodNotAccepted);
+    }
+    for binding in bindings {
         match binding {
             Binding::X5tS256(expected) => verify_certificate(expected, proofs.client_certificate)?,
-            Binding::Jkt(_) => return Err(BindingError::DpopUnsupported),
+            Binding::Jkt(expected) => verify_jkt(expected, proofs.dpop_jkt)?,
         }
     }
-    Ok(())
+    Ok(match (has_x5t, has_jkt) {
+        (true, true) => "mtls+dpop",
+        (false, true) => "dpop",
+        _ => "mtls",
+    })
+}
+
+fn is_sha256_thumbprint(text: &str) -> bool {
+    text.len() == 43
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn verify_jkt(expected: &str, proven: Option<&str>) -> Result<(), BindingError> {
+    if !is_sha256_thumbprint(expected) {
+        return Err(BindingError::JktMalformed);
+    }
+    // The DPoP scheme always brings a verified proof before the binding is checked.
+    let proven = proven.ok_or(BindingError::DpopTokenWithBearer)?;
+    if bool::from(expected.as_bytes().ct_eq(proven.as_bytes())) {
+        Ok(())
+    } else {
+        Err(BindingError::JktMismatch)
+    }
 }
 
 fn verify_certificate(expected: &str, presented: Option<&ClientIdentity>) -> Result<(), BindingError> {
     // 32 bytes in unpadded base64url is exactly 43 characters of the URL alphabet.
-    let well_formed = expected.len() == 43
-        && expected
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !well_formed {
+    if !is_sha256_thumbprint(expected) {
         return Err(BindingError::ThumbprintMalformed);
     }
     let presented = presented.ok_or(BindingError::CertificateMissing)?;
@@ -86,6 +147,8 @@ fn verify_certificate(expected: &str, presented: Option<&ClientIdentity>) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MTLS: BindingMethods = BindingMethods::MTLS;
 
     fn identity(x5t: &str) -> ClientIdentity {
         ClientIdentity {
@@ -113,8 +176,9 @@ mod tests {
         let id = identity(THUMB);
         let proofs = Proofs {
             client_certificate: Some(&id),
+            ..Proofs::default()
         };
-        assert_eq!(verify(Some(&cnf(Some(THUMB), None)), &proofs), Ok(()));
+        assert_eq!(verify(Some(&cnf(Some(THUMB), None)), &proofs, MTLS), Ok("mtls"));
     }
 
     #[test]
@@ -122,16 +186,20 @@ mod tests {
         let other = identity("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
         let proofs = Proofs {
             client_certificate: Some(&other),
+            ..Proofs::default()
         };
         let bound = cnf(Some(THUMB), None);
-        assert_eq!(verify(Some(&bound), &proofs), Err(BindingError::CertificateMismatch));
         assert_eq!(
-            verify(Some(&bound), &Proofs::default()),
+            verify(Some(&bound), &proofs, MTLS),
+            Err(BindingError::CertificateMismatch)
+        );
+        assert_eq!(
+            verify(Some(&bound), &Proofs::default(), MTLS),
             Err(BindingError::CertificateMissing)
         );
-        assert_eq!(verify(None, &proofs), Err(BindingError::CnfMissing));
+        assert_eq!(verify(None, &proofs, MTLS), Err(BindingError::CnfMissing));
         assert_eq!(
-            verify(Some(&cnf(None, None)), &proofs),
+            verify(Some(&cnf(None, None)), &proofs, MTLS),
             Err(BindingError::CnfUnsupported)
         );
         let padded = format!("{THUMB}=");
@@ -140,24 +208,87 @@ mod tests {
             let id = identity(malformed);
             let proofs = Proofs {
                 client_certificate: Some(&id),
+                ..Proofs::default()
             };
             assert_eq!(
-                verify(Some(&cnf(Some(malformed), None)), &proofs),
+                verify(Some(&cnf(Some(malformed), None)), &proofs, MTLS),
                 Err(BindingError::ThumbprintMalformed),
                 "{malformed}"
             );
         }
     }
 
+    const BOTH: BindingMethods = BindingMethods { mtls: true, dpop: true };
+    const DPOP_ONLY: BindingMethods = BindingMethods {
+        mtls: false,
+        dpop: true,
+    };
+    const JKT: &str = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+
+    fn dpop<'a>(id: Option<&'a ClientIdentity>, jkt: &'a str) -> Proofs<'a> {
+        Proofs {
+            client_certificate: id,
+            scheme: Scheme::Dpop,
+            dpop_jkt: Some(jkt),
+            dpop_header: true,
+        }
+    }
+
     #[test]
     fn every_declared_binding_must_hold() {
         let id = identity(THUMB);
-        let proofs = Proofs {
+        let both = cnf(Some(THUMB), Some(JKT));
+        assert_eq!(verify(Some(&both), &dpop(Some(&id), JKT), BOTH), Ok("mtls+dpop"));
+        // Even on a route that only asks for one of them.
+        assert_eq!(verify(Some(&both), &dpop(Some(&id), JKT), DPOP_ONLY), Ok("mtls+dpop"));
+        assert_eq!(
+            verify(Some(&both), &dpop(None, JKT), BOTH),
+            Err(BindingError::CertificateMissing)
+        );
+        let other_key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        assert_eq!(
+            verify(Some(&both), &dpop(Some(&id), other_key), BOTH),
+            Err(BindingError::JktMismatch)
+        );
+    }
+
+    #[test]
+    fn dpop_tokens_and_proofs_go_together() {
+        let id = identity(THUMB);
+        let jkt_only = cnf(None, Some(JKT));
+        assert_eq!(verify(Some(&jkt_only), &dpop(None, JKT), DPOP_ONLY), Ok("dpop"));
+        let bearer = Proofs {
             client_certificate: Some(&id),
+            ..Proofs::default()
         };
         assert_eq!(
-            verify(Some(&cnf(Some(THUMB), Some("jkt"))), &proofs),
-            Err(BindingError::DpopUnsupported)
+            verify(Some(&jkt_only), &bearer, BOTH),
+            Err(BindingError::DpopTokenWithBearer)
+        );
+        let x5t_only = cnf(Some(THUMB), None);
+        assert_eq!(
+            verify(Some(&x5t_only), &dpop(Some(&id), JKT), BOTH),
+            Err(BindingError::NotDpopBound)
+        );
+        let stray_header = Proofs {
+            dpop_header: true,
+            ..bearer
+        };
+        assert_eq!(
+            verify(Some(&x5t_only), &stray_header, BOTH),
+            Err(BindingError::NotDpopBound)
+        );
+        assert_eq!(
+            verify(Some(&x5t_only), &bearer, DPOP_ONLY),
+            Err(BindingError::MethodNotAccepted)
+        );
+        assert_eq!(
+            verify(Some(&jkt_only), &dpop(None, JKT), MTLS),
+            Err(BindingError::MethodNotAccepted)
+        );
+        assert_eq!(
+            verify(Some(&cnf(None, Some("short"))), &dpop(None, "short"), BOTH),
+            Err(BindingError::JktMalformed)
         );
     }
 }

@@ -37,6 +37,9 @@ use rustls::ServerConfig;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError, JwksSource, TokenSettings};
+use crate::dpop::check::DpopVerifier;
+use crate::dpop::nonce::NonceIssuer;
+use crate::dpop::store::ReplayStore;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::token::{Issuer, KeyStore, TokenValidator};
@@ -88,10 +91,12 @@ pub async fn prepare(
         });
     }
     let routes = policy::RouteTable::build(&config)?;
+    let dpop = dpop_verifier(&config, &metrics, previous)?;
     let gateway = Arc::new(Gateway {
         realm: config.server.realm.clone(),
         validator: TokenValidator::new(issuers, config.limits.token_cache_bytes, metrics.clone()),
         routes,
+        dpop,
         forward: config.forward.clone(),
         limits: config.limits.clone(),
         metrics,
@@ -103,6 +108,60 @@ pub async fn prepare(
         fingerprint,
         gateway,
     })
+}
+
+/// The DPoP checker. The replay store outlives reloads that leave its
+/// settings alone: forgetting the proofs seen would let them be replayed.
+/// So does a random nonce secret, or every client would need a new nonce.
+fn dpop_verifier(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    previous: Option<&Prepared>,
+) -> Result<DpopVerifier, ConfigError> {
+    let settings = &config.dpop;
+    let before = previous.filter(|p| p.config.dpop.replay.store == settings.replay.store);
+    let replay = match before {
+        Some(p) => p.gateway.dpop.replay_store().clone(),
+        None => Arc::new(
+            ReplayStore::new(&settings.replay.store)
+                .map_err(|e| config.unusable("dpop.replay_store", &config.source, e))?,
+        ),
+    };
+    let nonces = match &settings.nonce {
+        None => None,
+        Some(nonce) if nonce.secret_files.is_empty() => {
+            let carried = previous
+                .filter(|p| p.config.dpop.nonce.as_ref() == Some(nonce))
+                .and_then(|p| p.gateway.dpop.nonce_issuer().cloned());
+            match carried {
+                Some(issuer) => Some(issuer),
+                None => {
+                    let mut secret = [0u8; 32];
+                    aws_lc_rs::rand::fill(&mut secret).map_err(|_| {
+                        config.unusable("dpop.require_nonce", &config.source, "no randomness for a nonce secret")
+                    })?;
+                    Some(Arc::new(NonceIssuer::new(&[secret.to_vec()], nonce.window.as_secs())))
+                }
+            }
+        }
+        Some(nonce) => {
+            let mut secrets = Vec::with_capacity(nonce.secret_files.len());
+            for path in &nonce.secret_files {
+                let secret = std::fs::read(path).map_err(|e| config.unusable("dpop.nonce_secrets", path, e))?;
+                let secret = secret.trim_ascii().to_vec();
+                if secret.len() < 16 {
+                    return Err(config.unusable(
+                        "dpop.nonce_secrets",
+                        path,
+                        "a nonce secret needs at least 16 bytes (e.g. `openssl rand -base64 32`)",
+                    ));
+                }
+                secrets.push(secret);
+            }
+            Some(Arc::new(NonceIssuer::new(&secrets, nonce.window.as_secs())))
+        }
+    };
+    Ok(DpopVerifier::new(settings, nonces, replay, metrics.clone()))
 }
 
 async fn key_store(

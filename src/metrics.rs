@@ -61,6 +61,8 @@ impl Histogram {
 pub struct Metrics {
     requests: Counters<(Arc<str>, u16, &'static str)>,
     binding_reports: Counters<(Arc<str>, &'static str)>,
+    bindings_held: Counters<(Arc<str>, &'static str)>,
+    replay_store_failures: Counters<(&'static str, &'static str)>,
     jwks_fetches: Counters<(Arc<str>, &'static str)>,
     handshake_failures: Counters<&'static str>,
     reloads: Counters<(&'static str, &'static str)>,
@@ -80,6 +82,8 @@ impl Default for Metrics {
         Metrics {
             requests: Counters::default(),
             binding_reports: Counters::default(),
+            bindings_held: Counters::default(),
+            replay_store_failures: Counters::default(),
             jwks_fetches: Counters::default(),
             handshake_failures: Counters::default(),
             reloads: Counters::default(),
@@ -104,6 +108,16 @@ impl Metrics {
     /// A report-only route forwarded a request whose binding check failed.
     pub fn record_binding_report(&self, route: &str, reason: &'static str) {
         increment(&self.binding_reports, (Arc::from(route), reason));
+    }
+
+    /// A request passed the sender check with these bindings (`mtls`, `dpop`, `mtls+dpop`).
+    pub fn record_binding_held(&self, route: &str, binding: &'static str) {
+        increment(&self.bindings_held, (Arc::from(route), binding));
+    }
+
+    /// The DPoP replay store could not be asked; `outcome` is what the request got.
+    pub fn record_replay_store_failure(&self, store: &'static str, outcome: &'static str) {
+        increment(&self.replay_store_failures, (store, outcome));
     }
 
     pub fn record_jwks_fetch(&self, issuer: &str, ok: bool) {
@@ -165,6 +179,22 @@ impl Metrics {
             "Requests forwarded by report-only routes despite a failed binding check.",
             rows(&self.binding_reports, |(route, reason)| {
                 format!("route=\"{}\",reason=\"{reason}\"", escape_label(route))
+            }),
+        );
+        family(
+            &mut out,
+            "bindgate_sender_checks_passed_total",
+            "Requests whose token binding held, by route and binding (mtls, dpop, mtls+dpop).",
+            rows(&self.bindings_held, |(route, binding)| {
+                format!("route=\"{}\",binding=\"{binding}\"", escape_label(route))
+            }),
+        );
+        family(
+            &mut out,
+            "bindgate_dpop_replay_store_failures_total",
+            "DPoP replay-store lookups that failed, by store and what the request got (rejected or accepted).",
+            rows(&self.replay_store_failures, |(store, outcome)| {
+                format!("store=\"{store}\",outcome=\"{outcome}\"")
             }),
         );
         self.request_duration.render(

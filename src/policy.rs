@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::config::{AuthPolicy, BindingMode, Config, ConfigError, RouteSettings};
+use crate::config::{AuthPolicy, BindingMethods, BindingMode, Config, ConfigError, RouteSettings};
 use crate::token::Claims;
 use crate::upstream::Upstream;
 
@@ -13,6 +13,7 @@ pub struct Route {
     pub auth: AuthPolicy,
     pub required_scopes: Vec<String>,
     pub binding: BindingMode,
+    pub methods: BindingMethods,
     pub upstream: Arc<Upstream>,
 }
 
@@ -53,6 +54,7 @@ impl RouteTable {
                 auth: AuthPolicy::Bound,
                 required_scopes: Vec::new(),
                 binding: BindingMode::Enforce,
+                methods: BindingMethods::MTLS,
             });
         }
         let mut routes = Vec::with_capacity(settings.len());
@@ -64,6 +66,7 @@ impl RouteTable {
                 auth: s.auth,
                 required_scopes: s.required_scopes,
                 binding: s.binding,
+                methods: s.methods,
             });
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));

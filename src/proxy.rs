@@ -13,25 +13,27 @@ use hyper::body::Incoming;
 use http_body_util::BodyExt;
 
 use crate::access::{AccessRecord, CountedBody, LoggedBody};
-use crate::binding::{self, Proofs};
+use crate::binding::{self, Proofs, Scheme};
 use crate::body::{self, Body};
-use crate::config::{AuthPolicy, BindingMode};
+use crate::config::{AuthPolicy, BindingMethods, BindingMode};
 use crate::config::{ForwardSettings, Limits};
+use crate::dpop::check::{DPOP_NONCE, DpopError, DpopVerifier, RequestTarget};
 use crate::framing::{Framing, FramingLog};
 use crate::headers::{self, ForwardContext};
 use crate::identity::ClientIdentity;
 use crate::inbound::{self, FormScreenError, RequestError};
 use crate::metrics::Metrics;
 use crate::policy::{self, RouteTable};
-use crate::reject::Rejection;
-use crate::token::TokenValidator;
+use crate::reject::{ChallengeContext, Rejection};
 use crate::token::extract::{self, CredentialError};
+use crate::token::{TokenValidator, VerifiedToken};
 
 /// Everything the request path needs, shared by all connections.
 pub struct Gateway {
     pub realm: String,
     pub validator: TokenValidator,
     pub routes: RouteTable,
+    pub dpop: DpopVerifier,
     pub forward: ForwardSettings,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
@@ -69,7 +71,14 @@ pub async fn handle(
             if let Rejection::Upstream(e) = &rejection {
                 tracing::warn!(error = %crate::error_chain(e), "upstream request failed");
             }
-            let mut response = rejection.to_response(&gateway.realm);
+            let methods = notes.methods.unwrap_or(BindingMethods::MTLS);
+            let mut response = rejection.to_response(&ChallengeContext {
+                realm: &gateway.realm,
+                bearer: methods.mtls,
+                dpop: methods.dpop,
+                dpop_algs: gateway.dpop.algs(),
+                presented: notes.scheme,
+            });
             if matches!(rejection, Rejection::Request(RequestError::AmbiguousFraming))
                 && version < http::Version::HTTP_2
             {
@@ -88,6 +97,9 @@ pub async fn handle(
     if let Some(violation) = notes.binding_violation {
         gateway.metrics.record_binding_report(route, violation);
     }
+    if let Some(binding) = notes.binding {
+        gateway.metrics.record_binding_held(route, binding);
+    }
     let record = AccessRecord {
         conn: conn.clone(),
         method,
@@ -97,6 +109,7 @@ pub async fn handle(
         reason,
         route: notes.route,
         binding_violation: notes.binding_violation,
+        binding: notes.binding,
         started,
         head_us: head.as_micros() as u64,
         upstream_us: notes.upstream_us,
@@ -127,6 +140,11 @@ struct RequestNotes {
     route: Option<Arc<str>>,
     /// Set when a report-only route forwarded a request that failed the binding check.
     binding_violation: Option<&'static str>,
+    /// The binding methods of the route, once it is known.
+    methods: Option<BindingMethods>,
+    scheme: Scheme,
+    /// Which bindings held: `mtls`, `dpop` or `mtls+dpop`.
+    binding: Option<&'static str>,
     upstream_us: Option<u64>,
     bytes_in: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -142,6 +160,8 @@ async fn authorize_and_forward(
         return Err(RequestError::AmbiguousFraming.into());
     }
     let authority = inbound::check_head(&req)?;
+    // DPoP's htu is what the client addressed, before we normalise anything.
+    let original_path = req.uri().path().to_string();
     // Route on exactly the path the upstream will receive.
     if let Some(normalized) = inbound::normalize_target(req.uri())? {
         *req.uri_mut() = normalized;
@@ -149,23 +169,46 @@ async fn authorize_and_forward(
     let route = gateway.routes.find(req.uri().path());
     notes.route = Some(route.prefix.clone());
 
+    notes.methods = Some(route.methods);
+    let mut next_nonce = None;
     let verified = match route.auth {
         AuthPolicy::None => {
             extract::refuse_token_in_query(req.uri())?;
             None
         }
         AuthPolicy::Bound => {
-            let token = extract::bearer_token(req.headers(), req.uri())?;
-            let verified = gateway.validator.validate(token).await?;
-            let proofs = Proofs {
-                client_certificate: conn.identity.as_ref(),
+            let credential = extract::credential(req.headers(), req.uri())?;
+            notes.scheme = credential.scheme;
+            if credential.scheme == Scheme::Dpop && !route.methods.dpop {
+                return Err(CredentialError::UnsupportedScheme.into());
+            }
+            let verified = gateway.validator.validate(credential.token).await?;
+            let target = RequestTarget {
+                method: req.method().as_str(),
+                authority: &authority,
+                path: original_path.as_str(),
             };
-            match (binding::verify(verified.claims.cnf.as_ref(), &proofs), route.binding) {
-                (Ok(()), _) => {}
-                (Err(e), BindingMode::Report) => {
-                    notes.binding_violation = Some(Rejection::from(e).verdict().reason);
+            match check_sender(
+                gateway,
+                conn,
+                req.headers(),
+                &target,
+                credential,
+                &verified,
+                route.methods,
+            )
+            .await
+            {
+                Ok(held) => {
+                    notes.binding = Some(held.binding);
+                    next_nonce = held.next_nonce;
                 }
-                (Err(e), BindingMode::Enforce) => return Err(e.into()),
+                // A nonce challenge is a protocol step, not a verdict: even report-only routes make it.
+                Err(e @ Rejection::Dpop(DpopError::NonceRequired { .. })) => return Err(e),
+                Err(e) if route.binding == BindingMode::Report => {
+                    notes.binding_violation = Some(e.verdict().reason);
+                }
+                Err(e) => return Err(e),
             }
             policy::check_scopes(route, &verified.claims)?;
             Some(verified)
@@ -196,5 +239,49 @@ async fn authorize_and_forward(
 
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
+    if let Some(nonce) = next_nonce.and_then(|n| http::HeaderValue::from_str(&n).ok()) {
+        parts.headers.insert(DPOP_NONCE, nonce);
+    }
     Ok(Response::from_parts(parts, body::stream(body)))
+}
+
+/// What a passed sender check leaves for the response and the log.
+struct SenderHeld {
+    binding: &'static str,
+    next_nonce: Option<String>,
+}
+
+/// The sender constraint: the DPoP proof when the DPoP scheme is used, then
+/// every binding the token declares, then the proof's nonce and replay
+/// checks (last, so that only otherwise valid proofs use up a `jti`).
+async fn check_sender(
+    gateway: &Gateway,
+    conn: &Connection,
+    headers: &http::HeaderMap,
+    target: &RequestTarget<'_>,
+    credential: extract::Credential<'_>,
+    verified: &VerifiedToken,
+    methods: BindingMethods,
+) -> Result<SenderHeld, Rejection> {
+    let proof_header = DpopVerifier::proof_header(headers)?;
+    let now = crate::token::now_seconds();
+    let proof = match credential.scheme {
+        Scheme::Bearer => None,
+        Scheme::Dpop => {
+            let proof = proof_header.ok_or(DpopError::ProofMissing)?;
+            Some(gateway.dpop.verify(proof, target, credential.token, now)?)
+        }
+    };
+    let proofs = Proofs {
+        client_certificate: conn.identity.as_ref(),
+        scheme: credential.scheme,
+        dpop_jkt: proof.as_ref().map(|p| p.jkt.as_str()),
+        dpop_header: proof_header.is_some(),
+    };
+    let binding = binding::verify(verified.claims.cnf.as_ref(), &proofs, methods)?;
+    let next_nonce = match proof {
+        Some(proof) => gateway.dpop.check_fresh(proof, now).await?.next_nonce,
+        None => None,
+    };
+    Ok(SenderHeld { binding, next_nonce })
 }

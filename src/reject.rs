@@ -5,8 +5,10 @@
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
-use crate::binding::BindingError;
+use crate::binding::{BindingError, Scheme};
 use crate::body::{self, Body};
+use crate::dpop::check::{DPOP_NONCE, DpopError};
+use crate::dpop::proof::ProofError;
 use crate::inbound::RequestError;
 use crate::policy::InsufficientScope;
 use crate::token::TokenError;
@@ -25,6 +27,8 @@ pub enum Rejection {
     #[error(transparent)]
     Binding(#[from] BindingError),
     #[error(transparent)]
+    Dpop(#[from] DpopError),
+    #[error(transparent)]
     Scope(#[from] InsufficientScope),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -38,8 +42,34 @@ pub enum Challenge {
     InvalidRequest,
     InvalidToken,
     InsufficientScope,
+    /// RFC 9449 section 7.1: the DPoP proof is missing or invalid.
+    InvalidDpopProof,
+    /// RFC 9449 section 9: retry with the nonce in `DPoP-Nonce`.
+    UseDpopNonce,
     /// Not an authentication failure: no `WWW-Authenticate` header.
     None,
+}
+
+/// Which scheme an error challenge is issued in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeScheme {
+    /// The scheme the request used.
+    AsPresented,
+    /// `DPoP`, whatever the request used (where the route accepts DPoP).
+    Dpop,
+}
+
+/// What the challenges of a response depend on besides the rejection.
+#[derive(Debug, Clone, Copy)]
+pub struct ChallengeContext<'a> {
+    pub realm: &'a str,
+    /// The route accepts mTLS-bound tokens (the `Bearer` scheme).
+    pub bearer: bool,
+    /// The route accepts DPoP-bound tokens.
+    pub dpop: bool,
+    /// The `algs` attribute of `DPoP` challenges.
+    pub dpop_algs: &'a str,
+    pub presented: Scheme,
 }
 
 /// How one rejection is answered.
@@ -47,6 +77,7 @@ pub enum Challenge {
 pub struct Verdict {
     pub status: StatusCode,
     pub challenge: Challenge,
+    pub scheme: ChallengeScheme,
     /// The body's `error` member.
     pub error: &'static str,
     /// Stable machine-readable reason: the body's `reason`, the log field and the metric label.
@@ -57,9 +88,35 @@ const fn verdict(status: StatusCode, challenge: Challenge, error: &'static str, 
     Verdict {
         status,
         challenge,
+        scheme: ChallengeScheme::AsPresented,
         error,
         reason,
     }
+}
+
+const fn in_dpop(verdict: Verdict) -> Verdict {
+    Verdict {
+        scheme: ChallengeScheme::Dpop,
+        ..verdict
+    }
+}
+
+fn invalid_dpop_proof(reason: &'static str) -> Verdict {
+    in_dpop(verdict(
+        UNAUTHORIZED,
+        Challenge::InvalidDpopProof,
+        "invalid_dpop_proof",
+        reason,
+    ))
+}
+
+fn unavailable(reason: &'static str) -> Verdict {
+    verdict(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Challenge::None,
+        "temporarily_unavailable",
+        reason,
+    )
 }
 
 const BAD_REQUEST: StatusCode = StatusCode::BAD_REQUEST;
@@ -107,12 +164,7 @@ impl Rejection {
                     verdict(BAD_REQUEST, InvalidRequest, "invalid_request", "token_in_form")
                 }
             },
-            Rejection::Token(TokenError::KeysUnavailable) => verdict(
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                "temporarily_unavailable",
-                "keys_unavailable",
-            ),
+            Rejection::Token(TokenError::KeysUnavailable) => unavailable("keys_unavailable"),
             Rejection::Token(e) => invalid_token(match e {
                 TokenError::KeysUnavailable => "keys_unavailable",
                 TokenError::TooLarge { .. } => "token_too_large",
@@ -136,8 +188,41 @@ impl Rejection {
                 BindingError::ThumbprintMalformed => "cnf_malformed",
                 BindingError::CertificateMissing => "client_cert_missing",
                 BindingError::CertificateMismatch => "cnf_mismatch",
-                BindingError::DpopUnsupported => "dpop_unsupported",
+                BindingError::JktMalformed => "jkt_malformed",
+                BindingError::JktMismatch => "jkt_mismatch",
+                BindingError::DpopTokenWithBearer => return in_dpop(invalid_token("dpop_token_with_bearer")),
+                BindingError::NotDpopBound => "token_not_dpop_bound",
+                BindingError::MethodNotAccepted => "binding_method_not_accepted",
             }),
+            Rejection::Dpop(e) => match e {
+                DpopError::ProofMissing => invalid_dpop_proof("dpop_proof_missing"),
+                DpopError::MultipleProofs => invalid_dpop_proof("dpop_proof_duplicate"),
+                DpopError::ProofTooLarge { .. } => invalid_dpop_proof("dpop_proof_too_large"),
+                DpopError::Replayed => invalid_dpop_proof("dpop_replayed"),
+                DpopError::NonceRequired { .. } => in_dpop(verdict(
+                    UNAUTHORIZED,
+                    Challenge::UseDpopNonce,
+                    "use_dpop_nonce",
+                    "use_dpop_nonce",
+                )),
+                DpopError::ReplayStoreUnavailable => unavailable("replay_store_unavailable"),
+                DpopError::ReplayCacheFull => unavailable("replay_cache_full"),
+                DpopError::Proof(e) => invalid_dpop_proof(match e {
+                    ProofError::Malformed(_) => "dpop_malformed",
+                    ProofError::WrongType => "dpop_typ",
+                    ProofError::AlgorithmNotAllowed => "dpop_alg_not_allowed",
+                    ProofError::MissingJwk => "dpop_jwk_missing",
+                    ProofError::PrivateKey => "dpop_jwk_private",
+                    ProofError::UnusableJwk(_) => "dpop_jwk_unusable",
+                    ProofError::BadSignature => "dpop_bad_signature",
+                    ProofError::ClaimsMalformed(_) => "dpop_claims_malformed",
+                    ProofError::MethodMismatch => "dpop_htm_mismatch",
+                    ProofError::UriMismatch => "dpop_htu_mismatch",
+                    ProofError::IatOutOfWindow => "dpop_iat_out_of_window",
+                    ProofError::AthMissing => "dpop_ath_missing",
+                    ProofError::AthMismatch => "dpop_ath_mismatch",
+                }),
+            },
             Rejection::Scope(_) => verdict(
                 StatusCode::FORBIDDEN,
                 Challenge::InsufficientScope,
@@ -156,7 +241,7 @@ impl Rejection {
     }
 
     /// The response the client gets. Descriptions never carry the token.
-    pub fn to_response(&self, realm: &str) -> Response<Body> {
+    pub fn to_response(&self, ctx: &ChallengeContext<'_>) -> Response<Body> {
         let verdict = self.verdict();
         let description = header_safe(&self.to_string());
         let json = serde_json::json!({
@@ -169,25 +254,52 @@ impl Rejection {
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        let challenge = match verdict.challenge {
-            Challenge::None => None,
-            Challenge::Bare => Some(format!("Bearer realm=\"{realm}\"")),
-            Challenge::InvalidRequest | Challenge::InvalidToken => Some(format!(
-                "Bearer realm=\"{realm}\", error=\"{}\", error_description=\"{description}\"",
-                verdict.error
-            )),
+        let realm = ctx.realm;
+        let dpop_scheme = match verdict.scheme {
+            ChallengeScheme::Dpop => ctx.dpop || ctx.presented == Scheme::Dpop,
+            ChallengeScheme::AsPresented => ctx.presented == Scheme::Dpop,
+        };
+        let (scheme, algs) = if dpop_scheme {
+            ("DPoP", format!(", algs=\"{}\"", ctx.dpop_algs))
+        } else {
+            ("Bearer", String::new())
+        };
+        let with_error = |error: &str| {
+            format!("{scheme} realm=\"{realm}\", error=\"{error}\", error_description=\"{description}\"{algs}")
+        };
+        let challenges = match verdict.challenge {
+            Challenge::None => vec![],
+            Challenge::Bare => {
+                let mut bare = Vec::with_capacity(2);
+                if ctx.bearer || !ctx.dpop {
+                    bare.push(format!("Bearer realm=\"{realm}\""));
+                }
+                if ctx.dpop {
+                    bare.push(format!("DPoP realm=\"{realm}\", algs=\"{}\"", ctx.dpop_algs));
+                }
+                bare
+            }
+            Challenge::InvalidRequest
+            | Challenge::InvalidToken
+            | Challenge::InvalidDpopProof
+            | Challenge::UseDpopNonce => vec![with_error(verdict.error)],
             Challenge::InsufficientScope => {
                 let scope = match self {
                     Rejection::Scope(e) => header_safe(&e.required),
                     _ => String::new(),
                 };
-                Some(format!(
-                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{description}\", scope=\"{scope}\""
-                ))
+                vec![format!("{}, scope=\"{scope}\"", with_error("insufficient_scope"))]
             }
         };
-        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
-            headers.insert(WWW_AUTHENTICATE, value);
+        for challenge in challenges {
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                headers.append(WWW_AUTHENTICATE, value);
+            }
+        }
+        if let Rejection::Dpop(DpopError::NonceRequired { nonce }) = self
+            && let Ok(value) = HeaderValue::from_str(nonce)
+        {
+            headers.insert(DPOP_NONCE, value);
         }
         response
     }
@@ -210,7 +322,13 @@ mod tests {
     use super::*;
 
     fn challenge(r: Rejection) -> (StatusCode, Option<String>) {
-        let response = r.to_response("bindgate");
+        let response = r.to_response(&ChallengeContext {
+            realm: "bindgate",
+            bearer: true,
+            dpop: false,
+            dpop_algs: "ES256",
+            presented: Scheme::Bearer,
+        });
         let header = response
             .headers()
             .get(WWW_AUTHENTICATE)
@@ -248,5 +366,67 @@ mod tests {
             challenge(UpstreamError::Timeout.into()),
             (StatusCode::GATEWAY_TIMEOUT, None)
         );
+    }
+
+    fn dpop_route(presented: Scheme) -> ChallengeContext<'static> {
+        ChallengeContext {
+            realm: "bindgate",
+            bearer: true,
+            dpop: true,
+            dpop_algs: "ES256 EdDSA",
+            presented,
+        }
+    }
+
+    fn challenges(r: &Rejection, ctx: &ChallengeContext<'_>) -> Vec<String> {
+        r.to_response(ctx)
+            .headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_route_accepting_both_schemes_offers_both_challenges() {
+        let missing = Rejection::from(CredentialError::Missing);
+        assert_eq!(
+            challenges(&missing, &dpop_route(Scheme::Bearer)),
+            vec![
+                "Bearer realm=\"bindgate\"".to_string(),
+                "DPoP realm=\"bindgate\", algs=\"ES256 EdDSA\"".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn dpop_errors_are_dpop_challenges_with_algs() {
+        let bad = Rejection::from(DpopError::Proof(ProofError::AthMismatch));
+        let got = challenges(&bad, &dpop_route(Scheme::Dpop));
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].starts_with("DPoP realm=\"bindgate\", error=\"invalid_dpop_proof\""),
+            "{got:?}"
+        );
+        assert!(got[0].ends_with("algs=\"ES256 EdDSA\""), "{got:?}");
+        let expired = Rejection::from(TokenError::Expired);
+        assert!(
+            challenges(&expired, &dpop_route(Scheme::Dpop))[0]
+                .starts_with("DPoP realm=\"bindgate\", error=\"invalid_token\"")
+        );
+        assert!(
+            challenges(&expired, &dpop_route(Scheme::Bearer))[0]
+                .starts_with("Bearer realm=\"bindgate\", error=\"invalid_token\"")
+        );
+    }
+
+    #[test]
+    fn a_nonce_challenge_carries_the_nonce() {
+        let r = Rejection::from(DpopError::NonceRequired { nonce: "n-1".into() });
+        let response = r.to_response(&dpop_route(Scheme::Dpop));
+        assert_eq!(response.status(), UNAUTHORIZED);
+        assert_eq!(response.headers().get("dpop-nonce").unwrap(), "n-1");
+        let challenge = response.headers().get(WWW_AUTHENTICATE).unwrap().to_str().unwrap();
+        assert!(challenge.contains("error=\"use_dpop_nonce\""), "{challenge}");
     }
 }

@@ -14,9 +14,11 @@ use std::time::Duration;
 use http::HeaderName;
 use serde::Deserialize;
 
+mod dpop;
 mod routes;
 mod token;
-pub use routes::{AuthPolicy, BindingMode, RouteSettings};
+pub use dpop::{DpopSettings, NonceSettings, ReplaySettings, ReplayStoreSettings, StoreFailure};
+pub use routes::{AuthPolicy, BindingMethods, BindingMode, RouteSettings};
 pub use token::{JwksSource, RemoteJwksSettings, TokenSettings, TypPolicy};
 
 /// Exit code for an invalid configuration (`EX_CONFIG` would be 78; design.md
@@ -88,6 +90,7 @@ pub struct Config {
     pub reload: ReloadSettings,
     /// `[[route]]` entries, as written; the route table is built from them.
     pub routes: Vec<RouteSettings>,
+    pub dpop: DpopSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -181,6 +184,7 @@ impl Config {
             limits: v.limits(raw.limits.unwrap_or_default())?,
             reload: v.reload(raw.reload.unwrap_or_default())?,
             routes: v.routes(raw.route)?,
+            dpop: v.dpop(raw.dpop.unwrap_or_default())?,
         })
     }
 
@@ -199,6 +203,9 @@ impl Config {
         if let Some((cert, key)) = &self.upstream.client_cert {
             files.push(cert.clone());
             files.push(key.clone());
+        }
+        if let Some(nonce) = &self.dpop.nonce {
+            files.extend(nonce.secret_files.iter().cloned());
         }
         files
     }
@@ -230,6 +237,7 @@ struct RawConfig {
     reload: Option<RawReload>,
     #[serde(default)]
     route: Vec<routes::RawRoute>,
+    dpop: Option<dpop::RawDpop>,
 }
 
 #[derive(Deserialize, Default)]

@@ -24,6 +24,57 @@ pub enum BindingMode {
     Report,
 }
 
+/// The sender constraints a route accepts: a token bound by any of them
+/// passes (every binding the token itself declares must still hold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BindingMethods {
+    /// RFC 8705: `cnf."x5t#S256"` and the TLS client certificate, `Bearer` scheme.
+    pub mtls: bool,
+    /// RFC 9449: `cnf.jkt` and a `DPoP` proof, `DPoP` scheme.
+    pub dpop: bool,
+}
+
+impl BindingMethods {
+    pub const MTLS: BindingMethods = BindingMethods {
+        mtls: true,
+        dpop: false,
+    };
+
+    pub fn names(self) -> Vec<&'static str> {
+        let mut names = Vec::with_capacity(2);
+        if self.mtls {
+            names.push("mtls");
+        }
+        if self.dpop {
+            names.push("dpop");
+        }
+        names
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum MethodName {
+    Mtls,
+    Dpop,
+}
+
+/// `binding` as written: a mode, a list of methods, or both in a table.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawBinding {
+    Mode(BindingMode),
+    Methods(Vec<MethodName>),
+    Table(RawBindingTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBindingTable {
+    methods: Option<Vec<MethodName>>,
+    mode: Option<BindingMode>,
+}
+
 /// One validated route.
 #[derive(Debug, Clone)]
 pub struct RouteSettings {
@@ -34,6 +85,7 @@ pub struct RouteSettings {
     pub auth: AuthPolicy,
     pub required_scopes: Vec<String>,
     pub binding: BindingMode,
+    pub methods: BindingMethods,
 }
 
 #[derive(Deserialize)]
@@ -43,7 +95,7 @@ pub(super) struct RawRoute {
     upstream: Option<String>,
     auth: Option<AuthPolicy>,
     required_scopes: Option<Vec<String>>,
-    binding: Option<BindingMode>,
+    binding: Option<RawBinding>,
 }
 
 impl Validator<'_> {
@@ -88,12 +140,32 @@ impl Validator<'_> {
                     format!("{context}auth = \"none\" checks no token, so required_scopes and binding cannot apply"),
                 ));
             }
+            let (methods, mode) = match route.binding {
+                None => (None, None),
+                Some(RawBinding::Mode(mode)) => (None, Some(mode)),
+                Some(RawBinding::Methods(methods)) => (Some(methods), None),
+                Some(RawBinding::Table(table)) => (table.methods, table.mode),
+            };
+            let methods = match methods {
+                None => BindingMethods::MTLS,
+                Some(list) if list.is_empty() => {
+                    return Err(self.invalid(
+                        "route.binding",
+                        format!("{context}needs at least one of \"mtls\", \"dpop\" (auth = \"none\" skips tokens)"),
+                    ));
+                }
+                Some(list) => BindingMethods {
+                    mtls: list.contains(&MethodName::Mtls),
+                    dpop: list.contains(&MethodName::Dpop),
+                },
+            };
             routes.push(RouteSettings {
                 prefix,
                 upstream,
                 auth,
                 required_scopes,
-                binding: route.binding.unwrap_or(BindingMode::Enforce),
+                binding: mode.unwrap_or(BindingMode::Enforce),
+                methods,
             });
         }
         Ok(routes)

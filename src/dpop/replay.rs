@@ -15,6 +15,9 @@ pub enum ReplayError {
     /// Failing closed: accepting without recording would let a replay through.
     #[error("the replay cache is full")]
     Full,
+    /// A shared store could not be asked; what that means is the caller's policy.
+    #[error("the replay store is unavailable")]
+    Unavailable,
 }
 
 /// 32 bytes per entry whatever the `jti` length: the SHA-256 of key thumbprint and `jti`.

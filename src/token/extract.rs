@@ -1,19 +1,22 @@
-//! Finding the access token in a request: exactly one `Authorization: Bearer`
-//! header, and never a token in the query string or a form body.
+//! Finding the access token in a request: exactly one `Authorization`
+//! header with the `Bearer` or `DPoP` scheme, and never a token in the query
+//! string or a form body.
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Uri};
+
+use crate::binding::Scheme;
 
 /// Why no usable credential could be taken from a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialError {
     #[error("no access token in the request")]
     Missing,
-    #[error("authorization scheme is not Bearer")]
+    #[error("authorization scheme is not accepted here")]
     UnsupportedScheme,
     #[error("more than one Authorization header")]
     MultipleAuthorization,
-    #[error("Authorization header is not `Bearer <token>`")]
+    #[error("Authorization header is not `<scheme> <token>`")]
     MalformedAuthorization,
     #[error("access tokens are not accepted in the query string")]
     TokenInQuery,
@@ -21,8 +24,16 @@ pub enum CredentialError {
     TokenInForm,
 }
 
-/// The access token of the request's `Authorization: Bearer` header.
-pub fn bearer_token<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<&'a str, CredentialError> {
+/// The token of a request and the scheme it came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credential<'a> {
+    pub scheme: Scheme,
+    pub token: &'a str,
+}
+
+/// The access token of the request's one `Authorization` header, `Bearer`
+/// (RFC 6750) or `DPoP` (RFC 9449), schemes matched case-insensitively.
+pub fn credential<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<Credential<'a>, CredentialError> {
     refuse_token_in_query(uri)?;
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values.next().ok_or(CredentialError::Missing)?;
@@ -31,17 +42,20 @@ pub fn bearer_token<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<&'a str, Cr
     }
     let value = value.to_str().map_err(|_| CredentialError::MalformedAuthorization)?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        if scheme.is_empty() || !scheme.bytes().all(is_token_char) {
-            return Err(CredentialError::MalformedAuthorization);
-        }
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else if scheme.is_empty() || !scheme.bytes().all(is_token_char) {
+        return Err(CredentialError::MalformedAuthorization);
+    } else {
         return Err(CredentialError::UnsupportedScheme);
-    }
+    };
     let token = rest.trim_start_matches(' ');
     if token.is_empty() || !is_b64token(token) {
         return Err(CredentialError::MalformedAuthorization);
     }
-    Ok(token)
+    Ok(Credential { scheme, token })
 }
 
 /// Fails when the query string carries `access_token`: such a token is never
@@ -126,13 +140,21 @@ mod tests {
 
     fn extract(values: &[&str], uri: &str) -> Result<String, CredentialError> {
         let map = headers(values);
-        bearer_token(&map, &uri.parse().unwrap()).map(str::to_string)
+        credential(&map, &uri.parse().unwrap()).map(|c| c.token.to_string())
     }
 
     #[test]
-    fn bearer_scheme_is_case_insensitive() {
+    fn schemes_are_case_insensitive() {
         assert_eq!(extract(&["Bearer abc.def.ghi"], "/"), Ok("abc.def.ghi".into()));
         assert_eq!(extract(&["bEaReR abc.def.ghi"], "/"), Ok("abc.def.ghi".into()));
+        let map = headers(&["dpop abc.def.ghi"]);
+        assert_eq!(
+            credential(&map, &"/".parse().unwrap()),
+            Ok(Credential {
+                scheme: Scheme::Dpop,
+                token: "abc.def.ghi"
+            })
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::fmt;
 pub use claims::{Claims, Confirmation};
 pub use jwks::{JwksError, KeySet};
 pub use keystore::KeyStore;
-pub use validate::{Issuer, TokenError, TokenValidator, VerifiedToken};
+pub use validate::{Issuer, TokenError, TokenValidator, VerifiedToken, now_seconds};
 
 /// A JWS algorithm the gateway can verify. Symmetric algorithms and `none`
 /// are deliberately absent: a resource server holding an issuer's public key

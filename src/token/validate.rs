@@ -258,7 +258,8 @@ impl Issuer {
     }
 }
 
-fn now_seconds() -> f64 {
+/// Seconds since the epoch, as the `exp`/`iat` comparisons need them.
+pub fn now_seconds() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
