@@ -6,6 +6,7 @@ mod common;
 
 mod binding;
 mod cli;
+mod dpop;
 mod keys;
 mod ops;
 mod requests;

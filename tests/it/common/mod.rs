@@ -3,6 +3,7 @@
 //! client presenting the certificate a test chooses.
 
 pub mod client;
+pub mod dpop;
 pub mod gateway;
 pub mod issuer;
 pub mod jwks_server;
