@@ -46,7 +46,8 @@ enum Command {
         /// PEM file holding the certificate.
         cert: PathBuf,
     },
-    /// Write a development PKI: CA, server certificate for localhost, two client certificates, an issuer key and its JWKS.
+    /// Write a development PKI: CA, server certificate for localhost, two client certificates, an issuer key and its
+    /// JWKS, and a client's DPoP key (dpop-key.pem).
     DevCerts {
         /// Output directory.
         #[arg(long, default_value = "certs")]
@@ -55,11 +56,22 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Print a development access token signed by the dev issuer key and bound to a client certificate.
+    /// Print a development access token signed by the dev issuer key and bound to a client certificate, a DPoP key,
+    /// or both.
+    #[command(
+        long_about = "Print a development access token (ES256, typ at+jwt) signed by the dev issuer key.\n\n\
+            The token is bound through its `cnf` claim: to a client certificate with --cert (cnf.\"x5t#S256\", \
+            RFC 8705), to a DPoP key with --dpop-key (cnf.jkt, RFC 9449), or to both. At least one is required.",
+        group(clap::ArgGroup::new("binding").args(["cert", "dpop_key"]).multiple(true).required(true))
+    )]
     Mint {
-        /// The client certificate the token is bound to (cnf."x5t#S256").
+        /// Bind the token to this client certificate (PEM): cnf."x5t#S256" is its SHA-256 thumbprint.
         #[arg(long)]
-        cert: PathBuf,
+        cert: Option<PathBuf>,
+        /// Bind the token to this DPoP key (EC P-256, PKCS#8 PEM, e.g. certs/dpop-key.pem): cnf.jkt is the RFC 7638
+        /// thumbprint of its public key. Sign the matching proofs with `bindgate dpop-proof --key`.
+        #[arg(long)]
+        dpop_key: Option<PathBuf>,
         /// The issuer's signing key (EC P-256, PKCS#8 PEM).
         #[arg(long, default_value = "certs/issuer-key.pem")]
         key: PathBuf,
@@ -75,6 +87,39 @@ enum Command {
         /// Space-separated scopes for the `scope` claim.
         #[arg(long)]
         scope: Option<String>,
+    },
+    /// Print a DPoP proof (RFC 9449) for one request, signed with a client's DPoP key.
+    #[command(
+        long_about = "Print a DPoP proof JWT (RFC 9449) for one request, signed with a client's DPoP key: the value \
+            of the request's `DPoP` header. The header carries the public key (typ dpop+jwt, alg ES256); the claims \
+            are jti, htm, htu, iat, and ath with --token, nonce with --nonce. A proof is good for one request: \
+            make a new one for each.\n\n\
+            Example:\n  \
+            TOKEN=$(bindgate mint --dpop-key certs/dpop-key.pem)\n  \
+            bindgate dpop-proof --url https://127.0.0.1:8443/hello --token \"$TOKEN\""
+    )]
+    DpopProof {
+        /// The client's DPoP key (EC P-256, PKCS#8 PEM): the one the token was minted for with --dpop-key.
+        #[arg(long, default_value = "certs/dpop-key.pem")]
+        key: PathBuf,
+        /// HTTP method of the request (htm), case-sensitive.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// URL of the request as the client addresses it; query and fragment are left out of htu.
+        #[arg(long)]
+        url: String,
+        /// Access token sent with the request: the proof then carries its hash (ath).
+        #[arg(long)]
+        token: Option<String>,
+        /// Nonce from the server's DPoP-Nonce response header.
+        #[arg(long)]
+        nonce: Option<String>,
+        /// Use this proof id instead of a random one (replays are rejected: for testing that).
+        #[arg(long)]
+        jti: Option<String>,
+        /// Issue time in seconds since the epoch instead of now (for testing the iat window).
+        #[arg(long, value_name = "SECONDS")]
+        iat: Option<u64>,
     },
     /// Show the gateway at work on loopback: an echo upstream, a bound token accepted, a replayed one rejected.
     Demo {
@@ -110,6 +155,7 @@ fn main() -> ExitCode {
         Command::DevCerts { out, force } => dev_certs(&out, force),
         Command::Mint {
             cert,
+            dpop_key,
             key,
             iss,
             aud,
@@ -118,7 +164,8 @@ fn main() -> ExitCode {
             scope,
         } => {
             let request = bindgate::dev::mint::MintRequest {
-                cert: &cert,
+                cert: cert.as_deref(),
+                dpop_key: dpop_key.as_deref(),
                 issuer_key: &key,
                 iss: &iss,
                 aud: &aud,
@@ -129,6 +176,31 @@ fn main() -> ExitCode {
             match bindgate::dev::mint::mint(&request) {
                 Ok(token) => {
                     println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::DpopProof {
+            key,
+            method,
+            url,
+            token,
+            nonce,
+            jti,
+            iat,
+        } => {
+            let request = bindgate::dev::proof::ProofRequest {
+                method: &method,
+                url: &url,
+                token: token.as_deref(),
+                nonce: nonce.as_deref(),
+                jti: jti.as_deref(),
+                iat,
+            };
+            match bindgate::dev::proof::proof_with_key_file(&key, &request) {
+                Ok(proof) => {
+                    println!("{proof}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),

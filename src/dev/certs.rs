@@ -28,7 +28,7 @@ pub enum DevCertsError {
 }
 
 /// The files written, relative to the output directory.
-pub const FILES: [&str; 10] = [
+pub const FILES: [&str; 11] = [
     "ca.pem",
     "ca-key.pem",
     "server.pem",
@@ -39,13 +39,15 @@ pub const FILES: [&str; 10] = [
     "client-b-key.pem",
     "issuer-key.pem",
     "jwks.json",
+    "dpop-key.pem",
 ];
 
 /// How long the dev material stays valid: long enough that a checked-in copy keeps working.
 const VALIDITY_DAYS: i64 = 3650;
 
 /// Writes a dev CA, a server certificate for localhost, two client
-/// certificates and an ES256 issuer key with its JWKS into `out`.
+/// certificates, an ES256 issuer key with its JWKS, and a client's DPoP key
+/// into `out`.
 pub fn write(out: &Path, force: bool) -> Result<Vec<PathBuf>, DevCertsError> {
     if !force && let Some(existing) = FILES.iter().map(|f| out.join(f)).find(|p| p.exists()) {
         return Err(DevCertsError::Exists(existing));
@@ -95,6 +97,8 @@ pub fn write(out: &Path, force: bool) -> Result<Vec<PathBuf>, DevCertsError> {
     let issuer_key = KeyPair::generate()?;
     put("issuer-key.pem", issuer_key.serialize_pem())?;
     put("jwks.json", jwks_for(&issuer_key))?;
+    // A DPoP client makes its own key pair; no certificate vouches for it.
+    put("dpop-key.pem", KeyPair::generate()?.serialize_pem())?;
     Ok(written)
 }
 

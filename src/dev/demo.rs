@@ -83,7 +83,8 @@ pub async fn run(config_path: &Path, certs: &Path, keep_running: bool) -> Result
     println!();
 
     let token = mint(&MintRequest {
-        cert: &certs.join("client-a.pem"),
+        cert: Some(&certs.join("client-a.pem")),
+        dpop_key: None,
         issuer_key: &issuer_key,
         iss: &iss,
         aud: &aud,

@@ -1,5 +1,5 @@
 //! `bindgate mint`: a dev access token signed with the dev issuer key and
-//! bound to a client certificate.
+//! bound to a client certificate, a DPoP key, or both.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,7 +13,10 @@ use crate::pem;
 /// What goes into a minted token.
 #[derive(Debug, Clone)]
 pub struct MintRequest<'a> {
-    pub cert: &'a Path,
+    /// The client certificate the token is bound to (`cnf."x5t#S256"`).
+    pub cert: Option<&'a Path>,
+    /// The client's DPoP key (EC P-256, PKCS#8 PEM) the token is bound to (`cnf.jkt`).
+    pub dpop_key: Option<&'a Path>,
     pub issuer_key: &'a Path,
     pub iss: &'a str,
     pub aud: &'a str,
@@ -31,30 +34,48 @@ pub enum MintError {
         #[source]
         source: pem::PemError,
     },
-    #[error("{path}: not an EC P-256 key in PKCS#8 PEM (the kind `bindgate dev-certs` writes)")]
-    IssuerKey { path: String },
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+    /// A token bound to nothing would be a bearer token: exactly what the gateway refuses.
+    #[error("nothing to bind the token to: give a client certificate, a DPoP key, or both")]
+    NoBinding,
     #[error("cannot sign: {0}")]
     Sign(#[from] jsonwebtoken::errors::Error),
 }
 
-/// Mints an ES256 token whose `cnf."x5t#S256"` is the thumbprint of `cert`.
+/// Why a private key file is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("{path}: cannot read: {source}")]
+    Unreadable {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not an EC P-256 key in PKCS#8 PEM (the kind `bindgate dev-certs` writes)")]
+    NotP256 { path: String },
+}
+
+/// Mints an ES256 token whose `cnf` binds it to the thumbprint of `cert`
+/// (`x5t#S256`), of the public key of `dpop_key` (`jkt`), or both.
 pub fn mint(req: &MintRequest<'_>) -> Result<String, MintError> {
-    let chain = pem::certificates(req.cert).map_err(|source| MintError::Pem {
-        path: req.cert.display().to_string(),
-        source,
-    })?;
-    let leaf = chain.first().map(|c| c.as_ref()).unwrap_or_default();
-    let key_pem = std::fs::read_to_string(req.issuer_key).map_err(|e| MintError::Pem {
-        path: req.issuer_key.display().to_string(),
-        source: pem::PemError::Unreadable(e),
-    })?;
-    let bad_key = || MintError::IssuerKey {
-        path: req.issuer_key.display().to_string(),
-    };
-    let key_pair = KeyPair::from_pem(&key_pem).map_err(|_| bad_key())?;
-    if !key_pair.is_compatible(&rcgen::PKCS_ECDSA_P256_SHA256) {
-        return Err(bad_key());
+    let mut cnf = serde_json::Map::new();
+    if let Some(cert) = req.cert {
+        let chain = pem::certificates(cert).map_err(|source| MintError::Pem {
+            path: cert.display().to_string(),
+            source,
+        })?;
+        let leaf = chain.first().map(|c| c.as_ref()).unwrap_or_default();
+        cnf.insert("x5t#S256".to_string(), x5t_s256(leaf).into());
     }
+    if let Some(dpop_key) = req.dpop_key {
+        let client_key = read_p256_key(dpop_key)?;
+        cnf.insert("jkt".to_string(), super::proof::jkt(&client_key).into());
+    }
+    if cnf.is_empty() {
+        return Err(MintError::NoBinding);
+    }
+    let key_pair = read_p256_key(req.issuer_key)?;
     let (_, kid) = super::certs::ec_p256_jwk(&key_pair);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let mut claims = serde_json::json!({
@@ -65,13 +86,30 @@ pub fn mint(req: &MintRequest<'_>) -> Result<String, MintError> {
         "nbf": now.as_secs(),
         "exp": (now + req.ttl).as_secs(),
         "jti": format!("{:x}", now.as_nanos()),
-        "cnf": { "x5t#S256": x5t_s256(leaf) },
+        "cnf": cnf,
     });
     if let Some(scope) = req.scope {
         claims["scope"] = serde_json::Value::String(scope.to_string());
     }
     let header = serde_json::json!({ "alg": "ES256", "typ": "at+jwt", "kid": kid });
     Ok(sign_es256(&key_pair, &header, &claims)?)
+}
+
+/// Reads an EC P-256 private key in PKCS#8 PEM, the kind `bindgate dev-certs` writes.
+pub fn read_p256_key(path: &Path) -> Result<KeyPair, KeyFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Unreadable {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let not_p256 = || KeyFileError::NotP256 {
+        path: path.display().to_string(),
+    };
+    let key = KeyPair::from_pem(&text).map_err(|_| not_p256())?;
+    // Every dev signature is ES256; another key type would only fail later, less clearly.
+    if !key.is_compatible(&rcgen::PKCS_ECDSA_P256_SHA256) {
+        return Err(not_p256());
+    }
+    Ok(key)
 }
 
 /// Signs exactly `header` and `claims` as a compact JWS with an EC P-256
@@ -91,4 +129,88 @@ pub fn sign_es256(
     let signing_key = EncodingKey::from_ec_der(&key.serialize_der());
     let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &signing_key, jsonwebtoken::Algorithm::ES256)?;
     Ok(format!("{input}.{signature}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::*;
+
+    struct Files {
+        dir: tempfile::TempDir,
+    }
+
+    impl Files {
+        fn new() -> Files {
+            let dir = tempfile::tempdir().unwrap();
+            super::super::certs::write(dir.path(), false).unwrap();
+            Files { dir }
+        }
+
+        fn path(&self, name: &str) -> std::path::PathBuf {
+            self.dir.path().join(name)
+        }
+
+        fn cnf(&self, cert: Option<&str>, dpop_key: Option<&str>) -> Result<serde_json::Value, MintError> {
+            let cert = cert.map(|c| self.path(c));
+            let dpop_key = dpop_key.map(|k| self.path(k));
+            let issuer_key = self.path("issuer-key.pem");
+            let token = mint(&MintRequest {
+                cert: cert.as_deref(),
+                dpop_key: dpop_key.as_deref(),
+                issuer_key: &issuer_key,
+                iss: "https://issuer.example",
+                aud: "https://api.example",
+                sub: "dev-user",
+                ttl: Duration::from_secs(60),
+                scope: None,
+            })?;
+            let claims = token.split('.').nth(1).unwrap();
+            let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+            Ok(claims["cnf"].clone())
+        }
+
+        fn jkt(&self) -> String {
+            let key = read_p256_key(&self.path("dpop-key.pem")).unwrap();
+            crate::dev::proof::jkt(&key)
+        }
+
+        fn x5t(&self) -> String {
+            let chain = pem::certificates(&self.path("client-a.pem")).unwrap();
+            x5t_s256(chain[0].as_ref())
+        }
+    }
+
+    #[test]
+    fn cnf_holds_what_the_token_is_bound_to() {
+        let f = Files::new();
+        assert_eq!(
+            f.cnf(Some("client-a.pem"), None).unwrap(),
+            serde_json::json!({ "x5t#S256": f.x5t() })
+        );
+        assert_eq!(
+            f.cnf(None, Some("dpop-key.pem")).unwrap(),
+            serde_json::json!({ "jkt": f.jkt() })
+        );
+        assert_eq!(
+            f.cnf(Some("client-a.pem"), Some("dpop-key.pem")).unwrap(),
+            serde_json::json!({ "x5t#S256": f.x5t(), "jkt": f.jkt() })
+        );
+    }
+
+    #[test]
+    fn a_token_bound_to_nothing_is_refused() {
+        let f = Files::new();
+        assert!(matches!(f.cnf(None, None), Err(MintError::NoBinding)));
+    }
+
+    #[test]
+    fn a_dpop_key_that_is_not_a_private_key_is_refused_with_its_path() {
+        let f = Files::new();
+        let err = f.cnf(None, Some("client-a.pem")).unwrap_err();
+        assert!(matches!(err, MintError::Key(KeyFileError::NotP256 { .. })), "{err}");
+        assert!(err.to_string().contains("client-a.pem"), "{err}");
+    }
 }

@@ -1,5 +1,7 @@
-//! Developer tooling behind the CLI: dev certificates, token minting and the demo.
+//! Developer tooling behind the CLI: dev certificates, token minting, DPoP
+//! proofs and the demo.
 
 pub mod certs;
 pub mod demo;
 pub mod mint;
+pub mod proof;
