@@ -88,6 +88,8 @@ pub fn rewrite_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>, settin
     }
     if settings.strip_authorization {
         headers.remove(AUTHORIZATION);
+        // The proof is part of the same credential, and means nothing without it.
+        headers.remove(crate::dpop::check::DPOP);
     }
 
     if let Ok(host) = HeaderValue::from_str(ctx.authority) {

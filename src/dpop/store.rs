@@ -18,14 +18,16 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
 
 pub enum ReplayStore {
     Memory(ReplayCache),
-    Redis(RedisReplay),
+    Redis(Box<RedisReplay>),
 }
 
 impl ReplayStore {
     pub fn new(settings: &ReplayStoreSettings) -> Result<ReplayStore, redis::RedisError> {
         Ok(match settings {
             ReplayStoreSettings::Memory { max_entries } => ReplayStore::Memory(ReplayCache::new(*max_entries)),
-            ReplayStoreSettings::Redis { url, timeout } => ReplayStore::Redis(RedisReplay::new(url, *timeout)?),
+            ReplayStoreSettings::Redis { url, timeout } => {
+                ReplayStore::Redis(Box::new(RedisReplay::new(url, *timeout)?))
+            }
         })
     }
 

@@ -7,6 +7,7 @@ mod common;
 mod binding;
 mod cli;
 mod dpop;
+mod dpop_shared;
 mod keys;
 mod ops;
 mod requests;

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod dpop;
 pub mod gateway;
+pub mod interop;
 pub mod issuer;
 pub mod jwks_server;
 pub mod pki;

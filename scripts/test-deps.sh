@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Installs what the integration tests need beyond cargo: a redis-server binary
+# (tests start their own on a free loopback port) and the npm packages of the
+# DPoP interop client in tests/interop. Idempotent, and silent when everything
+# is already there. The test harness runs it once per test process, so a
+# missing dependency fails the tests instead of skipping them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+# Test processes may run this at the same time (one per test binary, or per
+# test under nextest); apt and npm must not install over each other.
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"${TMPDIR:-/tmp}/bindgate-test-deps.lock"
+    flock 9
+fi
+
+# Runs a command with its output kept aside; shows it only if the command fails.
+quietly() {
+    if ! "$@" >"$log" 2>&1; then
+        echo "test-deps: failed: $*" >&2
+        cat "$log" >&2
+        return 1
+    fi
+}
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "test-deps: need root or sudo to run: $*" >&2
+        return 1
+    fi
+}
+
+# The Debian package may start its own redis-server on 6379 through its init
+# script. Tests never use it, but a background server the tests did not ask for
+# should not outlive this script, so one started by this install is stopped.
+redis_was_running() {
+    pidof redis-server >/dev/null 2>&1
+}
+
+if ! command -v redis-server >/dev/null 2>&1; then
+    echo "test-deps: installing redis-server" >&2
+    running_before=no
+    redis_was_running && running_before=yes
+    install=(env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server)
+    # A stale or missing package list is the usual reason an install fails;
+    # updating only then keeps the common case fast and offline-friendly.
+    if ! as_root "${install[@]}" >"$log" 2>&1; then
+        quietly as_root apt-get update
+        quietly as_root "${install[@]}"
+    fi
+    if [ "$running_before" = no ] && redis_was_running; then
+        as_root service redis-server stop >/dev/null 2>&1 || true
+    fi
+    if ! command -v redis-server >/dev/null 2>&1; then
+        echo "test-deps: redis-server is still not on PATH after installing it" >&2
+        exit 1
+    fi
+fi
+
+if [ ! -d tests/interop/node_modules/dpop ]; then
+    for tool in node npm; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            echo "test-deps: $tool is not on PATH; the DPoP interop client needs Node.js 20+ and npm" >&2
+            exit 1
+        fi
+    done
+    echo "test-deps: installing the DPoP interop client's npm packages" >&2
+    (cd tests/interop && quietly npm ci --no-audit --no-fund)
+fi
