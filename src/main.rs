@@ -335,16 +335,28 @@ fn check(path: PathBuf) -> ExitCode {
     }
     for route in prepared.gateway.routes.iter() {
         println!(
-            "  route        {} -> {} (auth = {:?}, binding = {:?}{})",
+            "  route        {} -> {} (auth = {:?}, binding = {:?} {}{})",
             route.prefix,
             route.upstream.base(),
             route.auth,
             route.binding,
+            route.methods.names().join("+"),
             if route.required_scopes.is_empty() {
                 String::new()
             } else {
                 format!(", scopes = {}", route.required_scopes.join(" "))
             }
+        );
+    }
+    if prepared.gateway.routes.iter().any(|r| r.methods.dpop) {
+        let d = &c.dpop;
+        println!(
+            "  dpop         htu base {}, iat window {:?} (+{:?}), nonces {}, replay store {}",
+            d.public_url.as_deref().unwrap_or("https://<Host>"),
+            d.iat_window,
+            d.leeway,
+            if d.nonce.is_some() { "required" } else { "off" },
+            prepared.gateway.dpop.replay_store().kind(),
         );
     }
     for issuer in prepared.gateway.validator.issuers() {

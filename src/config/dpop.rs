@@ -212,3 +212,131 @@ impl Default for DpopSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{BindingMethods, BindingMode, Config};
+
+    const BASE: &str = r#"
+        [server]
+        listen = "127.0.0.1:8443"
+        cert = "server.pem"
+        key = "server-key.pem"
+        client_ca = "ca.pem"
+
+        [upstream]
+        url = "http://127.0.0.1:8080"
+
+        [token]
+        issuer = "https://issuer.example"
+        audience = "https://api.example"
+        jwks = "jwks.json"
+    "#;
+
+    fn parse(extra: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!("{BASE}\n{extra}"), Path::new("/etc/bindgate/gateway.toml"))
+    }
+
+    fn invalid_key(extra: &str) -> String {
+        match parse(extra) {
+            Err(ConfigError::InvalidValue { key, .. }) => key.to_string(),
+            other => panic!("expected an invalid value, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn without_a_section_the_defaults_apply() {
+        let config = parse("").unwrap();
+        assert_eq!(config.dpop, DpopSettings::default());
+        assert_eq!(config.dpop.replay.on_store_failure, StoreFailure::Closed);
+    }
+
+    #[test]
+    fn binding_takes_a_mode_a_list_or_a_table() {
+        let routes = |binding: &str| {
+            parse(&format!("[[route]]\nprefix = \"/x\"\nbinding = {binding}"))
+                .map(|c| (c.routes[0].methods, c.routes[0].binding))
+        };
+        let both = BindingMethods { mtls: true, dpop: true };
+        let dpop = BindingMethods {
+            mtls: false,
+            dpop: true,
+        };
+        assert_eq!(
+            routes("\"report\"").unwrap(),
+            (BindingMethods::MTLS, BindingMode::Report)
+        );
+        assert_eq!(routes("[\"mtls\", \"dpop\"]").unwrap(), (both, BindingMode::Enforce));
+        assert_eq!(
+            routes("{ methods = [\"dpop\"], mode = \"report\" }").unwrap(),
+            (dpop, BindingMode::Report)
+        );
+        assert!(matches!(routes("[]"), Err(ConfigError::InvalidValue { .. })));
+        assert!(matches!(routes("[\"saml\"]"), Err(ConfigError::Syntax { .. })));
+        assert!(matches!(
+            routes("{ method = [\"dpop\"] }"),
+            Err(ConfigError::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn replay_store_settings_are_checked() {
+        let config =
+            parse("[dpop]\nreplay_store = \"redis://10.0.0.5:6379/2\"\nreplay_store_failure = \"open\"").unwrap();
+        assert_eq!(
+            config.dpop.replay.store,
+            ReplayStoreSettings::Redis {
+                url: "redis://10.0.0.5:6379/2".into(),
+                timeout: Duration::from_millis(250)
+            }
+        );
+        assert_eq!(config.dpop.replay.on_store_failure, StoreFailure::Open);
+        assert_eq!(
+            invalid_key("[dpop]\nreplay_store = \"memcached://x\""),
+            "dpop.replay_store"
+        );
+        assert_eq!(
+            invalid_key("[dpop]\nreplay_store = \"redis://x:6379\"\nreplay_cache_entries = 10"),
+            "dpop.replay_cache_entries"
+        );
+        assert_eq!(
+            invalid_key("[dpop]\nreplay_store_timeout = \"1s\""),
+            "dpop.replay_store_timeout"
+        );
+    }
+
+    #[test]
+    fn nonce_settings_need_require_nonce() {
+        assert_eq!(invalid_key("[dpop]\nnonce_secrets = [\"n.key\"]"), "dpop.require_nonce");
+        let config = parse("[dpop]\nrequire_nonce = true\nnonce_secrets = [\"n.key\"]").unwrap();
+        let nonce = config.dpop.nonce.clone().unwrap();
+        assert_eq!(nonce.secret_files, vec![Path::new("/etc/bindgate/n.key").to_path_buf()]);
+        assert!(
+            config
+                .watched_files()
+                .contains(&Path::new("/etc/bindgate/n.key").to_path_buf())
+        );
+    }
+
+    #[test]
+    fn public_url_is_an_absolute_base_without_query() {
+        let config = parse("[dpop]\npublic_url = \"https://api.example.com/v1/\"").unwrap();
+        assert_eq!(config.dpop.public_url.as_deref(), Some("https://api.example.com/v1"));
+        for bad in [
+            "/v1",
+            "ftp://x",
+            "https://api.example.com/?a=1",
+            "https://u@api.example.com",
+        ] {
+            assert_eq!(
+                invalid_key(&format!("[dpop]\npublic_url = {bad:?}")),
+                "dpop.public_url",
+                "{bad}"
+            );
+        }
+        assert_eq!(invalid_key("[dpop]\nalgorithms = [\"HS256\"]"), "dpop.algorithms");
+    }
+}

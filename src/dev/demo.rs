@@ -73,7 +73,7 @@ pub async fn run(config_path: &Path, certs: &Path, keep_running: bool) -> Result
         admin: None,
     };
     let live = Arc::new(crate::runtime::Live::new(config_path.to_path_buf(), prepared, metrics));
-    let gateway = tokio::spawn(crate::run(live, listeners, async {
+    let gateway = tokio::spawn(crate::run(live.clone(), listeners, async {
         let _ = stop_rx.await;
     }));
 
@@ -117,6 +117,53 @@ pub async fn run(config_path: &Path, certs: &Path, keep_running: bool) -> Result
     println!("   -> {status}   WWW-Authenticate: {challenge}");
     expect(status == StatusCode::UNAUTHORIZED, "no token should get 401")?;
 
+    let dpop_key = certs.join("dpop-key.pem");
+    let accepts_dpop = live.current().gateway.routes.find("/hello").methods.dpop;
+    if accepts_dpop && dpop_key.exists() {
+        let token = mint(&MintRequest {
+            cert: None,
+            dpop_key: Some(&dpop_key),
+            issuer_key: &issuer_key,
+            iss: &iss,
+            aud: &aud,
+            sub: "demo-app",
+            ttl: Duration::from_secs(3600),
+            scope: None,
+        })
+        .map_err(setup)?;
+        let url = format!("https://localhost:{}/hello", gateway_addr.port());
+        let proof = crate::dev::proof::proof_with_key_file(
+            &dpop_key,
+            &crate::dev::proof::ProofRequest {
+                method: "GET",
+                url: &url,
+                token: Some(&token),
+                nonce: None,
+                jti: None,
+                iat: None,
+            },
+        )
+        .map_err(setup)?;
+        println!("4. an app calls with a DPoP-bound token and a fresh proof signed by its own key");
+        let (status, _, body) = client_a.get_dpop(gateway_addr, "/hello", &token, &proof).await?;
+        println!("   -> {status}");
+        println!("   upstream saw: {body}");
+        expect(
+            status == StatusCode::OK,
+            "a DPoP token with a valid proof should get 200",
+        )?;
+
+        println!("5. someone replays that request, proof and all");
+        let (status, challenge, body) = client_a.get_dpop(gateway_addr, "/hello", &token, &proof).await?;
+        println!("   -> {status}");
+        println!("   WWW-Authenticate: {challenge}");
+        println!("   {body}");
+        expect(
+            status == StatusCode::UNAUTHORIZED && body.contains("dpop_replayed"),
+            "a replayed proof should get 401 dpop_replayed",
+        )?;
+    }
+
     let c = certs.display();
     println!();
     println!(
@@ -136,6 +183,13 @@ pub async fn run(config_path: &Path, certs: &Path, keep_running: bool) -> Result
         "  curl --cacert {c}/ca.pem --cert {c}/client-b.pem --key {c}/client-b-key.pem -H \"Authorization: Bearer $TOKEN\" https://localhost:{}/hello",
         gateway_addr.port()
     );
+    if accepts_dpop {
+        println!("  DPOP_TOKEN=$(cargo run -q -- mint --dpop-key {c}/dpop-key.pem)");
+        println!(
+            "  curl --cacert {c}/ca.pem --cert {c}/client-a.pem --key {c}/client-a-key.pem -H \"Authorization: DPoP $DPOP_TOKEN\" \\\n       -H \"DPoP: $(cargo run -q -- dpop-proof --key {c}/dpop-key.pem --url https://localhost:{port}/hello --token $DPOP_TOKEN)\" https://localhost:{port}/hello",
+            port = gateway_addr.port()
+        );
+    }
 
     if keep_running {
         let _ = tokio::signal::ctrl_c().await;
@@ -213,6 +267,27 @@ impl DemoClient {
         path: &str,
         token: Option<&str>,
     ) -> Result<(StatusCode, String, String), DemoError> {
+        let authorization = token.map(|t| format!("Bearer {t}"));
+        self.send(addr, path, authorization, None).await
+    }
+
+    async fn get_dpop(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        token: &str,
+        proof: &str,
+    ) -> Result<(StatusCode, String, String), DemoError> {
+        self.send(addr, path, Some(format!("DPoP {token}")), Some(proof)).await
+    }
+
+    async fn send(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        authorization: Option<String>,
+        proof: Option<&str>,
+    ) -> Result<(StatusCode, String, String), DemoError> {
         let tcp = TcpStream::connect(addr).await.map_err(setup)?;
         let name = ServerName::try_from("localhost").map_err(setup)?;
         let tls = self.connector.connect(name, tcp).await.map_err(setup)?;
@@ -220,19 +295,27 @@ impl DemoClient {
             .await
             .map_err(setup)?;
         tokio::spawn(conn);
-        let mut req = Request::get(path).header("host", "localhost");
-        if let Some(token) = token {
-            req = req.header("authorization", format!("Bearer {token}"));
+        let mut req = Request::get(path).header("host", format!("localhost:{}", addr.port()));
+        if let Some(authorization) = authorization {
+            req = req.header("authorization", authorization);
+        }
+        if let Some(proof) = proof {
+            req = req.header("dpop", proof);
         }
         let req = req.body(Empty::<Bytes>::new()).map_err(setup)?;
         let response = sender.send_request(req).await.map_err(setup)?;
         let status = response.status();
-        let challenge = response
+        let challenges: Vec<&str> = response
             .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_string();
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let challenge = if challenges.is_empty() {
+            "-".to_string()
+        } else {
+            challenges.join("\n   WWW-Authenticate: ")
+        };
         let body = response.into_body().collect().await.map_err(setup)?.to_bytes();
         Ok((status, challenge, String::from_utf8_lossy(&body).into_owned()))
     }

@@ -392,3 +392,43 @@ fn base64_url(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
+
+#[tokio::test]
+async fn a_reload_forgets_neither_used_proofs_nor_nonces() {
+    let w = world(both(&["require_nonce = true"])).await;
+    let first = w
+        .send(
+            Alpn::Http1,
+            "GET",
+            "/r",
+            &w.token,
+            &[&w.key.proof("GET", "/r", &w.token)],
+        )
+        .await;
+    let nonce = first.header("dpop-nonce").expect("DPoP-Nonce header");
+    let claims = with(w.key.claims("GET", "/r", &w.token), "nonce", json!(nonce));
+    let proof = w.key.sign(&w.key.header(), &claims);
+    assert_eq!(w.send(Alpn::Http1, "GET", "/r", &w.token, &[&proof]).await.status, 200);
+
+    w.gw.signal("HUP");
+    assert!(
+        w.gw.wait_for_log("configuration reloaded", std::time::Duration::from_secs(10)),
+        "{}",
+        w.gw.stderr()
+    );
+    let replayed = w.send(Alpn::Http1, "GET", "/r", &w.token, &[&proof]).await;
+    assert_eq!(
+        (replayed.status.as_u16(), replayed.reason()),
+        (401, "dpop_replayed".into())
+    );
+    let claims = with(w.key.claims("GET", "/r", &w.token), "nonce", json!(nonce));
+    let fresh = w.key.sign(&w.key.header(), &claims);
+    let reply = w.send(Alpn::Http1, "GET", "/r", &w.token, &[&fresh]).await;
+    assert_eq!(
+        reply.status,
+        200,
+        "the nonce from before the reload was refused: {}",
+        w.gw.stderr()
+    );
+    assert_eq!(w.s.upstream.count(), 2);
+}
