@@ -87,6 +87,9 @@ enum Command {
         /// Space-separated scopes for the `scope` claim.
         #[arg(long)]
         scope: Option<String>,
+        /// Print this many distinct tokens, one per line (for load tests that need fresh tokens).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        count: u64,
     },
     /// Print a DPoP proof (RFC 9449) for one request, signed with a client's DPoP key.
     #[command(
@@ -162,6 +165,7 @@ fn main() -> ExitCode {
             sub,
             ttl,
             scope,
+            count,
         } => {
             let request = bindgate::dev::mint::MintRequest {
                 cert: cert.as_deref(),
@@ -173,11 +177,8 @@ fn main() -> ExitCode {
                 ttl,
                 scope: scope.as_deref(),
             };
-            match bindgate::dev::mint::mint(&request) {
-                Ok(token) => {
-                    println!("{token}");
-                    ExitCode::SUCCESS
-                }
+            match mint_tokens(&request, count) {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(e),
             }
         }
@@ -233,6 +234,18 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
     }
+}
+
+/// Prints `count` tokens, buffered: a load test may ask for a hundred thousand.
+fn mint_tokens(request: &bindgate::dev::mint::MintRequest<'_>, count: u64) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write;
+    let minter = bindgate::dev::mint::Minter::new(request)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for serial in 0..count {
+        writeln!(out, "{}", minter.mint(serial)?)?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 fn fail(e: impl std::fmt::Display) -> ExitCode {

@@ -23,7 +23,7 @@ use crate::headers::{self, ForwardContext};
 use crate::identity::ClientIdentity;
 use crate::inbound::{self, FormScreenError, RequestError};
 use crate::metrics::Metrics;
-use crate::policy::{self, RouteTable};
+use crate::policy::{self, Route, RouteTable};
 use crate::reject::{ChallengeContext, Rejection};
 use crate::token::extract::{self, CredentialError};
 use crate::token::{TokenValidator, VerifiedToken};
@@ -136,7 +136,7 @@ impl Drop for InFlight<'_> {
 
 /// What the request path learned that the access log and metrics report.
 #[derive(Default)]
-struct RequestNotes {
+pub struct RequestNotes {
     route: Option<Arc<str>>,
     /// Set when a report-only route forwarded a request that failed the binding check.
     binding_violation: Option<&'static str>,
@@ -155,65 +155,12 @@ async fn authorize_and_forward(
     mut req: Request<Incoming>,
     notes: &mut RequestNotes,
 ) -> Result<Response<Body>, Rejection> {
-    // Taken first and unconditionally: verdicts pair with requests by order.
-    if conn.framing.as_ref().and_then(|log| log.next()) == Some(Framing::Ambiguous) {
-        return Err(RequestError::AmbiguousFraming.into());
-    }
-    let authority = inbound::check_head(&req)?;
-    // DPoP's htu is what the client addressed, before we normalise anything.
-    let original_path = req.uri().path().to_string();
-    // Route on exactly the path the upstream will receive.
-    if let Some(normalized) = inbound::normalize_target(req.uri())? {
-        *req.uri_mut() = normalized;
-    }
-    let route = gateway.routes.find(req.uri().path());
-    notes.route = Some(route.prefix.clone());
-
-    notes.methods = Some(route.methods);
-    let mut next_nonce = None;
-    let verified = match route.auth {
-        AuthPolicy::None => {
-            extract::refuse_token_in_query(req.uri())?;
-            None
-        }
-        AuthPolicy::Bound => {
-            let credential = extract::credential(req.headers(), req.uri())?;
-            notes.scheme = credential.scheme;
-            if credential.scheme == Scheme::Dpop && !route.methods.dpop {
-                return Err(CredentialError::UnsupportedScheme.into());
-            }
-            let verified = gateway.validator.validate(credential.token).await?;
-            let target = RequestTarget {
-                method: req.method().as_str(),
-                authority: &authority,
-                path: original_path.as_str(),
-            };
-            match check_sender(
-                gateway,
-                conn,
-                req.headers(),
-                &target,
-                credential,
-                &verified,
-                route.methods,
-            )
-            .await
-            {
-                Ok(held) => {
-                    notes.binding = Some(held.binding);
-                    next_nonce = held.next_nonce;
-                }
-                // A nonce challenge is a protocol step, not a verdict: even report-only routes make it.
-                Err(e @ Rejection::Dpop(DpopError::NonceRequired { .. })) => return Err(e),
-                Err(e) if route.binding == BindingMode::Report => {
-                    notes.binding_violation = Some(e.verdict().reason);
-                }
-                Err(e) => return Err(e),
-            }
-            policy::check_scopes(route, &verified.claims)?;
-            Some(verified)
-        }
-    };
+    let Admitted {
+        route,
+        authority,
+        verified,
+        next_nonce,
+    } = admit(gateway, conn, &mut req, notes).await?;
     let req = inbound::screen_form(req, gateway.limits.max_form_bytes)
         .await
         .map_err(|e| match e {
@@ -243,6 +190,91 @@ async fn authorize_and_forward(
         parts.headers.insert(DPOP_NONCE, nonce);
     }
     Ok(Response::from_parts(parts, body::stream(body)))
+}
+
+/// What a request admitted upstream carries with it.
+pub struct Admitted<'g> {
+    pub route: &'g Route,
+    /// Host or `:authority`, as received.
+    pub authority: String,
+    pub verified: Option<Arc<VerifiedToken>>,
+    /// A newer DPoP nonce for the response.
+    pub next_nonce: Option<String>,
+}
+
+/// Every check a request must pass before it may go upstream, short of
+/// screening a form body: framing, Host, path, route, credential, token,
+/// sender constraint, scopes. Generic over the body, so the micro-benchmarks
+/// run the whole decision without sockets.
+pub async fn admit<'g, B>(
+    gateway: &'g Gateway,
+    conn: &Connection,
+    req: &mut Request<B>,
+    notes: &mut RequestNotes,
+) -> Result<Admitted<'g>, Rejection> {
+    // Taken first and unconditionally: verdicts pair with requests by order.
+    if conn.framing.as_ref().and_then(|log| log.next()) == Some(Framing::Ambiguous) {
+        return Err(RequestError::AmbiguousFraming.into());
+    }
+    let authority = inbound::check_head(req)?;
+    // Route on exactly the path the upstream will receive, but keep what the
+    // client addressed: DPoP's htu is about that.
+    let original_path = inbound::normalize_target(req.uri())?
+        .map(|normalized| std::mem::replace(req.uri_mut(), normalized).path().to_string());
+    let route = gateway.routes.find(req.uri().path());
+    notes.route = Some(route.prefix.clone());
+
+    notes.methods = Some(route.methods);
+    let mut next_nonce = None;
+    let verified = match route.auth {
+        AuthPolicy::None => {
+            extract::refuse_token_in_query(req.uri())?;
+            None
+        }
+        AuthPolicy::Bound => {
+            let credential = extract::credential(req.headers(), req.uri())?;
+            notes.scheme = credential.scheme;
+            if credential.scheme == Scheme::Dpop && !route.methods.dpop {
+                return Err(CredentialError::UnsupportedScheme.into());
+            }
+            let verified = gateway.validator.validate(credential.token).await?;
+            let target = RequestTarget {
+                method: req.method().as_str(),
+                authority: &authority,
+                path: original_path.as_deref().unwrap_or(req.uri().path()),
+            };
+            match check_sender(
+                gateway,
+                conn,
+                req.headers(),
+                &target,
+                credential,
+                &verified,
+                route.methods,
+            )
+            .await
+            {
+                Ok(held) => {
+                    notes.binding = Some(held.binding);
+                    next_nonce = held.next_nonce;
+                }
+                // A nonce challenge is a protocol step, not a verdict: even report-only routes make it.
+                Err(e @ Rejection::Dpop(DpopError::NonceRequired { .. })) => return Err(e),
+                Err(e) if route.binding == BindingMode::Report => {
+                    notes.binding_violation = Some(e.verdict().reason);
+                }
+                Err(e) => return Err(e),
+            }
+            policy::check_scopes(route, &verified.claims)?;
+            Some(verified)
+        }
+    };
+    Ok(Admitted {
+        route,
+        authority,
+        verified,
+        next_nonce,
+    })
 }
 
 /// What a passed sender check leaves for the response and the log.

@@ -59,40 +59,66 @@ pub enum KeyFileError {
 /// Mints an ES256 token whose `cnf` binds it to the thumbprint of `cert`
 /// (`x5t#S256`), of the public key of `dpop_key` (`jkt`), or both.
 pub fn mint(req: &MintRequest<'_>) -> Result<String, MintError> {
-    let mut cnf = serde_json::Map::new();
-    if let Some(cert) = req.cert {
-        let chain = pem::certificates(cert).map_err(|source| MintError::Pem {
-            path: cert.display().to_string(),
-            source,
-        })?;
-        let leaf = chain.first().map(|c| c.as_ref()).unwrap_or_default();
-        cnf.insert("x5t#S256".to_string(), x5t_s256(leaf).into());
+    Minter::new(req)?.mint(0)
+}
+
+/// Mints many tokens for one request with the files read once: what load
+/// tests need when every request must carry a token never seen before.
+pub struct Minter<'a> {
+    req: &'a MintRequest<'a>,
+    cnf: serde_json::Map<String, serde_json::Value>,
+    key_pair: KeyPair,
+    kid: String,
+}
+
+impl<'a> Minter<'a> {
+    pub fn new(req: &'a MintRequest<'a>) -> Result<Minter<'a>, MintError> {
+        let mut cnf = serde_json::Map::new();
+        if let Some(cert) = req.cert {
+            let chain = pem::certificates(cert).map_err(|source| MintError::Pem {
+                path: cert.display().to_string(),
+                source,
+            })?;
+            let leaf = chain.first().map(|c| c.as_ref()).unwrap_or_default();
+            cnf.insert("x5t#S256".to_string(), x5t_s256(leaf).into());
+        }
+        if let Some(dpop_key) = req.dpop_key {
+            let client_key = read_p256_key(dpop_key)?;
+            cnf.insert("jkt".to_string(), super::proof::jkt(&client_key).into());
+        }
+        if cnf.is_empty() {
+            return Err(MintError::NoBinding);
+        }
+        let key_pair = read_p256_key(req.issuer_key)?;
+        let (_, kid) = super::certs::ec_p256_jwk(&key_pair);
+        Ok(Minter {
+            req,
+            cnf,
+            key_pair,
+            kid,
+        })
     }
-    if let Some(dpop_key) = req.dpop_key {
-        let client_key = read_p256_key(dpop_key)?;
-        cnf.insert("jkt".to_string(), super::proof::jkt(&client_key).into());
+
+    /// The `serial`-th token: its `jti` differs from every other serial's.
+    pub fn mint(&self, serial: u64) -> Result<String, MintError> {
+        let req = self.req;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let mut claims = serde_json::json!({
+            "iss": req.iss,
+            "sub": req.sub,
+            "aud": req.aud,
+            "iat": now.as_secs(),
+            "nbf": now.as_secs(),
+            "exp": (now + req.ttl).as_secs(),
+            "jti": format!("{:x}-{serial}", now.as_nanos()),
+            "cnf": self.cnf,
+        });
+        if let Some(scope) = req.scope {
+            claims["scope"] = serde_json::Value::String(scope.to_string());
+        }
+        let header = serde_json::json!({ "alg": "ES256", "typ": "at+jwt", "kid": self.kid });
+        Ok(sign_es256(&self.key_pair, &header, &claims)?)
     }
-    if cnf.is_empty() {
-        return Err(MintError::NoBinding);
-    }
-    let key_pair = read_p256_key(req.issuer_key)?;
-    let (_, kid) = super::certs::ec_p256_jwk(&key_pair);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let mut claims = serde_json::json!({
-        "iss": req.iss,
-        "sub": req.sub,
-        "aud": req.aud,
-        "iat": now.as_secs(),
-        "nbf": now.as_secs(),
-        "exp": (now + req.ttl).as_secs(),
-        "jti": format!("{:x}", now.as_nanos()),
-        "cnf": cnf,
-    });
-    if let Some(scope) = req.scope {
-        claims["scope"] = serde_json::Value::String(scope.to_string());
-    }
-    let header = serde_json::json!({ "alg": "ES256", "typ": "at+jwt", "kid": kid });
-    Ok(sign_es256(&key_pair, &header, &claims)?)
 }
 
 /// Reads an EC P-256 private key in PKCS#8 PEM, the kind `bindgate dev-certs` writes.

@@ -181,9 +181,7 @@ fn verify_signature(
     let keys = KeySet::from_json(document.to_string().as_bytes()).map_err(|e| unusable(&e))?;
     let key = keys.choose(None, alg).map_err(|e| unusable(&format!("{e:?}")))?;
     let signing_input = format!("{header_b64}.{payload_b64}");
-    let valid = jsonwebtoken::crypto::verify(signature_b64, signing_input.as_bytes(), &key.key, alg.to_jsonwebtoken())
-        .unwrap_or(false);
-    if !valid {
+    if !key.verify(alg, signing_input.as_bytes(), signature_b64) {
         return Err(ProofError::BadSignature);
     }
     let parsed: Jwk = serde_json::from_value(serde_json::Value::Object(jwk.clone())).map_err(|e| unusable(&e))?;

@@ -193,14 +193,7 @@ impl Issuer {
             KeyChoiceError::AmbiguousWithoutKid => TokenError::KidRequired,
             KeyChoiceError::AlgorithmMismatch => TokenError::KeyAlgorithmMismatch(alg),
         })?;
-        let verified = jsonwebtoken::crypto::verify(
-            jws.signature_b64,
-            jws.signing_input.as_bytes(),
-            &key.key,
-            alg.to_jsonwebtoken(),
-        )
-        .unwrap_or(false);
-        if !verified {
+        if !key.verify(alg, jws.signing_input.as_bytes(), jws.signature_b64) {
             return Err(TokenError::BadSignature);
         }
         let payload = jws::decode_part(jws.payload_b64, "payload").map_err(TokenError::Malformed)?;

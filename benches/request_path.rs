@@ -1,0 +1,234 @@
+//! Micro-benchmarks of the per-request pieces, and of the whole decision a
+//! request goes through before it is forwarded, in process and without
+//! sockets: `cargo bench --bench request_path`.
+//!
+//! The fixture is the real thing: dev certificates and an issuer key written
+//! by `bindgate dev-certs` into a temp dir, a configuration parsed from TOML
+//! and prepared by the same `bindgate::prepare` that `bindgate run` uses.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bindgate::config::Config;
+use bindgate::dev::mint::{MintRequest, Minter};
+use bindgate::headers::{self, ForwardContext};
+use bindgate::identity::{self, ClientIdentity};
+use bindgate::metrics::Metrics;
+use bindgate::proxy::{self, Connection, RequestNotes};
+use bindgate::{KeysPolicy, Prepared};
+use http::Request;
+
+fn main() {
+    // Built before timing starts, so the first sample of no benchmark pays for it.
+    fixture();
+    divan::main();
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    /// Token cache on (the default) and off.
+    cached: Prepared,
+    uncached: Prepared,
+    leaf_der: Vec<u8>,
+    conn: Arc<Connection>,
+    tokens: Vec<String>,
+    /// The issuer's public key as an uncompressed SEC1 point.
+    issuer_point: Vec<u8>,
+    runtime: tokio::runtime::Runtime,
+}
+
+const DISTINCT_TOKENS: u64 = 20_000;
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        bindgate::dev::certs::write(dir.path(), false).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let prepare = |cache_bytes: usize| {
+            let text = format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\nclient_ca = \"ca.pem\"\n\
+                 [upstream]\nurl = \"http://127.0.0.1:9\"\n\
+                 [token]\nissuer = \"https://issuer.example\"\naudience = \"https://api.example\"\njwks = \"jwks.json\"\n\
+                 [limits]\ntoken_cache_bytes = {cache_bytes}\n"
+            );
+            let config = Config::parse(&text, &dir.path().join("gateway.toml")).unwrap();
+            runtime
+                .block_on(bindgate::prepare(config, Arc::new(Metrics::default()), None, KeysPolicy::Require))
+                .unwrap()
+        };
+        let cached = prepare(16 << 20);
+        let uncached = prepare(0);
+        let leaf_der = bindgate::pem::certificates(&dir.path().join("client-a.pem")).unwrap()[0].to_vec();
+        let conn = Arc::new(Connection {
+            peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
+            identity: Some(ClientIdentity::from_der(&leaf_der).unwrap()),
+            resumed: false,
+            framing: None,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        });
+        let cert = dir.path().join("client-a.pem");
+        let issuer_key = dir.path().join("issuer-key.pem");
+        let request = MintRequest {
+            cert: Some(&cert),
+            dpop_key: None,
+            issuer_key: &issuer_key,
+            iss: "https://issuer.example",
+            aud: "https://api.example",
+            sub: "bench",
+            ttl: Duration::from_secs(3600),
+            scope: None,
+        };
+        let minter = Minter::new(&request).unwrap();
+        let tokens = (0..DISTINCT_TOKENS).map(|i| minter.mint(i).unwrap()).collect();
+        let jwks: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("jwks.json")).unwrap()).unwrap();
+        let coordinate = |name: &str| URL_SAFE_NO_PAD.decode(jwks["keys"][0][name].as_str().unwrap()).unwrap();
+        let issuer_point = [vec![4u8], coordinate("x"), coordinate("y")].concat();
+        Fixture {
+            _dir: dir,
+            cached,
+            uncached,
+            leaf_der,
+            conn,
+            tokens,
+            issuer_point,
+            runtime,
+        }
+    })
+}
+
+fn request(token: &str) -> Request<()> {
+    Request::get("/orders/42?page=2")
+        .header("host", "api.example")
+        .header("authorization", format!("Bearer {token}"))
+        .header("user-agent", "bench/1")
+        .header("accept", "application/json")
+        .header("x-forwarded-client-cert", "spoofed")
+        .body(())
+        .unwrap()
+}
+
+/// The thumbprint of a client certificate: done once per connection.
+#[divan::bench]
+fn thumbprint_x5t_s256() -> String {
+    identity::x5t_s256(divan::black_box(&fixture().leaf_der))
+}
+
+/// Thumbprint plus subject and SANs: the whole per-connection identity.
+#[divan::bench]
+fn client_identity_from_der() -> ClientIdentity {
+    ClientIdentity::from_der(divan::black_box(&fixture().leaf_der)).unwrap()
+}
+
+/// The floor under token validation: one ES256 verification with aws-lc-rs,
+/// the key parsed once, the signature already decoded.
+#[divan::bench]
+fn es256_verify_parsed_key(bencher: divan::Bencher) {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ParsedPublicKey};
+    let f = fixture();
+    let key = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &f.issuer_point).unwrap();
+    let (input, signature) = f.tokens[0].rsplit_once('.').unwrap();
+    let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    bencher.bench_local(|| key.verify_sig(input.as_bytes(), &signature).unwrap());
+}
+
+/// The same with the key parsed on every call, as `UnparsedPublicKey` does.
+#[divan::bench]
+fn es256_verify_unparsed_key(bencher: divan::Bencher) {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+    let f = fixture();
+    let key = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &f.issuer_point);
+    let (input, signature) = f.tokens[0].rsplit_once('.').unwrap();
+    let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    bencher.bench_local(|| key.verify(input.as_bytes(), &signature).unwrap());
+}
+
+/// A token never seen before: parse, ES256 verify, claims.
+#[divan::bench]
+fn token_validation_cold(bencher: divan::Bencher) {
+    let f = fixture();
+    let mut next = 0usize;
+    bencher.bench_local(|| {
+        next = (next + 1) % f.tokens.len();
+        f.runtime
+            .block_on(f.uncached.gateway.validator.validate(&f.tokens[next]))
+            .unwrap()
+    });
+}
+
+/// The same token again: a cache hit, expiry still checked.
+#[divan::bench]
+fn token_validation_cached(bencher: divan::Bencher) {
+    let f = fixture();
+    let token = &f.tokens[0];
+    f.runtime.block_on(f.cached.gateway.validator.validate(token)).unwrap();
+    bencher.bench_local(|| f.runtime.block_on(f.cached.gateway.validator.validate(token)).unwrap());
+}
+
+/// Stripping spoofable headers and adding XFCC, forwarded and claim headers.
+#[divan::bench]
+fn header_rewrite(bencher: divan::Bencher) {
+    let f = fixture();
+    let verified = f
+        .runtime
+        .block_on(f.cached.gateway.validator.validate(&f.tokens[0]))
+        .unwrap();
+    let template = request(&f.tokens[0]).into_parts().0.headers;
+    let ctx = ForwardContext {
+        authority: "api.example",
+        peer_ip: f.conn.peer.ip(),
+        identity: f.conn.identity.as_ref(),
+        claims: Some(&verified.claims),
+    };
+    bencher
+        .with_inputs(|| template.clone())
+        .bench_local_values(|mut headers| {
+            headers::rewrite_request(&mut headers, &ctx, &f.cached.gateway.forward);
+            headers
+        });
+}
+
+/// Everything a request goes through before the upstream, token cached:
+/// route, credential, token, binding, scopes, header rewrite.
+#[divan::bench]
+fn request_path_cached_token(bencher: divan::Bencher) {
+    let f = fixture();
+    let token = &f.tokens[0];
+    bencher
+        .with_inputs(|| request(token))
+        .bench_local_values(|mut req| admit_and_rewrite(&f.cached, f, &mut req));
+}
+
+/// The same with a token never seen before.
+#[divan::bench]
+fn request_path_cold_token(bencher: divan::Bencher) {
+    let f = fixture();
+    let mut next = 0usize;
+    bencher
+        .with_inputs(|| {
+            next = (next + 1) % f.tokens.len();
+            request(&f.tokens[next])
+        })
+        .bench_local_values(|mut req| admit_and_rewrite(&f.uncached, f, &mut req));
+}
+
+fn admit_and_rewrite(prepared: &Prepared, f: &Fixture, req: &mut Request<()>) {
+    let mut notes = RequestNotes::default();
+    let gateway = &prepared.gateway;
+    let admitted = f
+        .runtime
+        .block_on(proxy::admit(gateway, &f.conn, req, &mut notes))
+        .unwrap();
+    let ctx = ForwardContext {
+        authority: &admitted.authority,
+        peer_ip: f.conn.peer.ip(),
+        identity: f.conn.identity.as_ref(),
+        claims: admitted.verified.as_ref().map(|v| &v.claims),
+    };
+    headers::rewrite_request(req.headers_mut(), &ctx, &gateway.forward);
+}
