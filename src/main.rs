@@ -309,8 +309,19 @@ fn reload_on_sighup(live: Arc<Live>) {
     let _ = live;
 }
 
+/// One worker per CPU this process may run on (a sidecar pinned to one core,
+/// or a container with a CPU quota, gets one). With one, a current-thread
+/// runtime: no work-stealing machinery and no cross-thread wake-ups to pay for.
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut builder = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(cpus);
+        builder
+    };
+    builder
         .enable_all()
         .build()
         .map_err(|e| fail(format_args!("cannot start the runtime: {e}")))
