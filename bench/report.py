@@ -2,7 +2,9 @@
 """report.py RESULTS.json RESULTS.md: the benchmark table with ratios to HAProxy."""
 
 import json
+import statistics
 import sys
+from collections import defaultdict
 
 # Each bindgate row and the HAProxy row it is compared with.
 PEERS = {
@@ -32,9 +34,46 @@ def fmt(value, spec=",.0f"):
     return format(value, spec) if isinstance(value, (int, float)) else "-"
 
 
+def aggregate(raw):
+    """Rows of the same name over rounds: medians, and every round's per-core figure."""
+    by_name = defaultdict(list)
+    for r in raw:
+        by_name[r["name"]].append(r)
+    med = lambda values: statistics.median(values) if values else None
+    out = {}
+    for name, runs in by_name.items():
+        per_core = [r["per_core"] for r in runs if r["per_core"]]
+        out[name] = {
+            "name": name,
+            "rps": med([r["rps"] for r in runs]),
+            "gw_cores": med([r["gw_cores"] for r in runs]),
+            "lg_cores": med([r["lg_cores"] for r in runs]),
+            "per_core": med(per_core),
+            "per_core_all": per_core,
+            "latency": {q: med([r["latency"][q] for r in runs if q in r["latency"]])
+                        for q in ("p50", "p99", "p999")},
+            "handshakes_per_s": med([r["handshakes_per_s"] for r in runs]),
+            "non2xx": sum(r["non2xx"] for r in runs),
+            "errors": sum(r["errors"] for r in runs),
+            "by_round": {r.get("round", 1): r for r in runs},
+        }
+    return out
+
+
+def ratio(rows, ours, theirs):
+    """Median over rounds of the per-core ratio, each round's pair measured back to back."""
+    a, b = rows.get(ours), rows.get(theirs)
+    if not a or not b:
+        return None
+    pairs = [a["by_round"][k]["per_core"] / b["by_round"][k]["per_core"]
+             for k in a["by_round"] if k in b["by_round"]
+             and a["by_round"][k]["per_core"] and b["by_round"][k]["per_core"]]
+    return statistics.median(pairs) if pairs else None
+
+
 def main():
     data = json.load(open(sys.argv[1]))
-    rows = {r["name"]: r for r in data["rows"]}
+    rows = aggregate(data["rows"])
     m, s = data["machine"], data["settings"]
     out = []
     w = out.append
@@ -46,20 +85,23 @@ def main():
               "load generator (one thread) and nginx pinned to CPU 0") if s["pinned"] else "nothing pinned"
     w(f"- layout: {layout}")
     w(f"- load: closed loop, {s['duration_s']} s per row, {s['connections']} keep-alive connections "
-      f"(h2: {s['h2'][0]} connections x {s['h2'][1]} streams); same client certificate and token for all rows "
+      f"(h2: {s['h2'][0]} connections x {s['h2'][1]} streams); {s.get('rounds', 1)} rounds, each running every row "
+      f"once with HAProxy and bindgate rows back to back; same client certificate and token for all rows "
       f"except `distinct`, where every request carries a token never sent before")
     w(f"- date: {m['date']}\n")
     w("`per core` = successful req/s divided by the CPU cores the gateway used during the row: the number to "
-      "compare, since raw req/s also depends on how much CPU the load generator got. `vs HAProxy` is the "
-      "per-core ratio to the matching HAProxy row. Latencies are of successful requests, in ms.\n")
-    w("| row | req/s | gateway cores | per core | vs HAProxy | p50 | p99 | p99.9 | loadgen cores | handshakes/s | non-2xx / errors |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in data["rows"]:
+      "compare, since raw req/s also depends on how much CPU the load generator got. Every figure is the "
+      "median over the rounds (`per core, rounds` lists each round). `vs HAProxy` is the median over rounds "
+      "of the per-core ratio to the matching HAProxy row measured in the same round. Latencies are of "
+      "successful requests, in ms.\n")
+    w("| row | req/s | gateway cores | per core | per core, rounds | vs HAProxy | p50 | p99 | p99.9 | loadgen cores | handshakes/s | non-2xx / errors |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows.values():
         lat = r["latency"]
-        peer = rows.get(PEERS.get(r["name"], ""))
-        ratio = (r["per_core"] / peer["per_core"]) if peer and r["per_core"] and peer["per_core"] else None
+        vs = ratio(rows, r["name"], PEERS.get(r["name"], ""))
+        rounds = " / ".join(fmt(x) for x in r["per_core_all"]) or "-"
         w(f"| {r['name']} | {fmt(r['rps'])} | {fmt(r['gw_cores'], '.2f') if r['gw_cores'] > 0.05 else '-'} "
-          f"| {fmt(r['per_core'])} | {fmt(ratio, '.2f') + 'x' if ratio else ''} | {fmt(lat.get('p50'), '.2f')} "
+          f"| {fmt(r['per_core'])} | {rounds} | {fmt(vs, '.2f') + 'x' if vs else ''} | {fmt(lat.get('p50'), '.2f')} "
           f"| {fmt(lat.get('p99'), '.2f')} | {fmt(lat.get('p999'), '.2f')} | {fmt(r['lg_cores'], '.2f')} "
           f"| {fmt(r['handshakes_per_s']) if 'newconn' in r['name'] else '-'} | {r['non2xx']} / {r['errors']} |")
     w("")
@@ -81,8 +123,8 @@ def main():
             continue
         if kind == "per_core":
             x, y = a["per_core"], b["per_core"]
-            ratio = x / y if x and y else None
-            w(f"| {goal} | {fmt(x)} /core | {fmt(y)} /core | {fmt(ratio, '.2f')}x | {'yes' if ratio and ratio >= target else 'no'} |")
+            r = ratio(rows, ours, theirs)
+            w(f"| {goal} | {fmt(x)} /core | {fmt(y)} /core | {fmt(r, '.2f')}x | {'yes' if r and r >= target else 'no'} |")
         else:
             x, y = a["latency"].get("p99"), b["latency"].get("p99")
             ok = x is not None and y is not None and x <= y

@@ -8,7 +8,7 @@ generator and nginx to CPU 0. Every number that compares gateways is per
 gateway core (requests per second divided by the cores the gateway used), since
 raw req/s also depends on how much CPU the load generator got.
 
-Environment knobs: DURATION (seconds per row, default 10), CONNS (64),
+Environment knobs: DURATION (seconds per row, default 5), ROUNDS (3), CONNS (64),
 H2_CONNS x H2_STREAMS (16 x 4), IDLE_CONNS (10000), ONLY (space-separated
 row names), PIN (1: pin as above; 0: nothing pinned).
 """
@@ -33,7 +33,11 @@ PKI = RUN / "pki"
 BINDGATE = ROOT / "target" / "release" / "bindgate"
 LOADGEN = ROOT / "target" / "release" / "examples" / "loadgen"
 
-DURATION = int(os.environ.get("DURATION", "10"))
+DURATION = int(os.environ.get("DURATION", "5"))
+# The machine's speed drifts by tens of percent within minutes (shared VMs):
+# each round runs every row once, HAProxy and bindgate rows back to back,
+# and the report takes medians over rounds.
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
 CONNS = int(os.environ.get("CONNS", "64"))
 H2_CONNS = int(os.environ.get("H2_CONNS", "16"))
 H2_STREAMS = int(os.environ.get("H2_STREAMS", "4"))
@@ -138,8 +142,8 @@ def prepare_pki():
     return mint
 
 
-def mint_distinct(mint, count):
-    path = PKI / "distinct-tokens.txt"
+def mint_distinct(mint, count, round_no):
+    path = PKI / f"distinct-tokens-{round_no}.txt"
     started = time.time()
     with open(path, "w") as out:
         run(mint + ["--count", count], stdout=out)
@@ -272,9 +276,11 @@ def main():
     wait_port(BG, bindgate)
     up, hap, bg = Target("nginx", nginx, True), Target("haproxy", haproxy), Target("bindgate", bindgate)
 
-    distinct = None
+    # A file per round: no round may send bindgate a token it has seen (and cached) before.
+    distinct = {}
     if not ONLY or ONLY & {"haproxy-full-distinct", "bindgate-full-distinct"}:
-        distinct = mint_distinct(mint, int(os.environ.get("DISTINCT_TOKENS", str(40000 * DURATION))))
+        count = int(os.environ.get("DISTINCT_TOKENS", str(30000 * DURATION)))
+        distinct = {r: mint_distinct(mint, count, r) for r in range(1, ROUNDS + 1)}
 
     h1 = ["--connections", CONNS, "--threads", 1]
     h2 = ["--http2", "--connections", H2_CONNS, "--streams", H2_STREAMS, "--threads", 1]
@@ -287,8 +293,8 @@ def main():
     plan = [
         ("upstream-h1", None, f"http://127.0.0.1:{NGINX}/", h1),
         ("haproxy-mtls-h1", hap, hap_mtls, h1 + tls),
-        ("haproxy-full-h1", hap, hap_full, h1 + tls + auth),
         ("bindgate-mtls-h1", bg, bg_mtls, h1 + tls),
+        ("haproxy-full-h1", hap, hap_full, h1 + tls + auth),
         ("bindgate-full-h1", bg, bg_full, h1 + tls + auth),
         ("haproxy-mtls-h2", hap, hap_mtls, h2 + tls),
         ("haproxy-full-h2", hap, hap_full, h2 + tls + auth),
@@ -300,19 +306,23 @@ def main():
     ]
     if distinct:
         plan += [
-            ("haproxy-full-distinct", hap, hap_full, h1 + tls + ["--tokens", distinct]),
-            ("bindgate-full-distinct", bg, bg_full, h1 + tls + ["--tokens", distinct]),
+            ("haproxy-full-distinct", hap, hap_full, h1 + tls + ["--tokens", "{distinct}"]),
+            ("bindgate-full-distinct", bg, bg_full, h1 + tls + ["--tokens", "{distinct}"]),
         ]
-    for name, target, url, args in plan:
-        row = measure(name, target, url, args, upstream=up)
-        if row:
-            rows.append(row)
-            time.sleep(1)
+    for round_no in range(1, ROUNDS + 1):
+        log(f"bench: round {round_no} of {ROUNDS}")
+        for name, target, url, args in plan:
+            args = [distinct[round_no] if a == "{distinct}" else a for a in args]
+            row = measure(name, target, url, args, upstream=up)
+            if row:
+                row["round"] = round_no
+                rows.append(row)
+                time.sleep(0.5)
     idle = [r for r in (idle_memory("haproxy-idle", hap, hap_full),
                         idle_memory("bindgate-idle", bg, bg_full)) if r]
     peaks = {"haproxy": memory_kib(haproxy.pid, "VmHWM"), "bindgate": memory_kib(bindgate.pid, "VmHWM")}
     result = {"machine": machine(), "settings": {
-        "duration_s": DURATION, "connections": CONNS, "h2": [H2_CONNS, H2_STREAMS], "idle": IDLE_CONNS,
+        "duration_s": DURATION, "rounds": ROUNDS, "connections": CONNS, "h2": [H2_CONNS, H2_STREAMS], "idle": IDLE_CONNS,
         "pinned": PIN}, "rows": rows, "idle": idle, "peak_rss_kib": peaks}
     stamp = time.strftime("%Y%m%dT%H%M%S")
     out = RUN / f"results-{stamp}.json"

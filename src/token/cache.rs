@@ -56,6 +56,10 @@ impl CachedToken {
 struct Shard {
     entries: HashMap<TokenDigest, CachedToken>,
     bytes: usize,
+    /// When stale entries were last swept out (seconds since the epoch). A
+    /// sweep walks the whole shard, so a full cache under a flood of new
+    /// tokens sweeps at most once a second and otherwise evicts at random.
+    last_sweep: u64,
 }
 
 pub struct TokenCache {
@@ -96,7 +100,7 @@ impl TokenCache {
     /// for which `stale` holds go first; then arbitrary ones, which with a
     /// randomly seeded hasher is random eviction: cheap, and no access
     /// pattern can pin an entry.
-    pub fn insert(&self, key: TokenDigest, entry: CachedToken, stale: impl Fn(&CachedToken) -> bool) {
+    pub fn insert(&self, key: TokenDigest, entry: CachedToken, now: u64, stale: impl Fn(&CachedToken) -> bool) {
         if entry.cost > self.shard_budget {
             return;
         }
@@ -107,7 +111,8 @@ impl TokenCache {
         if let Some(old) = shard.entries.remove(&key) {
             shard.bytes -= old.cost;
         }
-        if shard.bytes + entry.cost > self.shard_budget {
+        if shard.bytes + entry.cost > self.shard_budget && shard.last_sweep < now {
+            shard.last_sweep = now;
             let before = shard.entries.len();
             shard.entries.retain(|_, e| !stale(e));
             if shard.entries.len() != before {
@@ -159,7 +164,7 @@ mod tests {
         let cache = TokenCache::new(1 << 20);
         let key = digest("a.b.c");
         assert!(cache.get(&key).is_none());
-        cache.insert(key, CachedToken::new(verified(), 0, 7, 5), |_| false);
+        cache.insert(key, CachedToken::new(verified(), 0, 7, 5), 1, |_| false);
         let hit = cache.get(&key).unwrap();
         assert_eq!((hit.issuer, hit.generation), (0, 7));
         cache.remove(&key);
@@ -171,9 +176,12 @@ mod tests {
         let budget = SHARDS * 4 * (100 + ENTRY_OVERHEAD);
         let cache = TokenCache::new(budget);
         for i in 0..1000 {
-            cache.insert(digest(&i.to_string()), CachedToken::new(verified(), 0, 0, 100), |_| {
-                false
-            });
+            cache.insert(
+                digest(&i.to_string()),
+                CachedToken::new(verified(), 0, 0, 100),
+                1,
+                |_| false,
+            );
         }
         assert!(cache.len() <= SHARDS * 4, "{} entries", cache.len());
         assert!(
@@ -187,11 +195,11 @@ mod tests {
     fn stale_entries_are_evicted_before_live_ones() {
         let cache = TokenCache::new(SHARDS * 2 * (100 + ENTRY_OVERHEAD));
         let live = digest("live");
-        cache.insert(live, CachedToken::new(verified(), 0, 1, 100), |_| false);
-        for i in 0..200 {
-            cache.insert(digest(&i.to_string()), CachedToken::new(verified(), 0, 0, 100), |e| {
-                e.generation == 0
-            });
+        cache.insert(live, CachedToken::new(verified(), 0, 1, 100), 1, |_| false);
+        for i in 0..200u64 {
+            // A new second for every insert, so every full shard gets its sweep.
+            let entry = CachedToken::new(verified(), 0, 0, 100);
+            cache.insert(digest(&i.to_string()), entry, 2 + i, |e| e.generation == 0);
         }
         assert!(cache.get(&live).is_some());
     }
@@ -200,7 +208,7 @@ mod tests {
     fn a_zero_budget_disables_the_cache() {
         let cache = TokenCache::new(0);
         assert!(!cache.enabled());
-        cache.insert(digest("t"), CachedToken::new(verified(), 0, 0, 1), |_| false);
+        cache.insert(digest("t"), CachedToken::new(verified(), 0, 0, 1), 1, |_| false);
         assert!(cache.get(&digest("t")).is_none());
     }
 }

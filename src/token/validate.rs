@@ -137,7 +137,7 @@ impl TokenValidator {
         let generation = issuer.keys.generation();
         let verified = Arc::new(issuer.validate(jws, now)?);
         let entry = CachedToken::new(verified.clone(), index, generation, token.len());
-        self.cache.insert(digest, entry, |e| self.is_stale(e, now));
+        self.cache.insert(digest, entry, now as u64, |e| self.is_stale(e, now));
         Ok(verified)
     }
 
