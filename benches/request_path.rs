@@ -137,6 +137,18 @@ fn es256_verify_parsed_key(bencher: divan::Bencher) {
     bencher.bench_local(|| key.verify_sig(input.as_bytes(), &signature).unwrap());
 }
 
+/// The same verification with ring, the other crypto provider rustls and
+/// jsonwebtoken offer: the "which provider" lever, measured.
+#[divan::bench]
+fn es256_verify_ring(bencher: divan::Bencher) {
+    use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+    let f = fixture();
+    let key = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &f.issuer_point);
+    let (input, signature) = f.tokens[0].rsplit_once('.').unwrap();
+    let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    bencher.bench_local(|| key.verify(input.as_bytes(), &signature).unwrap());
+}
+
 /// The same with the key parsed on every call, as `UnparsedPublicKey` does.
 #[divan::bench]
 fn es256_verify_unparsed_key(bencher: divan::Bencher) {

@@ -100,19 +100,20 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn record_request(&self, route: &str, status: u16, reason: &'static str, duration: Duration) {
-        increment(&self.requests, (Arc::from(route), status, reason));
+    /// `route` is the route's own label, shared: counting allocates nothing.
+    pub fn record_request(&self, route: &Arc<str>, status: u16, reason: &'static str, duration: Duration) {
+        increment(&self.requests, (route.clone(), status, reason));
         self.request_duration.observe(duration);
     }
 
     /// A report-only route forwarded a request whose binding check failed.
-    pub fn record_binding_report(&self, route: &str, reason: &'static str) {
-        increment(&self.binding_reports, (Arc::from(route), reason));
+    pub fn record_binding_report(&self, route: &Arc<str>, reason: &'static str) {
+        increment(&self.binding_reports, (route.clone(), reason));
     }
 
     /// A request passed the sender check with these bindings (`mtls`, `dpop`, `mtls+dpop`).
-    pub fn record_binding_held(&self, route: &str, binding: &'static str) {
-        increment(&self.bindings_held, (Arc::from(route), binding));
+    pub fn record_binding_held(&self, route: &Arc<str>, binding: &'static str) {
+        increment(&self.bindings_held, (route.clone(), binding));
     }
 
     /// The DPoP replay store could not be asked; `outcome` is what the request got.
@@ -331,9 +332,10 @@ mod tests {
     #[test]
     fn renders_counters_with_their_labels() {
         let m = Metrics::default();
-        m.record_request("/", 200, "forwarded", Duration::from_millis(2));
-        m.record_request("/", 200, "forwarded", Duration::from_millis(2));
-        m.record_request("/api", 401, "cnf_mismatch", Duration::from_micros(100));
+        let (root, api): (Arc<str>, Arc<str>) = (Arc::from("/"), Arc::from("/api"));
+        m.record_request(&root, 200, "forwarded", Duration::from_millis(2));
+        m.record_request(&root, 200, "forwarded", Duration::from_millis(2));
+        m.record_request(&api, 401, "cnf_mismatch", Duration::from_micros(100));
         m.record_handshake_failure("unknown_ca");
         m.record_reload("signal", false);
         let text = m.render(&[("server", "CN=localhost".to_string(), 1_900_000_000)]);

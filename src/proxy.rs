@@ -60,10 +60,19 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let _in_flight = InFlight::enter(&conn.in_flight);
+    // Without an access log nothing below needs the request line or byte counts.
+    let access_log = tracing::enabled!(target: "bindgate::access", tracing::Level::INFO);
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let path = if access_log {
+        req.uri().path().to_string()
+    } else {
+        String::new()
+    };
     let version = req.version();
-    let mut notes = RequestNotes::default();
+    let mut notes = RequestNotes {
+        bytes_in: access_log.then(Arc::default),
+        ..RequestNotes::default()
+    };
     let (response, reason) = match authorize_and_forward(&gateway, &conn, req, &mut notes).await {
         Ok(response) => (response, "forwarded"),
         Err(rejection) => {
@@ -91,7 +100,8 @@ pub async fn handle(
         }
     };
     let head = started.elapsed();
-    let route = notes.route.as_deref().unwrap_or("-");
+    static NO_ROUTE: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("-"));
+    let route = notes.route.as_ref().unwrap_or(&NO_ROUTE);
     let status = response.status().as_u16();
     gateway.metrics.record_request(route, status, reason, head);
     if let Some(violation) = notes.binding_violation {
@@ -99,6 +109,9 @@ pub async fn handle(
     }
     if let Some(binding) = notes.binding {
         gateway.metrics.record_binding_held(route, binding);
+    }
+    if !access_log {
+        return Ok(response);
     }
     let record = AccessRecord {
         conn: conn.clone(),
@@ -113,7 +126,7 @@ pub async fn handle(
         started,
         head_us: head.as_micros() as u64,
         upstream_us: notes.upstream_us,
-        bytes_in: notes.bytes_in,
+        bytes_in: notes.bytes_in.unwrap_or_default(),
     };
     Ok(response.map(|body| LoggedBody::new(body, record).boxed()))
 }
@@ -146,7 +159,8 @@ pub struct RequestNotes {
     /// Which bindings held: `mtls`, `dpop` or `mtls+dpop`.
     binding: Option<&'static str>,
     upstream_us: Option<u64>,
-    bytes_in: Arc<std::sync::atomic::AtomicU64>,
+    /// Request body bytes, counted only for the access log.
+    bytes_in: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 async fn authorize_and_forward(
@@ -169,7 +183,10 @@ async fn authorize_and_forward(
         })?;
 
     let (mut parts, body) = req.into_parts();
-    let body = CountedBody::new(body, notes.bytes_in.clone()).boxed();
+    let body = match &notes.bytes_in {
+        Some(counter) => CountedBody::new(body, counter.clone()).boxed(),
+        None => body.boxed(),
+    };
     let context = ForwardContext {
         authority: &authority,
         peer_ip: conn.peer.ip(),
