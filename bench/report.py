@@ -88,7 +88,8 @@ def main():
       f"(h2: {s['h2'][0]} connections x {s['h2'][1]} streams); {s.get('rounds', 1)} rounds, each running every row "
       f"once with HAProxy and bindgate rows back to back; same client certificate and token for all rows "
       f"except `distinct`, where every request carries a token never sent before")
-    w(f"- date: {m['date']}\n")
+    w(f"- date: {m['date']}")
+    w("- reading these numbers, and why the unmet goals are unmet: `bench/README.md`\n")
     w("`per core` = successful req/s divided by the CPU cores the gateway used during the row: the number to "
       "compare, since raw req/s also depends on how much CPU the load generator got. Every figure is the "
       "median over the rounds (`per core, rounds` lists each round). `vs HAProxy` is the median over rounds "

@@ -132,8 +132,7 @@ fn es256_verify_parsed_key(bencher: divan::Bencher) {
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ParsedPublicKey};
     let f = fixture();
     let key = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &f.issuer_point).unwrap();
-    let (input, signature) = f.tokens[0].rsplit_once('.').unwrap();
-    let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    let (input, signature) = signed_token(f);
     bencher.bench_local(|| key.verify_sig(input.as_bytes(), &signature).unwrap());
 }
 
@@ -144,8 +143,7 @@ fn es256_verify_ring(bencher: divan::Bencher) {
     use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
     let f = fixture();
     let key = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &f.issuer_point);
-    let (input, signature) = f.tokens[0].rsplit_once('.').unwrap();
-    let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    let (input, signature) = signed_token(f);
     bencher.bench_local(|| key.verify(input.as_bytes(), &signature).unwrap());
 }
 
@@ -155,9 +153,14 @@ fn es256_verify_unparsed_key(bencher: divan::Bencher) {
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
     let f = fixture();
     let key = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &f.issuer_point);
-    let (input, signature) = f.tokens[0].rsplit_once('.').unwrap();
-    let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    let (input, signature) = signed_token(f);
     bencher.bench_local(|| key.verify(input.as_bytes(), &signature).unwrap());
+}
+
+/// The signing input of a token and its decoded signature.
+fn signed_token(f: &Fixture) -> (&str, Vec<u8>) {
+    let (input, signature) = f.tokens[0].rsplit_once('.').unwrap();
+    (input, URL_SAFE_NO_PAD.decode(signature).unwrap())
 }
 
 /// A token never seen before: parse, ES256 verify, claims.

@@ -220,21 +220,7 @@ mod tests {
     use super::*;
     use crate::config::{BindingMethods, BindingMode, Config};
 
-    const BASE: &str = r#"
-        [server]
-        listen = "127.0.0.1:8443"
-        cert = "server.pem"
-        key = "server-key.pem"
-        client_ca = "ca.pem"
-
-        [upstream]
-        url = "http://127.0.0.1:8080"
-
-        [token]
-        issuer = "https://issuer.example"
-        audience = "https://api.example"
-        jwks = "jwks.json"
-    "#;
+    const BASE: &str = crate::config::MINIMAL_FOR_TESTS;
 
     fn parse(extra: &str) -> Result<Config, ConfigError> {
         Config::parse(&format!("{BASE}\n{extra}"), Path::new("/etc/bindgate/gateway.toml"))

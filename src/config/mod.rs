@@ -510,11 +510,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// The smallest valid configuration, for tests of any section.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MINIMAL: &str = r#"
+pub(super) const MINIMAL_FOR_TESTS: &str = r#"
         [server]
         listen = "127.0.0.1:8443"
         cert = "certs/server.pem"
@@ -529,6 +527,12 @@ mod tests {
         audience = ["https://api.example"]
         jwks = "certs/jwks.json"
     "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = MINIMAL_FOR_TESTS;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/etc/bindgate/gateway.toml"))

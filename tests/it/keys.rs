@@ -40,6 +40,24 @@ async fn start_with(s: &Setup, name: &str, text: String) -> GatewayProcess {
     GatewayProcess::start(&path).await
 }
 
+/// A key server whose keys may be cached for 0 s (clamped to the 200 ms
+/// minimum), and a gateway that therefore refreshes them constantly.
+async fn constantly_refreshing(s: &Setup) -> (JwksServer, GatewayProcess) {
+    let server = jwks_server(s, TestIssuer::jwks(&[&s.issuer])).await;
+    server.set(Serve::Document {
+        body: TestIssuer::jwks(&[&s.issuer]),
+        cache_control: Some("max-age=0".into()),
+    });
+    let gw = remote_gateway(
+        s,
+        "remote",
+        format!("jwks = {:?}", server.url()),
+        &["jwks_refresh_min = \"200ms\""],
+    )
+    .await;
+    (server, gw)
+}
+
 async fn status(s: &Setup, gw: &GatewayProcess, token: &str) -> (u16, String) {
     let reply = s
         .client_a(Alpn::Http1)
@@ -90,19 +108,7 @@ async fn a_flood_of_unknown_kids_causes_at_most_one_fetch_per_cooldown() {
 #[tokio::test]
 async fn the_last_good_keys_stay_when_the_issuer_fails_or_sends_garbage() {
     let s = Setup::new().await;
-    let server = jwks_server(&s, TestIssuer::jwks(&[&s.issuer])).await;
-    // max-age=0 is clamped to the 200 ms minimum: the gateway refreshes constantly.
-    server.set(Serve::Document {
-        body: TestIssuer::jwks(&[&s.issuer]),
-        cache_control: Some("max-age=0".into()),
-    });
-    let gw = remote_gateway(
-        &s,
-        "remote",
-        format!("jwks = {:?}", server.url()),
-        &["jwks_refresh_min = \"200ms\""],
-    )
-    .await;
+    let (server, gw) = constantly_refreshing(&s).await;
     let token = s.token_a();
     assert_eq!(status(&s, &gw, &token).await.0, 200);
 
@@ -139,18 +145,7 @@ async fn the_last_good_keys_stay_when_the_issuer_fails_or_sends_garbage() {
 #[tokio::test]
 async fn a_cached_token_is_refused_once_its_key_is_withdrawn() {
     let s = Setup::new().await;
-    let server = jwks_server(&s, TestIssuer::jwks(&[&s.issuer])).await;
-    server.set(Serve::Document {
-        body: TestIssuer::jwks(&[&s.issuer]),
-        cache_control: Some("max-age=0".into()),
-    });
-    let gw = remote_gateway(
-        &s,
-        "remote",
-        format!("jwks = {:?}", server.url()),
-        &["jwks_refresh_min = \"200ms\""],
-    )
-    .await;
+    let (server, gw) = constantly_refreshing(&s).await;
     let token = s.token_a();
     assert_eq!(status(&s, &gw, &token).await.0, 200);
     assert_eq!(status(&s, &gw, &token).await.0, 200);
