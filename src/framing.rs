@@ -130,6 +130,25 @@ impl FramingScanner {
             if input.is_empty() {
                 return input;
             }
+            // The usual case: the whole head arrived in this read. Parse it in
+            // place; nothing is copied, and no buffer stays with an idle connection.
+            if input.contains(&b'\n') {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut request = httparse::Request::new(&mut headers);
+                match request.parse(input) {
+                    Ok(httparse::Status::Complete(head_len)) if head_len <= self.max_head_bytes => {
+                        let (framing, next) = classify(request.headers);
+                        self.log.push(framing);
+                        self.state = next;
+                        return &input[head_len..];
+                    }
+                    Ok(httparse::Status::Partial) => {}
+                    _ => {
+                        self.give_up();
+                        return &[];
+                    }
+                }
+            }
         }
         let before = self.pending.len();
         let take = input
@@ -153,7 +172,8 @@ impl FramingScanner {
                 self.state = next;
                 // Bytes of this read past the head belong to the body or the next request.
                 let consumed_here = head_len.saturating_sub(before);
-                self.pending.clear();
+                // Released, not cleared: an idle connection should not keep a head's worth of memory.
+                self.pending = Vec::new();
                 &input[consumed_here.min(input.len())..]
             }
             Ok(httparse::Status::Partial) if self.pending.len() <= self.max_head_bytes => &input[take..],
