@@ -1,20 +1,12 @@
-//! The sender constraint: the token's `cnf` names a key, the caller must
-//! prove it holds that key. Every binding the token declares must hold.
+//! The sender constraint: the token's `cnf` names a key (a certificate's
+//! `x5t#S256`, a DPoP key's `jkt`), the caller must prove it holds that key.
+//! Every binding the token declares must hold.
 
 use subtle::ConstantTimeEq;
 
 use crate::config::BindingMethods;
 use crate::identity::ClientIdentity;
 use crate::token::Confirmation;
-
-/// One key a token is bound to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Binding<'a> {
-    /// RFC 8705: the client certificate's `x5t#S256`.
-    X5tS256(&'a str),
-    /// RFC 9449: a DPoP key's JWK thumbprint.
-    Jkt(&'a str),
-}
 
 /// How the request presented its token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,22 +53,6 @@ pub enum BindingError {
     MethodNotAccepted,
 }
 
-/// The bindings a `cnf` claim declares, in a fixed order.
-pub fn declared(cnf: Option<&Confirmation>) -> Result<Vec<Binding<'_>>, BindingError> {
-    let cnf = cnf.ok_or(BindingError::CnfMissing)?;
-    let mut bindings = Vec::with_capacity(2);
-    if let Some(x5t) = &cnf.x5t_s256 {
-        bindings.push(Binding::X5tS256(x5t));
-    }
-    if let Some(jkt) = &cnf.jkt {
-        bindings.push(Binding::Jkt(jkt));
-    }
-    if bindings.is_empty() {
-        return Err(BindingError::CnfUnsupported);
-    }
-    Ok(bindings)
-}
-
 /// Checks every binding of `cnf` against what the caller proved, on a route
 /// accepting `accepted`. Returns the methods that held, for logs and metrics.
 pub fn verify(
@@ -84,27 +60,29 @@ pub fn verify(
     proofs: &Proofs<'_>,
     accepted: BindingMethods,
 ) -> Result<&'static str, BindingError> {
-    let bindings = declared(cnf)?;
-    let has_jkt = bindings.iter().any(|b| matches!(b, Binding::Jkt(_)));
-    let has_x5t = bindings.iter().any(|b| matches!(b, Binding::X5tS256(_)));
+    let cnf = cnf.ok_or(BindingError::CnfMissing)?;
+    let (x5t, jkt) = (cnf.x5t_s256.as_deref(), cnf.jkt.as_deref());
+    if x5t.is_none() && jkt.is_none() {
+        return Err(BindingError::CnfUnsupported);
+    }
     // RFC 9449 section 7.2: a DPoP-bound token never passes as a bearer
     // token, and a proof is no use with a token that is not bound to its key.
-    if has_jkt && proofs.scheme == Scheme::Bearer {
+    if jkt.is_some() && proofs.scheme == Scheme::Bearer {
         return Err(BindingError::DpopTokenWithBearer);
     }
-    if !has_jkt && (proofs.scheme == Scheme::Dpop || proofs.dpop_header) {
+    if jkt.is_none() && (proofs.scheme == Scheme::Dpop || proofs.dpop_header) {
         return Err(BindingError::NotDpopBound);
     }
-    if !((has_x5t && accepted.mtls) || (has_jkt && accepted.dpop)) {
+    if !((x5t.is_some() && accepted.mtls) || (jkt.is_some() && accepted.dpop)) {
         return Err(BindingError::MethodNotAccepted);
     }
-    for binding in bindings {
-        match binding {
-            Binding::X5tS256(expected) => verify_certificate(expected, proofs.client_certificate)?,
-            Binding::Jkt(expected) => verify_jkt(expected, proofs.dpop_jkt)?,
-        }
+    if let Some(expected) = x5t {
+        verify_certificate(expected, proofs.client_certificate)?;
     }
-    Ok(match (has_x5t, has_jkt) {
+    if let Some(expected) = jkt {
+        verify_jkt(expected, proofs.dpop_jkt)?;
+    }
+    Ok(match (x5t.is_some(), jkt.is_some()) {
         (true, true) => "mtls+dpop",
         (false, true) => "dpop",
         _ => "mtls",

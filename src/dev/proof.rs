@@ -7,7 +7,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rcgen::KeyPair;
-use sha2::{Digest, Sha256};
 
 use super::mint::{KeyFileError, read_p256_key, sign_es256};
 use crate::dpop::htu;
@@ -75,7 +74,7 @@ pub fn proof(key: &KeyPair, req: &ProofRequest<'_>) -> Result<String, MakeProofE
         "iat": iat,
     });
     if let Some(token) = req.token {
-        claims["ath"] = ath(token).into();
+        claims["ath"] = crate::dpop::proof::ath(token).into();
     }
     if let Some(nonce) = req.nonce {
         claims["nonce"] = nonce.into();
@@ -105,10 +104,6 @@ fn htu_of(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or_default()
 }
 
-fn ath(token: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
-}
-
 /// 128 random bits: RFC 9449 asks for enough entropy that a `jti` is never reused.
 fn random_jti() -> Result<String, MakeProofError> {
     use aws_lc_rs::rand::SecureRandom;
@@ -122,6 +117,8 @@ fn random_jti() -> Result<String, MakeProofError> {
 #[cfg(test)]
 mod tests {
     use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
+
+    use sha2::{Digest, Sha256};
 
     use super::*;
     use crate::dpop::proof::{ProofContext, ProofError, ProofRules, VerifiedProof, verify};
@@ -137,7 +134,7 @@ mod tests {
         }
     }
 
-    fn check(proof: &str, method: &str, url: &str, token: Option<&str>) -> Result<VerifiedProof, ProofError> {
+    fn check(proof: &str, method: &str, url: &str, token: &str) -> Result<VerifiedProof, ProofError> {
         let htu = htu::normalize(url).unwrap();
         let ctx = ProofContext {
             method,
@@ -164,18 +161,18 @@ mod tests {
             ..ProofRequest::default()
         };
         let proof = proof(&key, &req).unwrap();
-        let verified = check(&proof, "GET", "https://127.0.0.1:8443/hello", Some("the-token")).unwrap();
+        let verified = check(&proof, "GET", "https://127.0.0.1:8443/hello", "the-token").unwrap();
         assert_eq!(verified.jkt, jkt(&key));
         assert_eq!(verified.iat, NOW as f64);
         assert_eq!(verified.nonce, None);
         // 16 random bytes, base64url without padding.
         assert_eq!(verified.jti.len(), 22);
         assert_eq!(
-            check(&proof, "GET", "https://127.0.0.1:8443/hello", Some("other-token")).map(|_| ()),
+            check(&proof, "GET", "https://127.0.0.1:8443/hello", "other-token").map(|_| ()),
             Err(ProofError::AthMismatch)
         );
         assert_eq!(
-            check(&proof, "POST", "https://127.0.0.1:8443/hello", Some("the-token")).map(|_| ()),
+            check(&proof, "POST", "https://127.0.0.1:8443/hello", "the-token").map(|_| ()),
             Err(ProofError::MethodMismatch)
         );
     }
@@ -214,7 +211,7 @@ mod tests {
         assert_eq!(claims["iat"], NOW);
         // RFC 9449 section 4.2: base64url(SHA-256(ASCII(token))).
         assert_eq!(claims["ath"], URL_SAFE_NO_PAD.encode(Sha256::digest(b"tok")));
-        let verified = check(&proof, "POST", "https://api.example:8443/a/b?other=query", Some("tok")).unwrap();
+        let verified = check(&proof, "POST", "https://api.example:8443/a/b?other=query", "tok").unwrap();
         assert_eq!(verified.jti, "fixed-jti");
         assert_eq!(verified.nonce.as_deref(), Some("server-nonce"));
     }

@@ -141,7 +141,7 @@ impl DpopVerifier {
         let ctx = ProofContext {
             method: target.method,
             htu: &htu,
-            access_token: Some(access_token),
+            access_token,
             now,
         };
         Ok(proof::verify(proof, &self.rules, &ctx)?)
@@ -181,11 +181,6 @@ impl DpopVerifier {
             },
         }
         Ok(AcceptedProof { proof, next_nonce })
-    }
-
-    /// The nonce to send with a `use_dpop_nonce` challenge, when nonces are on.
-    pub fn current_nonce(&self, now: f64) -> Option<String> {
-        self.nonces.as_ref().map(|n| n.current(now as u64))
     }
 
     /// The URI the client addressed, without query: the configured public

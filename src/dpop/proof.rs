@@ -59,7 +59,7 @@ pub struct ProofContext<'a> {
     /// The request URI as the client addressed it, normalised.
     pub htu: &'a NormalizedUri,
     /// The access token presented with the proof; `ath` must hash it.
-    pub access_token: Option<&'a str>,
+    pub access_token: &'a str,
     pub now: f64,
 }
 
@@ -152,12 +152,12 @@ pub fn verify(proof: &str, rules: &ProofRules, ctx: &ProofContext<'_>) -> Result
     if (iat - ctx.now).abs() > rules.iat_window + rules.leeway {
         return Err(ProofError::IatOutOfWindow);
     }
-    if let Some(token) = ctx.access_token {
-        let expected = URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
-        let ath = claims.ath.as_deref().ok_or(ProofError::AthMissing)?;
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(ath.as_bytes(), expected.as_bytes())) {
-            return Err(ProofError::AthMismatch);
-        }
+    let presented = claims.ath.as_deref().ok_or(ProofError::AthMissing)?;
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        presented.as_bytes(),
+        ath(ctx.access_token).as_bytes(),
+    )) {
+        return Err(ProofError::AthMismatch);
     }
     Ok(VerifiedProof {
         jkt,
@@ -165,6 +165,11 @@ pub fn verify(proof: &str, rules: &ProofRules, ctx: &ProofContext<'_>) -> Result
         iat,
         nonce: claims.nonce,
     })
+}
+
+/// RFC 9449 `ath`: base64url(SHA-256(ASCII(access token))).
+pub fn ath(access_token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(access_token.as_bytes()))
 }
 
 /// Verifies the signature with the header's own key and returns that key's thumbprint.
@@ -242,7 +247,7 @@ mod tests {
         let ctx = ProofContext {
             method: "GET",
             htu: &htu,
-            access_token: Some(token),
+            access_token: token,
             now: NOW,
         };
         verify(proof, &rules(), &ctx)
