@@ -88,22 +88,7 @@ pub(super) struct RawDpop {
 impl Validator<'_> {
     pub(super) fn dpop(&self, raw: RawDpop) -> Result<DpopSettings, ConfigError> {
         let public_url = raw.public_url.map(|url| self.public_url(url)).transpose()?;
-        let algorithms = match raw.algorithms {
-            None => DEFAULT_PROOF_ALGORITHMS.to_vec(),
-            Some(names) => {
-                let mut algs = Vec::with_capacity(names.len());
-                for name in &names {
-                    let alg = Algorithm::from_name(name).map_err(|reason| self.invalid("dpop.algorithms", reason))?;
-                    if !algs.contains(&alg) {
-                        algs.push(alg);
-                    }
-                }
-                if algs.is_empty() {
-                    return Err(self.invalid("dpop.algorithms", "needs at least one algorithm"));
-                }
-                algs
-            }
-        };
+        let algorithms = self.algorithms("dpop.algorithms".into(), raw.algorithms, &DEFAULT_PROOF_ALGORITHMS)?;
         let iat_window = self.duration("dpop.iat_window", raw.iat_window, Duration::from_secs(60))?;
         if iat_window.is_zero() {
             return Err(self.invalid("dpop.iat_window", "must be more than 0s"));

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::HeaderName;
+
+use crate::token::Algorithm;
 use serde::Deserialize;
 
 mod dpop;
@@ -335,6 +337,30 @@ impl Validator<'_> {
             None => Ok(default),
             Some(text) => parse_duration(&text).map_err(|reason| self.invalid(key, reason)),
         }
+    }
+
+    /// An algorithm allow-list: names checked (never `none` or HMAC), repeats
+    /// dropped, at least one; `default` when the key is absent.
+    fn algorithms(
+        &self,
+        key: Cow<'static, str>,
+        names: Option<Vec<String>>,
+        default: &[Algorithm],
+    ) -> Result<Vec<Algorithm>, ConfigError> {
+        let Some(names) = names else {
+            return Ok(default.to_vec());
+        };
+        let mut algs = Vec::with_capacity(names.len());
+        for name in &names {
+            let alg = Algorithm::from_name(name).map_err(|reason| self.invalid(key.clone(), reason))?;
+            if !algs.contains(&alg) {
+                algs.push(alg);
+            }
+        }
+        if algs.is_empty() {
+            return Err(self.invalid(key, "needs at least one algorithm"));
+        }
+        Ok(algs)
     }
 
     fn server(&self, raw: RawServer) -> Result<ServerSettings, ConfigError> {

@@ -153,22 +153,7 @@ impl Validator<'_> {
                 "must be above zero and not above jwks_refresh_max",
             ));
         }
-        let algorithms = match raw.algorithms {
-            None => Algorithm::DEFAULT_ALLOWED.to_vec(),
-            Some(names) => {
-                let mut algs = Vec::with_capacity(names.len());
-                for name in &names {
-                    let alg = Algorithm::from_name(name).map_err(|reason| self.invalid(key("algorithms"), reason))?;
-                    if !algs.contains(&alg) {
-                        algs.push(alg);
-                    }
-                }
-                if algs.is_empty() {
-                    return Err(self.invalid(key("algorithms"), "needs at least one algorithm"));
-                }
-                algs
-            }
-        };
+        let algorithms = self.algorithms(key("algorithms"), raw.algorithms, &Algorithm::DEFAULT_ALLOWED)?;
         let typ = match raw.require_typ.as_deref() {
             None => TypPolicy::Lenient,
             Some(t) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") => {
