@@ -40,27 +40,37 @@ pub struct VerificationKey {
     kind: KeyKind,
     /// The JWK's own `alg`, when the issuer pinned one.
     pinned_alg: Option<Algorithm>,
-    key: DecodingKey,
-    /// EC and Ed25519 keys parsed once for aws-lc-rs, not on every
+    verifier: Verifier,
+}
+
+/// How a key checks signatures.
+enum Verifier {
+    /// EC and Ed25519 keys, parsed once for aws-lc-rs rather than on every
     /// verification as `jsonwebtoken` does: a few microseconds per token.
-    parsed: Option<ParsedPublicKey>,
+    /// Such a key serves exactly one algorithm.
+    Parsed(ParsedPublicKey),
+    /// RSA keys, which may verify several algorithms, through `jsonwebtoken`.
+    Library(DecodingKey),
 }
 
 impl VerificationKey {
     /// Whether `signature_b64` (unpadded base64url) is a valid `alg` signature over `signing_input`.
     pub fn verify(&self, alg: Algorithm, signing_input: &[u8], signature_b64: &str) -> bool {
-        match &self.parsed {
-            // A parsed key serves exactly one algorithm, the only one its kind accepts.
-            Some(parsed) if self.accepts(alg) => {
-                let mut signature = [0u8; 132];
+        if !self.accepts(alg) {
+            return false;
+        }
+        match &self.verifier {
+            Verifier::Parsed(key) => {
+                // The largest signature of a parsed kind: ES384's 96 bytes.
+                let mut signature = [0u8; 96];
                 match URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut signature) {
-                    Ok(len) => parsed.verify_sig(signing_input, &signature[..len]).is_ok(),
+                    Ok(len) => key.verify_sig(signing_input, &signature[..len]).is_ok(),
                     Err(_) => false,
                 }
             }
-            Some(_) => false,
-            None => jsonwebtoken::crypto::verify(signature_b64, signing_input, &self.key, alg.to_jsonwebtoken())
-                .unwrap_or(false),
+            Verifier::Library(key) => {
+                jsonwebtoken::crypto::verify(signature_b64, signing_input, key, alg.to_jsonwebtoken()).unwrap_or(false)
+            }
         }
     }
 
@@ -233,14 +243,15 @@ fn parse_key(index: usize, value: serde_json::Value) -> Result<Option<Verificati
         None => None,
         Some(alg) => Some(pinned_algorithm(alg).ok_or_else(|| unusable(format!("alg {alg:?} is not allowed")))?),
     };
-    let key = DecodingKey::from_jwk(&jwk).map_err(|e| unusable(e.to_string()))?;
-    let parsed = parse_for_aws_lc(&jwk.algorithm, kind).map_err(unusable)?;
+    let verifier = match parse_for_aws_lc(&jwk.algorithm, kind).map_err(unusable)? {
+        Some(parsed) => Verifier::Parsed(parsed),
+        None => Verifier::Library(DecodingKey::from_jwk(&jwk).map_err(|e| unusable(e.to_string()))?),
+    };
     let key = VerificationKey {
         kid: jwk.common.key_id.clone(),
         kind,
         pinned_alg,
-        key,
-        parsed,
+        verifier,
     };
     if let Some(pinned) = key.pinned_alg
         && !key.accepts(pinned)
@@ -387,7 +398,10 @@ mod tests {
         ];
         for (set, signer, alg) in cases {
             let key = set.choose(None, alg).unwrap();
-            assert!(key.parsed.is_some(), "{alg}: not parsed for aws-lc-rs");
+            assert!(
+                matches!(key.verifier, Verifier::Parsed(_)),
+                "{alg}: not parsed for aws-lc-rs"
+            );
             let signature = sign(signer, alg.to_jsonwebtoken(), "header.payload");
             assert!(key.verify(alg, b"header.payload", &signature), "{alg}");
             assert!(!key.verify(alg, b"header.payloae", &signature), "{alg}: tampered input");
