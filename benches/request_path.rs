@@ -8,7 +8,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use base64::Engine;
@@ -69,7 +68,6 @@ fn fixture() -> &'static Fixture {
             identity: Some(ClientIdentity::from_der(&leaf_der).unwrap()),
             resumed: false,
             framing: None,
-            in_flight: Arc::new(AtomicUsize::new(0)),
         });
         let cert = dir.path().join("client-a.pem");
         let issuer_key = dir.path().join("issuer-key.pem");

@@ -1,17 +1,20 @@
 //! The client's byte stream as hyper sees it, watched on the way: every byte
-//! read goes through the HTTP/1 [`FramingScanner`], and a connection with no
+//! read goes through the HTTP/1 [`FramingScanner`], reads, writes and flushes
+//! are recorded in the connection's [`Activity`], and a connection with no
 //! request in flight and no traffic for the idle timeout is ended.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+use crate::activity::Activity;
 use crate::framing::FramingScanner;
 
 /// Ends connections that sit idle: no request in flight and no bytes either way.
@@ -19,17 +22,17 @@ pub struct IdleTimer {
     timeout: Duration,
     last_activity: Instant,
     sleep: Pin<Box<Sleep>>,
-    in_flight: Arc<AtomicUsize>,
+    activity: Arc<Activity>,
 }
 
 impl IdleTimer {
-    /// `in_flight` counts the connection's requests being served.
-    pub fn new(timeout: Duration, in_flight: Arc<AtomicUsize>) -> IdleTimer {
+    /// `activity` counts the connection's requests being served.
+    pub fn new(timeout: Duration, activity: Arc<Activity>) -> IdleTimer {
         IdleTimer {
             timeout,
             last_activity: Instant::now(),
             sleep: Box::pin(tokio::time::sleep(timeout)),
-            in_flight,
+            activity,
         }
     }
 
@@ -46,7 +49,7 @@ impl IdleTimer {
             }
             let now = Instant::now();
             let deadline = self.last_activity + self.timeout;
-            if self.in_flight.load(Ordering::Relaxed) == 0 && now >= deadline {
+            if self.activity.in_flight() == 0 && now >= deadline {
                 return true;
             }
             let next = if deadline > now { deadline } else { now + self.timeout };
@@ -60,17 +63,70 @@ pub struct ClientIo<IO> {
     inner: IO,
     scanner: FramingScanner,
     idle: IdleTimer,
+    activity: Arc<Activity>,
+    /// Bytes read and scanned already, handed back by an HTTP layer that
+    /// stopped before using them; read again before anything new.
+    unread: Bytes,
 }
 
 impl<IO> ClientIo<IO> {
-    pub fn new(inner: IO, scanner: FramingScanner, idle: IdleTimer) -> ClientIo<IO> {
-        ClientIo { inner, scanner, idle }
+    pub fn new(inner: IO, scanner: FramingScanner, idle: IdleTimer, activity: Arc<Activity>) -> ClientIo<IO> {
+        ClientIo {
+            inner,
+            scanner,
+            idle,
+            activity,
+            unread: Bytes::new(),
+        }
+    }
+
+    /// Puts bytes back in front of the stream (see `unread`).
+    pub fn unread(&mut self, bytes: Bytes) {
+        debug_assert!(self.unread.is_empty());
+        self.unread = bytes;
+    }
+
+    pub fn has_unread(&self) -> bool {
+        !self.unread.is_empty()
+    }
+
+    /// Whether the idle timeout has passed; registers a wake-up for when it may.
+    pub fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.idle.expired(cx)
+    }
+}
+
+/// Transports that can say when bytes arrive without reading them.
+pub trait ReadReadiness {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl ReadReadiness for Box<tokio_rustls::server::TlsStream<TcpStream>> {
+    /// The socket's readiness: rustls holds no unread plaintext whenever the
+    /// last read of this stream came back pending, and that is the only
+    /// time this is asked.
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_ref().0.poll_read_ready(cx)
+    }
+}
+
+impl<IO: ReadReadiness> ClientIo<IO> {
+    /// Ready when the client sent something (or closed); only valid after a
+    /// read of this stream came back pending and nothing is unread.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.poll_read_ready(cx)
     }
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for ClientIo<IO> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.unread.is_empty() {
+            let take = this.unread.len().min(buf.remaining());
+            buf.put_slice(&this.unread[..take]);
+            this.unread.advance(take);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -78,6 +134,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for ClientIo<IO> {
                 if !read.is_empty() {
                     this.idle.touch();
                     this.scanner.feed(read);
+                    this.activity.on_read(this.scanner.between_messages());
                 }
                 Poll::Ready(Ok(()))
             }
@@ -94,12 +151,18 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ClientIo<IO> {
         let result = Pin::new(&mut this.inner).poll_write(cx, data);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
             this.idle.touch();
+            this.activity.on_write();
         }
         result
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_flush(cx);
+        if matches!(result, Poll::Ready(Ok(()))) {
+            this.activity.on_flushed();
+        }
+        result
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -115,6 +178,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ClientIo<IO> {
         let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
             this.idle.touch();
+            this.activity.on_write();
         }
         result
     }

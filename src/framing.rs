@@ -83,6 +83,12 @@ impl FramingScanner {
         self
     }
 
+    /// Whether every byte fed so far belongs to complete request messages:
+    /// the connection is between requests. Never true once the scanner gave up.
+    pub fn between_messages(&self) -> bool {
+        matches!(self.state, State::Head) && self.pending.is_empty()
+    }
+
     /// Consumes the next bytes read from the client.
     pub fn feed(&mut self, mut input: &[u8]) {
         while !input.is_empty() {

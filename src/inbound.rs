@@ -5,7 +5,6 @@
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
 use http::{Request, Version};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
 use crate::body::{self, Body, BoxError};
 use crate::token::extract::form_has_access_token;
@@ -107,7 +106,11 @@ pub fn is_form<B>(req: &Request<B>) -> bool {
 
 /// Buffers a form body (bounded) and fails if it carries `access_token`;
 /// anything else streams through untouched.
-pub async fn screen_form(req: Request<Incoming>, limit: usize) -> Result<Request<Body>, FormScreenError> {
+pub async fn screen_form<B>(req: Request<B>, limit: usize) -> Result<Request<Body>, FormScreenError>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
     if !is_form(&req) {
         return Ok(req.map(body::stream));
     }

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod activity;
 pub mod admin;
 pub mod binding;
 pub mod body;
@@ -19,6 +20,7 @@ pub mod headers;
 pub mod identity;
 pub mod inbound;
 pub mod metrics;
+pub mod park;
 pub mod pem;
 pub mod policy;
 pub mod proxy;

@@ -71,6 +71,7 @@ pub struct Metrics {
     token_cache_misses: AtomicU64,
     resumed_handshakes: AtomicU64,
     connections_open: AtomicI64,
+    connections_parked: AtomicI64,
     /// The earliest `notAfter` of any client certificate seen (seconds since the epoch).
     client_cert_earliest_expiry: AtomicI64,
     pub request_duration: Histogram,
@@ -92,6 +93,7 @@ impl Default for Metrics {
             token_cache_misses: AtomicU64::new(0),
             resumed_handshakes: AtomicU64::new(0),
             connections_open: AtomicI64::new(0),
+            connections_parked: AtomicI64::new(0),
             client_cert_earliest_expiry: AtomicI64::new(i64::MAX),
             request_duration: Histogram::default(),
             upstream_duration: Histogram::default(),
@@ -157,6 +159,12 @@ impl Metrics {
 
     pub fn connection_closed(&self) {
         self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// An idle HTTP/1.1 connection let go of its HTTP state (`parked`), or took it up again.
+    pub fn connection_parked(&self, parked: bool) {
+        self.connections_parked
+            .fetch_add(if parked { 1 } else { -1 }, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition; `certificates` are expiry gauges of
@@ -260,6 +268,12 @@ impl Metrics {
                 "gauge",
                 "TLS connections currently open.",
                 self.connections_open.load(Ordering::Relaxed),
+            ),
+            (
+                "bindgate_connections_parked",
+                "gauge",
+                "Open HTTP/1.1 connections idle between requests, holding no HTTP buffers.",
+                self.connections_parked.load(Ordering::Relaxed),
             ),
         ];
         for (name, kind, help, value) in single {

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 
 use http_body_util::BodyExt;
 
 use crate::access::{AccessRecord, CountedBody, LoggedBody};
+use crate::activity::RequestBody;
 use crate::binding::{self, Proofs, Scheme};
 use crate::body::{self, Body};
 use crate::config::{AuthPolicy, BindingMethods, BindingMode};
@@ -48,18 +48,15 @@ pub struct Connection {
     pub resumed: bool,
     /// Framing verdicts of an HTTP/1 connection, one per request.
     pub framing: Option<Arc<FramingLog>>,
-    /// Requests being served: while any is, the connection is not idle.
-    pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Serves one request; never fails, since every error becomes a response.
 pub async fn handle(
     gateway: Arc<Gateway>,
     conn: Arc<Connection>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
-    let _in_flight = InFlight::enter(&conn.in_flight);
     // Without an access log nothing below needs the request line or byte counts.
     let access_log = tracing::enabled!(target: "bindgate::access", tracing::Level::INFO);
     let method = req.method().clone();
@@ -131,22 +128,6 @@ pub async fn handle(
     Ok(response.map(|body| LoggedBody::new(body, record).boxed()))
 }
 
-/// Counts a request as in flight until dropped.
-struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
-
-impl<'a> InFlight<'a> {
-    fn enter(counter: &'a std::sync::atomic::AtomicUsize) -> InFlight<'a> {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        InFlight(counter)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 /// What the request path learned that the access log and metrics report.
 #[derive(Default)]
 pub struct RequestNotes {
@@ -166,7 +147,7 @@ pub struct RequestNotes {
 async fn authorize_and_forward(
     gateway: &Gateway,
     conn: &Connection,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     notes: &mut RequestNotes,
 ) -> Result<Response<Body>, Rejection> {
     let Admitted {
@@ -185,7 +166,7 @@ async fn authorize_and_forward(
     let (mut parts, body) = req.into_parts();
     let body = match &notes.bytes_in {
         Some(counter) => CountedBody::new(body, counter.clone()).boxed(),
-        None => body.boxed(),
+        None => body,
     };
     let context = ForwardContext {
         authority: &authority,

@@ -1,19 +1,20 @@
 //! The accept loop and the per-connection handler: TLS handshake (bounded
-//! in time), client identity read once, then HTTP/1.1 or h2 until the
-//! client leaves or the gateway drains.
+//! in time), client identity read once, then HTTP/1.1 or h2, as ALPN
+//! chose, until the client leaves or the gateway drains.
 
 use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::activity::{Activity, InFlight, RequestBody, ResponseBody};
 use crate::client_io::{ClientIo, IdleTimer};
 use crate::config::Limits;
 use crate::framing::{FramingLog, FramingScanner};
@@ -26,7 +27,9 @@ use crate::runtime::Live;
 /// Each new connection uses the generation of `live` current at its accept.
 pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future<Output = ()>) {
     let slots = Arc::new(Semaphore::new(live.current().config.limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    // Every connection holds a receiver: true asks it to finish, and the
+    // last one dropped tells that all have.
+    let (drain, draining) = watch::channel(false);
     tokio::pin!(shutdown);
 
     loop {
@@ -55,35 +58,37 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future
         let task = ConnectionTask {
             acceptor: TlsAcceptor::from(generation.tls.clone()),
             gateway: generation.gateway.clone(),
-            http: http_builder(limits),
-            handshake_timeout: limits.handshake_timeout,
-            max_header_bytes: limits.max_header_bytes,
-            idle_timeout: limits.idle_timeout,
+            limits: limits.clone(),
         };
-        let watcher = graceful.watcher();
+        let mut drain = draining.clone();
         tokio::spawn(async move {
-            task.run(tcp, peer, watcher).await;
+            task.run(tcp, peer, &mut drain).await;
             drop(permit);
         });
     }
 
     drop(listener);
+    drop(draining);
+    let _ = drain.send(true);
     let grace = live.current().config.limits.shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, drain.closed()).await.is_err() {
         tracing::warn!(?grace, "shutdown grace period over; closing remaining connections");
     }
 }
 
-fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+fn http1_builder(limits: &Limits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
     builder
-        .http2()
+}
+
+fn http2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(256)
@@ -94,28 +99,14 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 struct ConnectionTask {
     acceptor: TlsAcceptor,
     gateway: Arc<Gateway>,
-    http: auto::Builder<TokioExecutor>,
-    handshake_timeout: Duration,
-    max_header_bytes: usize,
-    idle_timeout: Duration,
+    limits: Limits,
 }
 
 impl ConnectionTask {
-    async fn run(self, tcp: TcpStream, peer: std::net::SocketAddr, watcher: Watcher) {
-        let tls = match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                self.gateway
-                    .metrics
-                    .record_handshake_failure(handshake_failure_reason(&e));
-                tracing::info!(%peer, error = %e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                self.gateway.metrics.record_handshake_failure("timeout");
-                tracing::info!(%peer, "TLS handshake timed out");
-                return;
-            }
+    async fn run(self, tcp: TcpStream, peer: std::net::SocketAddr, drain: &mut watch::Receiver<bool>) {
+        let limits = &self.limits;
+        let Some(tls) = self.handshake(tcp, peer).await else {
+            return;
         };
         let session = tls.get_ref().1;
         let identity = match session.peer_certificates().and_then(|chain| chain.first()) {
@@ -132,27 +123,102 @@ impl ConnectionTask {
         let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         // h2 frames its own messages; only HTTP/1 needs the framing guard.
         let framing = (!is_h2).then(|| Arc::new(FramingLog::default()));
-        let scanner = FramingScanner::new(self.max_header_bytes, framing.clone().unwrap_or_default());
-        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let idle = IdleTimer::new(self.idle_timeout, in_flight.clone());
-        let io = ClientIo::new(tls, if is_h2 { scanner.disabled() } else { scanner }, idle);
+        let scanner = FramingScanner::new(limits.max_header_bytes, framing.clone().unwrap_or_default());
+        let activity = Arc::new(Activity::default());
+        let idle = IdleTimer::new(limits.idle_timeout, activity.clone());
+        let io = ClientIo::new(
+            tls,
+            if is_h2 { scanner.disabled() } else { scanner },
+            idle,
+            activity.clone(),
+        );
         let conn = Arc::new(Connection {
             peer,
             identity,
             resumed,
             framing,
-            in_flight,
         });
         let gateway = self.gateway;
         let metrics = gateway.metrics.clone();
         metrics.connection_opened(resumed, conn.identity.as_ref().map(|i| i.not_after));
-        let service = service_fn(move |req| proxy::handle(gateway.clone(), conn.clone(), req));
-        let served = watcher.watch(self.http.serve_connection(TokioIo::new(io), service).into_owned());
-        if let Err(e) = served.await {
+        let requests = activity.clone();
+        let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            // Counted here, not inside the future: hyper may poll it later.
+            requests.request_started();
+            let response_in_flight = InFlight::enter(&requests);
+            let req = req.map(|body| RequestBody::new(body, InFlight::enter(&requests)));
+            let handled = proxy::handle(gateway.clone(), conn.clone(), req);
+            async move {
+                let response = handled.await?;
+                Ok::<_, std::convert::Infallible>(response.map(|body| ResponseBody::new(body, response_in_flight)))
+            }
+        });
+        let served = if is_h2 {
+            // Boxed: h2's connection state is large, and inline it would size
+            // every connection's task, HTTP/1.1 ones included.
+            Box::pin(serve_http2(&http2_builder(limits), io, service, drain)).await
+        } else {
+            crate::park::serve(&http1_builder(limits), io, service, activity, drain, &metrics).await
+        };
+        if let Err(e) = served {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
         metrics.connection_closed();
     }
+}
+
+impl ConnectionTask {
+    /// The TLS handshake, bounded in time. The session is boxed, and so is
+    /// the handshake's future while it runs: the connection's task keeps
+    /// neither inline, which keeps an idle connection small.
+    async fn handshake(&self, tcp: TcpStream, peer: std::net::SocketAddr) -> Option<Box<TlsStream>> {
+        let accept = Box::pin(tokio::time::timeout(
+            self.limits.handshake_timeout,
+            self.acceptor.accept(tcp),
+        ));
+        match accept.await {
+            Ok(Ok(tls)) => Some(Box::new(tls)),
+            Ok(Err(e)) => {
+                self.gateway
+                    .metrics
+                    .record_handshake_failure(handshake_failure_reason(&e));
+                tracing::info!(%peer, error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                self.gateway.metrics.record_handshake_failure("timeout");
+                tracing::info!(%peer, "TLS handshake timed out");
+                None
+            }
+        }
+    }
+}
+
+type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// Serves h2 until the client leaves or `drain` turns true; then asks the
+/// client to stop (GOAWAY) and lets the open streams finish.
+async fn serve_http2<IO, S>(
+    builder: &http2::Builder<TokioExecutor>,
+    io: IO,
+    service: S,
+    drain: &mut watch::Receiver<bool>,
+) -> Result<(), hyper::Error>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send + 'static,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
+    tokio::select! {
+        served = conn.as_mut() => return served,
+        _ = drain.wait_for(|&draining| draining) => conn.as_mut().graceful_shutdown(),
+    }
+    conn.await
 }
 
 /// A stable label for why a handshake failed, from the rustls error inside the I/O error.

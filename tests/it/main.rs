@@ -8,6 +8,7 @@ mod binding;
 mod cli;
 mod dpop;
 mod dpop_shared;
+mod idle;
 mod keys;
 mod ops;
 mod requests;

@@ -1,0 +1,234 @@
+//! What a client connection is doing, as seen from both sides of hyper:
+//! the service counts requests and their bodies, the connection's I/O
+//! records reads, writes and flushes. Together they tell a connection that
+//! is between requests, with nothing buffered anywhere, from a busy one:
+//! the idle timer needs that, and so does parking an idle HTTP/1.1
+//! connection (see `park`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+
+use crate::body::{Body, BoxError};
+
+/// Shared by a connection's I/O, its service and whoever drives it. All
+/// fields are touched by one task at a time; atomics only because that task
+/// may move between threads.
+#[derive(Debug)]
+pub struct Activity {
+    /// Requests, request bodies and response bodies not yet finished or dropped.
+    in_flight: AtomicUsize,
+    /// Bumped by every read or write that moved bytes.
+    events: AtomicU64,
+    /// The last output call was a completed flush: nothing the server wrote
+    /// waits in hyper, rustls or the socket's user-space buffers.
+    flushed: AtomicBool,
+    /// Every byte read so far belongs to complete request messages.
+    between_messages: AtomicBool,
+    /// Counts the driver's polls of hyper's connection (see [`Activity::begin_poll`]).
+    polls: AtomicU64,
+    /// The poll during (or after) which a request body was dropped before
+    /// its end; 0 if none was. hyper drains or gives up on such a body on
+    /// its next poll, so until then its buffer may still hold body bytes.
+    body_abandoned_at: AtomicU64,
+}
+
+impl Default for Activity {
+    fn default() -> Activity {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            events: AtomicU64::new(0),
+            flushed: AtomicBool::new(true),
+            between_messages: AtomicBool::new(true),
+            polls: AtomicU64::new(1),
+            body_abandoned_at: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Activity {
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// A counter that changes whenever bytes move either way.
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+
+    /// Called before each poll of hyper's connection; returns that poll's number.
+    pub fn begin_poll(&self) -> u64 {
+        self.polls.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Whether, after poll number `poll` of hyper's connection came back
+    /// pending, the connection is between requests with no byte pending in
+    /// either direction: the HTTP layer holds nothing that matters.
+    pub fn is_quiescent(&self, poll: u64) -> bool {
+        let abandoned_at = self.body_abandoned_at.load(Ordering::Relaxed);
+        self.in_flight() == 0
+            && self.flushed.load(Ordering::Relaxed)
+            && self.between_messages.load(Ordering::Relaxed)
+            && (abandoned_at == 0 || abandoned_at < poll)
+    }
+
+    pub(crate) fn on_read(&self, between_messages: bool) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+        self.between_messages.store(between_messages, Ordering::Relaxed);
+    }
+
+    pub(crate) fn on_write(&self) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+        self.flushed.store(false, Ordering::Relaxed);
+    }
+
+    pub(crate) fn on_flushed(&self) {
+        self.flushed.store(true, Ordering::Relaxed);
+    }
+
+    /// A request arrived: the previous request's body, if any, is behind us.
+    pub fn request_started(&self) {
+        self.body_abandoned_at.store(0, Ordering::Relaxed);
+    }
+
+    fn body_abandoned(&self) {
+        self.body_abandoned_at
+            .store(self.polls.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+}
+
+/// Counts one thing as in flight until dropped.
+#[derive(Debug)]
+pub struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    pub fn enter(activity: &Arc<Activity>) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The client's request body, in flight until it ends or is dropped.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Incoming,
+    /// `None` once the body has ended.
+    in_flight: Option<InFlight>,
+}
+
+impl RequestBody {
+    pub fn new(inner: Incoming, in_flight: InFlight) -> RequestBody {
+        RequestBody {
+            inner,
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+impl HttpBody for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) {
+            self.in_flight = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        if let Some(in_flight) = &self.in_flight
+            && !self.inner.is_end_stream()
+        {
+            in_flight.0.body_abandoned();
+        }
+    }
+}
+
+/// A response body, in flight until hyper has taken all of it and dropped it.
+pub struct ResponseBody {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl ResponseBody {
+    pub fn new(inner: Body, in_flight: InFlight) -> ResponseBody {
+        ResponseBody {
+            inner,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl HttpBody for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quiescent_only_with_nothing_in_flight_flushed_and_between_messages() {
+        let activity = Arc::new(Activity::default());
+        let poll = activity.begin_poll();
+        assert!(activity.is_quiescent(poll));
+        let request = InFlight::enter(&activity);
+        assert!(!activity.is_quiescent(poll));
+        drop(request);
+        activity.on_write();
+        assert!(!activity.is_quiescent(poll), "a write not yet flushed");
+        activity.on_flushed();
+        activity.on_read(false);
+        assert!(!activity.is_quiescent(poll), "half a request head read");
+        activity.on_read(true);
+        assert!(activity.is_quiescent(poll));
+    }
+
+    #[test]
+    fn an_abandoned_body_holds_until_hyper_was_polled_again() {
+        let activity = Arc::new(Activity::default());
+        let poll = activity.begin_poll();
+        activity.body_abandoned();
+        assert!(!activity.is_quiescent(poll), "hyper may still hold body bytes");
+        let next = activity.begin_poll();
+        assert!(activity.is_quiescent(next), "that poll drained the body or closed");
+        activity.body_abandoned();
+        activity.request_started();
+        assert!(activity.is_quiescent(next));
+    }
+}
