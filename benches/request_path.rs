@@ -63,12 +63,12 @@ fn fixture() -> &'static Fixture {
         let cached = prepare(16 << 20);
         let uncached = prepare(0);
         let leaf_der = bindgate::pem::certificates(&dir.path().join("client-a.pem")).unwrap()[0].to_vec();
-        let conn = Arc::new(Connection {
-            peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
-            identity: Some(ClientIdentity::from_der(&leaf_der).unwrap()),
-            resumed: false,
-            framing: None,
-        });
+        let conn = Arc::new(Connection::new(
+            SocketAddr::from(([127, 0, 0, 1], 40000)),
+            Some(ClientIdentity::from_der(&leaf_der).unwrap()),
+            false,
+            None,
+        ));
         let cert = dir.path().join("client-a.pem");
         let issuer_key = dir.path().join("issuer-key.pem");
         let request = MintRequest {
@@ -194,7 +194,7 @@ fn header_rewrite(bencher: divan::Bencher) {
     let template = request(&f.tokens[0]).into_parts().0.headers;
     let ctx = ForwardContext {
         authority: "api.example",
-        peer_ip: f.conn.peer.ip(),
+        forwarded_for: &f.conn.forwarded_for,
         identity: f.conn.identity.as_ref(),
         claims: Some(&verified.claims),
     };
@@ -239,7 +239,7 @@ fn admit_and_rewrite(prepared: &Prepared, f: &Fixture, req: &mut Request<()>) {
         .unwrap();
     let ctx = ForwardContext {
         authority: &admitted.authority,
-        peer_ip: f.conn.peer.ip(),
+        forwarded_for: &f.conn.forwarded_for,
         identity: f.conn.identity.as_ref(),
         claims: admitted.verified.as_ref().map(|v| &v.claims),
     };

@@ -2,8 +2,6 @@
 //! spoofable identity headers are always replaced by what the gateway itself
 //! established, never passed through.
 
-use std::net::IpAddr;
-
 use http::header::{AUTHORIZATION, CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -49,16 +47,38 @@ pub fn is_reserved(name: &HeaderName) -> bool {
         || HOP_BY_HOP.contains(name)
 }
 
+/// The headers about the client the gateway writes itself, from what it established.
+const FORWARDING: [HeaderName; 5] = [
+    X_FORWARDED_CLIENT_CERT,
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    FORWARDED,
+];
+
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+    let named = connection_named(headers);
+    remove_where(headers, |name| HOP_BY_HOP.contains(name) || named.contains(name));
+}
+
+/// The header names listed in `Connection`.
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        .collect()
+}
+
+/// Removes every header `doomed` picks. One pass over the names the
+/// message has, instead of a hash lookup for each name that might be there
+/// (on every request, almost none is).
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    let found: Vec<HeaderName> = headers.keys().filter(|name| doomed(name)).cloned().collect();
+    for name in &found {
         headers.remove(name);
     }
 }
@@ -66,31 +86,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// What the gateway knows about the request it is about to forward.
 pub struct ForwardContext<'a> {
     pub authority: &'a str,
-    pub peer_ip: IpAddr,
+    /// The client's address, as `X-Forwarded-For` carries it.
+    pub forwarded_for: &'a HeaderValue,
     pub identity: Option<&'a ClientIdentity>,
     pub claims: Option<&'a Claims>,
 }
 
 /// Rewrites inbound request headers into the ones the upstream receives.
 pub fn rewrite_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>, settings: &ForwardSettings) {
-    strip_hop_by_hop(headers);
-    for name in [
-        &X_FORWARDED_CLIENT_CERT,
-        &X_FORWARDED_FOR,
-        &X_FORWARDED_PROTO,
-        &X_FORWARDED_HOST,
-        &FORWARDED,
-    ] {
-        headers.remove(name);
-    }
-    for (name, _) in &settings.claim_headers {
-        headers.remove(name);
-    }
-    if settings.strip_authorization {
-        headers.remove(AUTHORIZATION);
-        // The proof is part of the same credential, and means nothing without it.
-        headers.remove(crate::dpop::check::DPOP);
-    }
+    let named = connection_named(headers);
+    remove_where(headers, |name| {
+        HOP_BY_HOP.contains(name)
+            || FORWARDING.contains(name)
+            || named.contains(name)
+            || settings.claim_headers.iter().any(|(claim_header, _)| claim_header == name)
+            // The DPoP proof is part of the same credential, and means nothing without it.
+            || (settings.strip_authorization && (name == AUTHORIZATION || name == crate::dpop::check::DPOP))
+    });
 
     if let Ok(host) = HeaderValue::from_str(ctx.authority) {
         // h2 clients send :authority, not Host; HTTP/1.1 upstreams need Host.
@@ -99,9 +111,7 @@ pub fn rewrite_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>, settin
         }
         headers.insert(X_FORWARDED_HOST, host);
     }
-    if let Ok(ip) = HeaderValue::from_str(&ctx.peer_ip.to_string()) {
-        headers.insert(X_FORWARDED_FOR, ip);
-    }
+    headers.insert(X_FORWARDED_FOR, ctx.forwarded_for.clone());
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     if let Some(identity) = ctx.identity {
         headers.insert(X_FORWARDED_CLIENT_CERT, identity.xfcc.clone());
@@ -138,9 +148,10 @@ mod tests {
     }
 
     fn ctx<'a>(claims: Option<&'a Claims>) -> ForwardContext<'a> {
+        static PEER: HeaderValue = HeaderValue::from_static("10.1.2.3");
         ForwardContext {
             authority: "api.example",
-            peer_ip: "10.1.2.3".parse().unwrap(),
+            forwarded_for: &PEER,
             identity: None,
             claims,
         }

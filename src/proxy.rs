@@ -48,6 +48,27 @@ pub struct Connection {
     pub resumed: bool,
     /// Framing verdicts of an HTTP/1 connection, one per request.
     pub framing: Option<Arc<FramingLog>>,
+    /// The peer's address as `X-Forwarded-For` carries it, rendered once.
+    pub forwarded_for: http::HeaderValue,
+}
+
+impl Connection {
+    pub fn new(
+        peer: SocketAddr,
+        identity: Option<ClientIdentity>,
+        resumed: bool,
+        framing: Option<Arc<FramingLog>>,
+    ) -> Connection {
+        let forwarded_for = http::HeaderValue::try_from(peer.ip().to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
+        Connection {
+            peer,
+            identity,
+            resumed,
+            framing,
+            forwarded_for,
+        }
+    }
 }
 
 /// Serves one request; never fails, since every error becomes a response.
@@ -170,7 +191,7 @@ async fn authorize_and_forward(
     };
     let context = ForwardContext {
         authority: &authority,
-        peer_ip: conn.peer.ip(),
+        forwarded_for: &conn.forwarded_for,
         identity: conn.identity.as_ref(),
         claims: verified.as_ref().map(|v| &v.claims),
     };

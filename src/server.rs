@@ -132,12 +132,7 @@ impl ConnectionTask {
             idle,
             activity.clone(),
         );
-        let conn = Arc::new(Connection {
-            peer,
-            identity,
-            resumed,
-            framing,
-        });
+        let conn = Arc::new(Connection::new(peer, identity, resumed, framing));
         let gateway = self.gateway;
         let metrics = gateway.metrics.clone();
         metrics.connection_opened(resumed, conn.identity.as_ref().map(|i| i.not_after));

@@ -86,14 +86,19 @@ impl Upstream {
 
     /// The upstream URI for an inbound request target.
     pub fn target(&self, inbound: &Uri) -> Uri {
-        let path_and_query = inbound.path_and_query().map(PathAndQuery::as_str).unwrap_or("/");
-        let joined = format!("{}{}", self.base_path, path_and_query);
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(self.scheme.clone());
         parts.authority = Some(self.authority.clone());
-        parts.path_and_query = PathAndQuery::try_from(joined)
-            .ok()
-            .or_else(|| Some(PathAndQuery::from_static("/")));
+        parts.path_and_query = match inbound.path_and_query() {
+            // The usual case: shared, not copied and parsed again.
+            Some(path_and_query) if self.base_path.is_empty() => Some(path_and_query.clone()),
+            path_and_query => {
+                let path_and_query = path_and_query.map(PathAndQuery::as_str).unwrap_or("/");
+                PathAndQuery::try_from(format!("{}{}", self.base_path, path_and_query))
+                    .ok()
+                    .or_else(|| Some(PathAndQuery::from_static("/")))
+            }
+        };
         Uri::from_parts(parts).unwrap_or_else(|_| inbound.clone())
     }
 
