@@ -7,9 +7,15 @@
 //! rotation invalidates it. Keys are SHA-256 digests of the token, which
 //! keeps the memory per entry independent of how long tokens are and never
 //! holds a bearer credential in memory longer than the request needs it.
+//!
+//! A token is admitted on its second verification, not its first (a
+//! "doorkeeper", as in TinyLFU): single-use tokens, however many, cost no
+//! insertion and evict nothing, so they cannot flush out the tokens clients
+//! keep reusing. A reused token pays for one extra verification.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -67,6 +73,61 @@ pub struct TokenCache {
     /// Byte budget per shard; 0 disables the cache.
     shard_budget: usize,
     hasher: RandomState,
+    doorkeeper: Doorkeeper,
+}
+
+/// A rough size of an entry with a typical token, to size the doorkeeper.
+const TYPICAL_ENTRY: usize = 512;
+
+/// Remembers which tokens were verified recently, in a Bloom filter of two
+/// bits per token, cleared once it has taken as many tokens as the cache
+/// holds. Lock-free, and a few KiB per MiB of cache.
+struct Doorkeeper {
+    bits: Box<[AtomicU64]>,
+    /// Bit positions are taken modulo this power of two.
+    mask: u64,
+    marked: AtomicUsize,
+    clear_after: usize,
+}
+
+impl Doorkeeper {
+    fn new(cache_bytes: usize) -> Doorkeeper {
+        let entries = (cache_bytes / TYPICAL_ENTRY).max(64);
+        // Eight bits per entry: about 5% false positives with two probes.
+        let bit_count = (entries * 8).next_power_of_two();
+        Doorkeeper {
+            bits: (0..bit_count / 64).map(|_| AtomicU64::new(0)).collect(),
+            mask: bit_count as u64 - 1,
+            marked: AtomicUsize::new(0),
+            clear_after: entries,
+        }
+    }
+
+    /// Whether `key` was marked since the last clear; marks it if not.
+    fn seen_before(&self, key: &TokenDigest) -> bool {
+        // The digest is uniformly distributed: its words are independent hashes.
+        let probes = [&key[0..8], &key[8..16]].map(|word| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(word);
+            u64::from_le_bytes(bytes) & self.mask
+        });
+        let mut seen = true;
+        for bit in probes {
+            let word = &self.bits[(bit / 64) as usize];
+            let flag = 1u64 << (bit % 64);
+            if word.load(Ordering::Relaxed) & flag == 0 {
+                seen = false;
+                word.fetch_or(flag, Ordering::Relaxed);
+            }
+        }
+        if !seen && self.marked.fetch_add(1, Ordering::Relaxed) + 1 >= self.clear_after {
+            self.marked.store(0, Ordering::Relaxed);
+            for word in self.bits.iter() {
+                word.store(0, Ordering::Relaxed);
+            }
+        }
+        seen
+    }
 }
 
 impl TokenCache {
@@ -76,6 +137,7 @@ impl TokenCache {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             shard_budget: max_bytes / SHARDS,
             hasher: RandomState::new(),
+            doorkeeper: Doorkeeper::new(max_bytes),
         }
     }
 
@@ -96,12 +158,13 @@ impl TokenCache {
         }
     }
 
-    /// Stores `entry`, evicting others of its shard until it fits. Entries
-    /// for which `stale` holds go first; then arbitrary ones, which with a
-    /// randomly seeded hasher is random eviction: cheap, and no access
-    /// pattern can pin an entry.
+    /// Stores `entry` if its token was verified before (see the doorkeeper
+    /// above), evicting others of its shard until it fits. Entries for which
+    /// `stale` holds go first; then arbitrary ones, which with a randomly
+    /// seeded hasher is random eviction: cheap, and no access pattern can
+    /// pin an entry.
     pub fn insert(&self, key: TokenDigest, entry: CachedToken, now: u64, stale: impl Fn(&CachedToken) -> bool) {
-        if entry.cost > self.shard_budget {
+        if entry.cost > self.shard_budget || !self.doorkeeper.seen_before(&key) {
             return;
         }
         let Ok(mut guard) = self.shard(&key).lock() else {
@@ -159,12 +222,60 @@ mod tests {
         })
     }
 
+    /// Inserts as the validator would on a token's second verification.
+    fn insert_admitted(
+        cache: &TokenCache,
+        key: TokenDigest,
+        entry: CachedToken,
+        now: u64,
+        stale: impl Fn(&CachedToken) -> bool,
+    ) {
+        cache.insert(key, entry.clone(), now, &stale);
+        cache.insert(key, entry, now, &stale);
+    }
+
+    #[test]
+    fn a_token_is_admitted_on_its_second_verification() {
+        let cache = TokenCache::new(1 << 20);
+        let key = digest("a.b.c");
+        cache.insert(key, CachedToken::new(verified(), 0, 7, 5), 1, |_| false);
+        assert!(cache.get(&key).is_none(), "admitted on first sight");
+        cache.insert(key, CachedToken::new(verified(), 0, 7, 5), 1, |_| false);
+        assert!(cache.get(&key).is_some());
+    }
+
+    #[test]
+    fn a_flood_of_single_use_tokens_barely_touches_the_cache() {
+        let cache = TokenCache::new(1 << 20);
+        let reused = digest("reused");
+        insert_admitted(&cache, reused, CachedToken::new(verified(), 0, 0, 100), 1, |_| false);
+        for i in 0..2000 {
+            let entry = CachedToken::new(verified(), 0, 0, 100);
+            cache.insert(digest(&i.to_string()), entry, 1, |_| false);
+        }
+        assert!(cache.get(&reused).is_some());
+        // Only the filter's false positives get in: a few percent.
+        assert!(cache.len() < 1 + 200, "{} entries", cache.len());
+    }
+
+    #[test]
+    fn the_doorkeeper_forgets_once_it_has_seen_as_many_tokens_as_the_cache_holds() {
+        let keeper = Doorkeeper::new(64 * TYPICAL_ENTRY);
+        let key = digest("t");
+        assert!(!keeper.seen_before(&key));
+        assert!(keeper.seen_before(&key));
+        for i in 0..64 {
+            keeper.seen_before(&digest(&i.to_string()));
+        }
+        assert!(!keeper.seen_before(&key), "still remembered after a clear");
+    }
+
     #[test]
     fn a_stored_entry_is_found_and_removed() {
         let cache = TokenCache::new(1 << 20);
         let key = digest("a.b.c");
         assert!(cache.get(&key).is_none());
-        cache.insert(key, CachedToken::new(verified(), 0, 7, 5), 1, |_| false);
+        insert_admitted(&cache, key, CachedToken::new(verified(), 0, 7, 5), 1, |_| false);
         let hit = cache.get(&key).unwrap();
         assert_eq!((hit.issuer, hit.generation), (0, 7));
         cache.remove(&key);
@@ -176,7 +287,8 @@ mod tests {
         let budget = SHARDS * 4 * (100 + ENTRY_OVERHEAD);
         let cache = TokenCache::new(budget);
         for i in 0..1000 {
-            cache.insert(
+            insert_admitted(
+                &cache,
                 digest(&i.to_string()),
                 CachedToken::new(verified(), 0, 0, 100),
                 1,
@@ -195,11 +307,11 @@ mod tests {
     fn stale_entries_are_evicted_before_live_ones() {
         let cache = TokenCache::new(SHARDS * 2 * (100 + ENTRY_OVERHEAD));
         let live = digest("live");
-        cache.insert(live, CachedToken::new(verified(), 0, 1, 100), 1, |_| false);
+        insert_admitted(&cache, live, CachedToken::new(verified(), 0, 1, 100), 1, |_| false);
         for i in 0..200u64 {
             // A new second for every insert, so every full shard gets its sweep.
             let entry = CachedToken::new(verified(), 0, 0, 100);
-            cache.insert(digest(&i.to_string()), entry, 2 + i, |e| e.generation == 0);
+            insert_admitted(&cache, digest(&i.to_string()), entry, 2 + i, |e| e.generation == 0);
         }
         assert!(cache.get(&live).is_some());
     }
@@ -208,7 +320,7 @@ mod tests {
     fn a_zero_budget_disables_the_cache() {
         let cache = TokenCache::new(0);
         assert!(!cache.enabled());
-        cache.insert(digest("t"), CachedToken::new(verified(), 0, 0, 1), 1, |_| false);
+        insert_admitted(&cache, digest("t"), CachedToken::new(verified(), 0, 0, 1), 1, |_| false);
         assert!(cache.get(&digest("t")).is_none());
     }
 }

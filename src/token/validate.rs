@@ -448,10 +448,12 @@ mod tests {
         let token = i.sign(header(), claims());
         let first = i.validator.validate_at(&token, NOW).unwrap();
         let second = i.validator.validate_at(&token, NOW + 1.0).unwrap();
-        assert!(Arc::ptr_eq(&first, &second), "second use was verified again");
+        assert!(!Arc::ptr_eq(&first, &second), "cached on first sight");
+        let third = i.validator.validate_at(&token, NOW + 2.0).unwrap();
+        assert!(Arc::ptr_eq(&second, &third), "third use was verified again");
         let text = i.validator.metrics.render(&[]);
         assert!(text.contains("bindgate_token_cache_hits_total 1\n"), "{text}");
-        assert!(text.contains("bindgate_token_cache_misses_total 1\n"), "{text}");
+        assert!(text.contains("bindgate_token_cache_misses_total 2\n"), "{text}");
         assert!(matches!(
             i.validator.validate_at(&token, NOW + 90.0),
             Err(TokenError::Expired)
@@ -462,6 +464,7 @@ mod tests {
     fn new_keys_invalidate_cached_verifications() {
         let i = issuer_with_cache(TypPolicy::Lenient, 1 << 20);
         let token = i.sign(header(), claims());
+        i.validator.validate_at(&token, NOW).unwrap();
         i.validator.validate_at(&token, NOW).unwrap();
         let other = rcgen::KeyPair::generate().unwrap();
         let (mut jwk, _) = crate::dev::certs::ec_p256_jwk(&other);
@@ -483,8 +486,11 @@ mod tests {
             i.validator.validate_at(&token, NOW),
             Err(TokenError::NotYetValid)
         ));
+        // Had the refusal counted as a first sighting, the next use would be
+        // admitted and the one after a hit.
+        assert!(i.validator.validate_at(&token, NOW + 25.0).is_ok());
         assert!(i.validator.validate_at(&token, NOW + 25.0).is_ok());
         let text = i.validator.metrics.render(&[]);
-        assert!(text.contains("bindgate_token_cache_misses_total 2\n"), "{text}");
+        assert!(text.contains("bindgate_token_cache_misses_total 3\n"), "{text}");
     }
 }
