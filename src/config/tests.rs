@@ -1,0 +1,77 @@
+//! Tests of configuration parsing and validation across sections.
+
+use super::*;
+
+const MINIMAL: &str = MINIMAL_FOR_TESTS;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("/etc/bindgate/gateway.toml"))
+}
+
+#[test]
+fn minimal_config_gets_safe_defaults() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.server.client_auth, ClientAuth::Required);
+    assert_eq!(config.server.cert, Path::new("/etc/bindgate/certs/server.pem"));
+    assert_eq!(config.issuers[0].leeway, Duration::from_secs(30));
+    assert_eq!(config.issuers[0].algorithms, crate::token::Algorithm::DEFAULT_ALLOWED);
+    assert_eq!(config.issuers[0].typ, TypPolicy::Lenient);
+    assert!(!config.forward.strip_authorization);
+    assert_eq!(config.forward.claim_headers[0].0.as_str(), "x-auth-subject");
+    assert!(config.admin.is_none());
+}
+
+#[test]
+fn unknown_key_is_an_error_naming_file_and_key() {
+    let text = MINIMAL.replace("listen = \"127.0.0.1:8443\"", "lisen = \"127.0.0.1:8443\"");
+    let message = parse(&text).unwrap_err().to_string();
+    assert!(message.starts_with("/etc/bindgate/gateway.toml:"), "{message}");
+    assert!(message.contains("lisen"), "{message}");
+}
+
+#[test]
+fn hmac_and_none_are_refused_in_the_allow_list() {
+    for alg in ["HS256", "none"] {
+        let text = MINIMAL.replace(
+            "jwks = \"certs/jwks.json\"",
+            &format!("jwks = \"certs/jwks.json\"\nalgorithms = [\"ES256\", \"{alg}\"]"),
+        );
+        let err = parse(&text).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                ConfigError::InvalidValue { key, .. } if key == "token.algorithms"
+            ),
+            "{alg}: {err}"
+        );
+    }
+}
+
+#[test]
+fn client_ca_may_be_omitted_only_in_any_mode() {
+    let without_ca = MINIMAL.replace("client_ca = \"certs/ca.pem\"", "");
+    assert!(matches!(
+        parse(&without_ca).unwrap_err(),
+        ConfigError::InvalidValue { key, .. } if key == "server.client_ca"
+    ));
+    let any = without_ca.replace("[upstream]", "client_auth = \"any\"\n[upstream]");
+    assert_eq!(parse(&any).unwrap().server.client_auth, ClientAuth::Any);
+}
+
+#[test]
+fn claim_header_cannot_shadow_gateway_headers() {
+    let text = format!("{MINIMAL}\n[forward]\nclaim_headers = {{ \"x-forwarded-client-cert\" = \"sub\" }}\n");
+    assert!(matches!(
+        parse(&text).unwrap_err(),
+        ConfigError::InvalidValue { key, .. } if key == "forward.claim_headers"
+    ));
+}
+
+#[test]
+fn durations_need_a_unit() {
+    assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+    assert!(parse_duration("10").is_err());
+    assert!(parse_duration("s").is_err());
+    assert!(parse_duration("-1s").is_err());
+}
