@@ -86,10 +86,6 @@ impl<IO> ClientIo<IO> {
         self.unread = bytes;
     }
 
-    pub fn has_unread(&self) -> bool {
-        !self.unread.is_empty()
-    }
-
     /// Whether the idle timeout has passed; registers a wake-up for when it may.
     pub fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
         self.idle.expired(cx)
