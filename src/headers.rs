@@ -34,17 +34,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 
 /// Headers the gateway writes itself; configuration may not repurpose them.
 pub fn is_reserved(name: &HeaderName) -> bool {
-    [
-        X_FORWARDED_CLIENT_CERT,
-        X_FORWARDED_FOR,
-        X_FORWARDED_PROTO,
-        X_FORWARDED_HOST,
-        FORWARDED,
-        HOST,
-        AUTHORIZATION,
-    ]
-    .contains(name)
-        || HOP_BY_HOP.contains(name)
+    FORWARDING.contains(name) || name == HOST || name == AUTHORIZATION || HOP_BY_HOP.contains(name)
 }
 
 /// The headers about the client the gateway writes itself, from what it established.
@@ -58,8 +48,22 @@ const FORWARDING: [HeaderName; 5] = [
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    strip_hop_by_hop_and(headers, |_| false);
+}
+
+/// Removes hop-by-hop headers and those `also` picks. One pass over the
+/// names the message has, instead of a hash lookup for each name that might
+/// be there (on almost every request, none is).
+fn strip_hop_by_hop_and(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
     let named = connection_named(headers);
-    remove_where(headers, |name| HOP_BY_HOP.contains(name) || named.contains(name));
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| HOP_BY_HOP.contains(name) || named.contains(name) || also(name))
+        .cloned()
+        .collect();
+    for name in &doomed {
+        headers.remove(name);
+    }
 }
 
 /// The header names listed in `Connection`.
@@ -73,16 +77,6 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
-/// Removes every header `doomed` picks. One pass over the names the
-/// message has, instead of a hash lookup for each name that might be there
-/// (on every request, almost none is).
-fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
-    let found: Vec<HeaderName> = headers.keys().filter(|name| doomed(name)).cloned().collect();
-    for name in &found {
-        headers.remove(name);
-    }
-}
-
 /// What the gateway knows about the request it is about to forward.
 pub struct ForwardContext<'a> {
     pub authority: &'a str,
@@ -94,11 +88,8 @@ pub struct ForwardContext<'a> {
 
 /// Rewrites inbound request headers into the ones the upstream receives.
 pub fn rewrite_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>, settings: &ForwardSettings) {
-    let named = connection_named(headers);
-    remove_where(headers, |name| {
-        HOP_BY_HOP.contains(name)
-            || FORWARDING.contains(name)
-            || named.contains(name)
+    strip_hop_by_hop_and(headers, |name| {
+        FORWARDING.contains(name)
             || settings.claim_headers.iter().any(|(claim_header, _)| claim_header == name)
             // The DPoP proof is part of the same credential, and means nothing without it.
             || (settings.strip_authorization && (name == AUTHORIZATION || name == crate::dpop::check::DPOP))
