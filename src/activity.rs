@@ -5,13 +5,16 @@
 //! the idle timer needs that, and so does parking an idle HTTP/1.1
 //! connection (see `park`).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use tokio::time::{Instant, Sleep};
 
 use crate::body::{Body, BoxError};
 
@@ -22,8 +25,10 @@ use crate::body::{Body, BoxError};
 pub struct Activity {
     /// Requests, request bodies and response bodies not yet finished or dropped.
     in_flight: AtomicUsize,
-    /// Bumped by every read or write that moved bytes.
-    events: AtomicU64,
+    /// When the connection began; `last_io` counts from here.
+    started: Instant,
+    /// Nanoseconds from `started` to the last read or write that moved bytes.
+    last_io: AtomicU64,
     /// The last output call was a completed flush: nothing the server wrote
     /// waits in hyper, rustls or the socket's user-space buffers.
     flushed: AtomicBool,
@@ -41,7 +46,8 @@ impl Default for Activity {
     fn default() -> Activity {
         Activity {
             in_flight: AtomicUsize::new(0),
-            events: AtomicU64::new(0),
+            started: Instant::now(),
+            last_io: AtomicU64::new(0),
             flushed: AtomicBool::new(true),
             between_messages: AtomicBool::new(true),
             polls: AtomicU64::new(1),
@@ -55,9 +61,17 @@ impl Activity {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// A counter that changes whenever bytes move either way.
-    pub fn events(&self) -> u64 {
-        self.events.load(Ordering::Relaxed)
+    /// When bytes last moved either way (or the connection began).
+    pub fn last_io(&self) -> Instant {
+        self.started + Duration::from_nanos(self.last_io.load(Ordering::Relaxed))
+    }
+
+    fn record_io(&self) {
+        let since_start = Instant::now().saturating_duration_since(self.started);
+        self.last_io.store(
+            u64::try_from(since_start.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     /// Called before each poll of hyper's connection; returns that poll's number.
@@ -77,12 +91,12 @@ impl Activity {
     }
 
     pub(crate) fn on_read(&self, between_messages: bool) {
-        self.events.fetch_add(1, Ordering::Relaxed);
+        self.record_io();
         self.between_messages.store(between_messages, Ordering::Relaxed);
     }
 
     pub(crate) fn on_write(&self) {
-        self.events.fetch_add(1, Ordering::Relaxed);
+        self.record_io();
         self.flushed.store(false, Ordering::Relaxed);
     }
 
@@ -98,6 +112,41 @@ impl Activity {
     fn body_abandoned(&self) {
         self.body_abandoned_at
             .store(self.polls.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+}
+
+/// Tells when a connection has moved no bytes for `quiet_for` while some
+/// condition held, without touching a timer on every read or write: the
+/// timer is re-armed only when it fires, from the time of the last I/O.
+/// The idle timeout and parking (`park`) each use one.
+pub struct QuietTimer {
+    quiet_for: Duration,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl QuietTimer {
+    pub fn new(quiet_for: Duration) -> QuietTimer {
+        QuietTimer {
+            quiet_for,
+            sleep: Box::pin(tokio::time::sleep(quiet_for)),
+        }
+    }
+
+    /// Whether `activity` has been quiet for the whole period and `settled`
+    /// holds; registers a wake-up for when that may be so otherwise.
+    pub fn elapsed(&mut self, cx: &mut Context<'_>, activity: &Activity, settled: impl Fn() -> bool) -> bool {
+        loop {
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let now = Instant::now();
+            let deadline = activity.last_io() + self.quiet_for;
+            if now >= deadline && settled() {
+                return true;
+            }
+            let next = if deadline > now { deadline } else { now + self.quiet_for };
+            self.sleep.as_mut().reset(next);
+        }
     }
 }
 

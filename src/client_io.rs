@@ -7,62 +7,20 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, Sleep};
 
-use crate::activity::Activity;
+use crate::activity::{Activity, QuietTimer};
 use crate::framing::FramingScanner;
-
-/// Ends connections that sit idle: no request in flight and no bytes either way.
-pub struct IdleTimer {
-    timeout: Duration,
-    last_activity: Instant,
-    sleep: Pin<Box<Sleep>>,
-    activity: Arc<Activity>,
-}
-
-impl IdleTimer {
-    /// `activity` counts the connection's requests being served.
-    pub fn new(timeout: Duration, activity: Arc<Activity>) -> IdleTimer {
-        IdleTimer {
-            timeout,
-            last_activity: Instant::now(),
-            sleep: Box::pin(tokio::time::sleep(timeout)),
-            activity,
-        }
-    }
-
-    fn touch(&mut self) {
-        // Only a timestamp per read or write; the timer is re-armed lazily when it fires.
-        self.last_activity = Instant::now();
-    }
-
-    /// Whether the connection has been idle for the whole timeout; registers a wake-up otherwise.
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        loop {
-            if self.sleep.as_mut().poll(cx).is_pending() {
-                return false;
-            }
-            let now = Instant::now();
-            let deadline = self.last_activity + self.timeout;
-            if self.activity.in_flight() == 0 && now >= deadline {
-                return true;
-            }
-            let next = if deadline > now { deadline } else { now + self.timeout };
-            self.sleep.as_mut().reset(next);
-        }
-    }
-}
 
 /// The client connection's I/O with the framing scanner and idle timer attached.
 pub struct ClientIo<IO> {
     inner: IO,
     scanner: FramingScanner,
-    idle: IdleTimer,
+    /// Ends the connection once nothing is in flight and no bytes moved for the idle timeout.
+    idle: QuietTimer,
     activity: Arc<Activity>,
     /// Bytes read and scanned already, handed back by an HTTP layer that
     /// stopped before using them; read again before anything new.
@@ -70,7 +28,7 @@ pub struct ClientIo<IO> {
 }
 
 impl<IO> ClientIo<IO> {
-    pub fn new(inner: IO, scanner: FramingScanner, idle: IdleTimer, activity: Arc<Activity>) -> ClientIo<IO> {
+    pub fn new(inner: IO, scanner: FramingScanner, idle: QuietTimer, activity: Arc<Activity>) -> ClientIo<IO> {
         ClientIo {
             inner,
             scanner,
@@ -88,7 +46,8 @@ impl<IO> ClientIo<IO> {
 
     /// Whether the idle timeout has passed; registers a wake-up for when it may.
     pub fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.idle.expired(cx)
+        let activity = &self.activity;
+        self.idle.elapsed(cx, activity, || activity.in_flight() == 0)
     }
 }
 
@@ -128,14 +87,13 @@ impl<IO: AsyncRead + Unpin> AsyncRead for ClientIo<IO> {
             Poll::Ready(Ok(())) => {
                 let read = &buf.filled()[before..];
                 if !read.is_empty() {
-                    this.idle.touch();
                     this.scanner.feed(read);
                     this.activity.on_read(this.scanner.between_messages());
                 }
                 Poll::Ready(Ok(()))
             }
             // An idle connection reads as closed: hyper then ends it cleanly.
-            Poll::Pending if this.idle.expired(cx) => Poll::Ready(Ok(())),
+            Poll::Pending if this.idle_expired(cx) => Poll::Ready(Ok(())),
             other => other,
         }
     }
@@ -146,7 +104,6 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ClientIo<IO> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write(cx, data);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.idle.touch();
             this.activity.on_write();
         }
         result
@@ -173,7 +130,6 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ClientIo<IO> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.idle.touch();
             this.activity.on_write();
         }
         result

@@ -16,7 +16,7 @@
 use std::future::poll_fn;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -25,9 +25,8 @@ use hyper::service::HttpService;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
-use tokio::time::{Instant, Sleep};
 
-use crate::activity::Activity;
+use crate::activity::{Activity, QuietTimer};
 use crate::client_io::{ClientIo, ReadReadiness};
 use crate::metrics::Metrics;
 
@@ -60,7 +59,7 @@ where
     <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut park_timer = ParkTimer::new();
+    let mut park_timer = QuietTimer::new(PARK_AFTER);
     loop {
         // Boxed, so that a parked connection's task does not keep room for it.
         let mut conn = Box::new(builder.serve_connection(TokioIo::new(io), service));
@@ -99,7 +98,7 @@ enum Driven {
 async fn drive<C>(
     conn: &mut C,
     activity: &Activity,
-    park_timer: &mut ParkTimer,
+    park_timer: &mut QuietTimer,
     drain: &mut watch::Receiver<bool>,
 ) -> Driven
 where
@@ -119,7 +118,7 @@ where
                 // hyper closes an idle connection at once; poll to let it.
                 continue;
             }
-            if !shutting_down && activity.is_quiescent(poll) && park_timer.due(cx, activity.events()) {
+            if !shutting_down && activity.is_quiescent(poll) && park_timer.elapsed(cx, activity, || true) {
                 return Poll::Ready(Driven::Quiescent);
             }
             return Poll::Pending;
@@ -170,47 +169,5 @@ where
 impl<C: GracefulConnection + Unpin> GracefulConnection for Box<C> {
     fn shut_down_gracefully(mut self: Pin<&mut Self>) {
         Pin::new(&mut **self).shut_down_gracefully();
-    }
-}
-
-/// Tells when a connection has been quiescent for [`PARK_AFTER`] without
-/// re-arming a timer on every request: the timer is armed when the
-/// connection first turns quiescent and, when it fires, counts only if no
-/// bytes moved since.
-struct ParkTimer {
-    sleep: Pin<Box<Sleep>>,
-    /// The activity counter when the timer was armed; `None`: not armed.
-    armed_at: Option<u64>,
-}
-
-impl ParkTimer {
-    fn new() -> ParkTimer {
-        ParkTimer {
-            sleep: Box::pin(tokio::time::sleep(PARK_AFTER)),
-            armed_at: None,
-        }
-    }
-
-    /// Called while the connection is quiescent, `events` being its activity counter.
-    fn due(&mut self, cx: &mut Context<'_>, events: u64) -> bool {
-        if let Some(armed_at) = self.armed_at
-            && self.sleep.as_mut().poll(cx).is_ready()
-        {
-            if armed_at == events {
-                self.armed_at = None;
-                return true;
-            }
-            self.arm(cx, events);
-        } else if self.armed_at.is_none() {
-            self.arm(cx, events);
-        }
-        false
-    }
-
-    fn arm(&mut self, cx: &mut Context<'_>, events: u64) {
-        self.sleep.as_mut().reset(Instant::now() + PARK_AFTER);
-        self.armed_at = Some(events);
-        // Registers the wake-up; cannot be ready this soon.
-        let _ = self.sleep.as_mut().poll(cx);
     }
 }

@@ -14,8 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::activity::{Activity, InFlight, RequestBody, ResponseBody};
-use crate::client_io::{ClientIo, IdleTimer};
+use crate::activity::{Activity, InFlight, QuietTimer, RequestBody, ResponseBody};
+use crate::client_io::ClientIo;
 use crate::config::Limits;
 use crate::framing::{FramingLog, FramingScanner};
 use crate::identity::ClientIdentity;
@@ -125,7 +125,7 @@ impl ConnectionTask {
         let framing = (!is_h2).then(|| Arc::new(FramingLog::default()));
         let scanner = FramingScanner::new(limits.max_header_bytes, framing.clone().unwrap_or_default());
         let activity = Arc::new(Activity::default());
-        let idle = IdleTimer::new(limits.idle_timeout, activity.clone());
+        let idle = QuietTimer::new(limits.idle_timeout);
         let io = ClientIo::new(
             tls,
             if is_h2 { scanner.disabled() } else { scanner },
