@@ -27,11 +27,10 @@ WARMUP = 500
 
 
 def loadgen(url, extra, count):
-    argv = [bench.LOADGEN] + bench.tls_args() + extra + [
-        "--connections", "16", "--threads", "1", "--duration", "600s", "--max-requests", count, url]
-    out = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=900)
-    if out.returncode != 0 or '"ok"' not in out.stdout:
-        sys.exit(f"instructions: load generator failed: {out.stderr.strip()}")
+    args = extra + ["--connections", "16", "--threads", "1", "--duration", "600s", "--max-requests", count, url]
+    summary, _ = bench.loadgen(args, cpu=None, timeout=900)
+    if summary.get("ok") != count:
+        sys.exit(f"instructions: {summary.get('ok')} of {count} requests succeeded on {url}: {summary}")
 
 
 def total_instructions(dump):
@@ -64,27 +63,18 @@ def main():
     bench.RUN.mkdir(exist_ok=True)
     bench.prepare_pki()
     token = (bench.PKI / "token-a.jwt").read_text().strip()
-    (bench.RUN / "nginx" / "tmp").mkdir(parents=True, exist_ok=True)
-    nginx = bench.spawn("nginx", ["nginx", "-p", bench.RUN / "nginx", "-e", bench.RUN / "nginx" / "error.log",
-                                  "-c", bench.BENCH / "nginx.conf"])
-    bench.wait_port(bench.NGINX, nginx)
-    hap = ["haproxy", "-db", "-f", bench.BENCH / "haproxy.cfg"]
-    hap_env = {"HAP_PKI": str(bench.PKI), "HAP_NBTHREAD": "1", "HAP_MAXCONN": "1000"}
-    bg = [bench.BINDGATE, "run", "--config", bench.BENCH / "gateway.toml"]
-    bg_env = {"RUST_LOG": "warn"}
-    auth = ["--token", token]
+    bench.start_nginx()
+    hap, hap_env = bench.HAPROXY_ARGV, bench.haproxy_env(1000, 1)
+    bg, bg_env = bench.BINDGATE_ARGV, bench.BINDGATE_ENV
+    tls, auth = bench.tls_args(), ["--token", token]
     bench.log(f"instructions: {REQUESTS} keep-alive requests per row under callgrind")
     rows = [
-        ("haproxy-mtls-h1", count("haproxy-mtls", hap, hap_env, bench.HAP_MTLS,
-                                  f"https://127.0.0.1:{bench.HAP_MTLS}/", [])),
-        ("bindgate-mtls-h1", count("bindgate-mtls", bg, bg_env, bench.BG,
-                                   f"https://127.0.0.1:{bench.BG}/mtls/", [])),
-        ("haproxy-full-h1", count("haproxy-full", hap, hap_env, bench.HAP_FULL,
-                                  f"https://127.0.0.1:{bench.HAP_FULL}/", auth)),
-        ("bindgate-full-h1", count("bindgate-full", bg, bg_env, bench.BG,
-                                   f"https://127.0.0.1:{bench.BG}/", auth)),
+        ("haproxy-mtls-h1", count("haproxy-mtls", hap, hap_env, bench.HAP_MTLS, bench.HAP_MTLS_URL, tls)),
+        ("bindgate-mtls-h1", count("bindgate-mtls", bg, bg_env, bench.BG, bench.BG_MTLS_URL, tls)),
+        ("haproxy-full-h1", count("haproxy-full", hap, hap_env, bench.HAP_FULL, bench.HAP_FULL_URL, tls + auth)),
+        ("bindgate-full-h1", count("bindgate-full", bg, bg_env, bench.BG, bench.BG_FULL_URL, tls + auth)),
     ]
-    counts = dict(rows)
+    baseline = rows[0][1]
     machine = bench.machine()
     lines = [
         "# Instructions per request",
@@ -106,7 +96,7 @@ def main():
         "|---|---:|---:|",
     ]
     for name, value in rows:
-        lines.append(f"| {name} | {value:,.0f} | {value / counts['haproxy-mtls-h1']:.2f}x |")
+        lines.append(f"| {name} | {value:,.0f} | {value / baseline:.2f}x |")
     lines.append("")
     (bench.BENCH / "INSTRUCTIONS.md").write_text("\n".join(lines))
     bench.log("instructions: wrote bench/INSTRUCTIONS.md")

@@ -159,12 +159,12 @@ class Target:
         return cpu_seconds(self.proc.pid, self.with_children)
 
 
-def loadgen(args, cpu=CPU_LOAD):
+def loadgen(args, cpu=CPU_LOAD, timeout=None):
     """Runs the load generator; returns its JSON summary and the CPU seconds it used."""
     argv = pinned(cpu, [LOADGEN] + [str(a) for a in args])
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        out, err = proc.communicate(timeout=DURATION + 60)
+        out, err = proc.communicate(timeout=timeout or DURATION + 60)
     except subprocess.TimeoutExpired:
         proc.kill()
         sys.exit(f"bench: load generator did not stop: {argv}")
@@ -173,6 +173,27 @@ def loadgen(args, cpu=CPU_LOAD):
         sys.exit(f"bench: load generator failed ({proc.returncode}): {err.strip()}")
     lines = [l for l in out.splitlines() if l.startswith("{")]
     return json.loads(lines[-1]), usage.ru_utime + usage.ru_stime
+
+
+HAPROXY_ARGV = ["haproxy", "-db", "-f", BENCH / "haproxy.cfg"]
+BINDGATE_ARGV = [BINDGATE, "run", "--config", BENCH / "gateway.toml"]
+# Access logs off, as HAProxy logs nothing here; warnings and errors still go to bindgate.log.
+BINDGATE_ENV = {"RUST_LOG": "warn"}
+HAP_FULL_URL, HAP_MTLS_URL = f"https://127.0.0.1:{HAP_FULL}/", f"https://127.0.0.1:{HAP_MTLS}/"
+BG_FULL_URL, BG_MTLS_URL = f"https://127.0.0.1:{BG}/", f"https://127.0.0.1:{BG}/mtls/"
+
+
+def haproxy_env(maxconn, threads):
+    return {"HAP_PKI": str(PKI), "HAP_NBTHREAD": str(threads), "HAP_MAXCONN": str(maxconn)}
+
+
+def start_nginx(cpu=None):
+    """The upstream both gateways forward to."""
+    (RUN / "nginx" / "tmp").mkdir(parents=True, exist_ok=True)
+    nginx = spawn("nginx", ["nginx", "-p", RUN / "nginx", "-e", RUN / "nginx" / "error.log",
+                            "-c", BENCH / "nginx.conf"], cpu=cpu)
+    wait_port(NGINX, nginx)
+    return nginx
 
 
 def tls_args():
@@ -263,16 +284,10 @@ def main():
 
     mint = prepare_pki()
     token = (PKI / "token-a.jwt").read_text().strip()
-    (RUN / "nginx" / "tmp").mkdir(parents=True, exist_ok=True)
-    nginx = spawn("nginx", ["nginx", "-p", RUN / "nginx", "-e", RUN / "nginx" / "error.log",
-                            "-c", BENCH / "nginx.conf"], cpu=CPU_LOAD)
-    wait_port(NGINX, nginx)
-    haproxy = spawn("haproxy", ["haproxy", "-db", "-f", BENCH / "haproxy.cfg"],
-                    env={"HAP_PKI": str(PKI), "HAP_NBTHREAD": "1" if PIN else "2", "HAP_MAXCONN": str(HAP_MAXCONN)}, cpu=CPU_GATEWAY)
+    nginx = start_nginx(cpu=CPU_LOAD)
+    haproxy = spawn("haproxy", HAPROXY_ARGV, env=haproxy_env(HAP_MAXCONN, 1 if PIN else 2), cpu=CPU_GATEWAY)
     wait_port(HAP_FULL, haproxy)
-    # Access logs off, as HAProxy logs nothing here; warnings and errors still go to bindgate.log.
-    bindgate = spawn("bindgate", [BINDGATE, "run", "--config", BENCH / "gateway.toml"],
-                     env={"RUST_LOG": "warn"}, cpu=CPU_GATEWAY)
+    bindgate = spawn("bindgate", BINDGATE_ARGV, env=BINDGATE_ENV, cpu=CPU_GATEWAY)
     wait_port(BG, bindgate)
     up, hap, bg = Target("nginx", nginx, True), Target("haproxy", haproxy), Target("bindgate", bindgate)
 
@@ -287,8 +302,7 @@ def main():
     auth = ["--token", token]
     tls = tls_args()
     rows = []
-    hap_full, hap_mtls = f"https://127.0.0.1:{HAP_FULL}/", f"https://127.0.0.1:{HAP_MTLS}/"
-    bg_full, bg_mtls = f"https://127.0.0.1:{BG}/", f"https://127.0.0.1:{BG}/mtls/"
+    hap_full, hap_mtls, bg_full, bg_mtls = HAP_FULL_URL, HAP_MTLS_URL, BG_FULL_URL, BG_MTLS_URL
     log(f"bench: {DURATION}s per row, {CONNS} connections (h2: {H2_CONNS} x {H2_STREAMS} streams)")
     plan = [
         ("upstream-h1", None, f"http://127.0.0.1:{NGINX}/", h1),
