@@ -3,14 +3,15 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
+use jsonwebtoken::jwk::ThumbprintHash;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::htu::{self, NormalizedUri};
+use crate::token::Algorithm;
 use crate::token::claims::NumericDate;
+use crate::token::jwks::{KeyChoiceError, VerificationKey};
 use crate::token::jws;
-use crate::token::{Algorithm, KeySet};
 
 /// Why a DPoP proof is invalid. Every variant answers `invalid_dpop_proof`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,7 +129,9 @@ pub fn verify(proof: &str, rules: &ProofRules, ctx: &ProofContext<'_>) -> Result
     if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
         return Err(ProofError::PrivateKey);
     }
-    let jkt = verify_signature(&jwk, alg, header_b64, payload_b64, signature_b64)?;
+    // The signing input is the proof up to its second dot.
+    let signing_input = &proof[..header_b64.len() + 1 + payload_b64.len()];
+    let jkt = verify_signature(jwk, alg, signing_input, signature_b64)?;
 
     let payload = jws::decode_part(payload_b64, "payload").map_err(|e| malformed(&e))?;
     let claims: ProofClaims =
@@ -174,22 +177,20 @@ pub fn ath(access_token: &str) -> String {
 
 /// Verifies the signature with the header's own key and returns that key's thumbprint.
 fn verify_signature(
-    jwk: &serde_json::Map<String, serde_json::Value>,
+    jwk: serde_json::Map<String, serde_json::Value>,
     alg: Algorithm,
-    header_b64: &str,
-    payload_b64: &str,
+    signing_input: &str,
     signature_b64: &str,
 ) -> Result<String, ProofError> {
     let unusable = |e: &dyn std::fmt::Display| ProofError::UnusableJwk(e.to_string());
-    let document = serde_json::json!({ "keys": [jwk] });
     // The key-set rules apply: no symmetric keys, the curve must fit the alg.
-    let keys = KeySet::from_json(document.to_string().as_bytes()).map_err(|e| unusable(&e))?;
-    let key = keys.choose(None, alg).map_err(|e| unusable(&format!("{e:?}")))?;
-    let signing_input = format!("{header_b64}.{payload_b64}");
+    let (key, parsed) = VerificationKey::from_jwk(serde_json::Value::Object(jwk)).map_err(|e| unusable(&e))?;
+    if !key.accepts(alg) {
+        return Err(unusable(&format!("{:?}", KeyChoiceError::AlgorithmMismatch)));
+    }
     if !key.verify(alg, signing_input.as_bytes(), signature_b64) {
         return Err(ProofError::BadSignature);
     }
-    let parsed: Jwk = serde_json::from_value(serde_json::Value::Object(jwk.clone())).map_err(|e| unusable(&e))?;
     parsed.thumbprint(ThumbprintHash::SHA256).map_err(|e| unusable(&e))
 }
 
@@ -262,7 +263,7 @@ mod tests {
     fn a_valid_proof_yields_the_key_thumbprint() {
         let c = client();
         let verified = check(&c.proof(c.header(), claims("tok")), "tok").unwrap();
-        let jwk: Jwk = serde_json::from_value(c.jwk.clone()).unwrap();
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(c.jwk.clone()).unwrap();
         assert_eq!(verified.jkt, jwk.thumbprint(ThumbprintHash::SHA256).unwrap());
         assert_eq!(verified.jti, "e1j3V_bKic8-LAEB");
     }

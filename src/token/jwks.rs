@@ -132,7 +132,7 @@ impl KeySet {
         let doc: Document = serde_json::from_slice(bytes).map_err(|e| JwksError::NotJwks(e.to_string()))?;
         let mut keys = Vec::with_capacity(doc.keys.len());
         for (index, value) in doc.keys.into_iter().enumerate() {
-            if let Some(key) = parse_key(index, value)? {
+            if let Some((key, _)) = parse_key(index, value)? {
                 keys.push(key);
             }
         }
@@ -201,7 +201,17 @@ impl KeySet {
     }
 }
 
-fn parse_key(index: usize, value: serde_json::Value) -> Result<Option<VerificationKey>, JwksError> {
+impl VerificationKey {
+    /// A key met outside any key set (a DPoP proof's `jwk`), under the same
+    /// rules as a set's keys, with the JWK it was parsed from. A key meant
+    /// for encryption is no key at all here.
+    pub fn from_jwk(jwk: serde_json::Value) -> Result<(VerificationKey, Jwk), JwksError> {
+        parse_key(0, jwk)?.ok_or(JwksError::NoKeys)
+    }
+}
+
+/// A set's key `index`, with the JWK it was parsed from; `None` for a key meant for encryption.
+fn parse_key(index: usize, value: serde_json::Value) -> Result<Option<(VerificationKey, Jwk)>, JwksError> {
     let kid_label = value
         .get("kid")
         .and_then(|k| k.as_str())
@@ -258,7 +268,7 @@ fn parse_key(index: usize, value: serde_json::Value) -> Result<Option<Verificati
     {
         return Err(unusable(format!("alg {pinned} does not fit the key type")));
     }
-    Ok(Some(key))
+    Ok(Some((key, jwk)))
 }
 
 /// The aws-lc-rs form of EC and Ed25519 keys; RSA keys stay with `jsonwebtoken`,
