@@ -331,7 +331,7 @@ async fn check_sender(
     };
     let binding = binding::verify(verified.claims.cnf.as_ref(), &proofs, methods)?;
     let next_nonce = match proof {
-        Some(proof) => gateway.dpop.check_fresh(proof, now).await?.next_nonce,
+        Some(proof) => gateway.dpop.check_fresh(&proof, now).await?,
         None => None,
     };
     Ok(SenderHeld { binding, next_nonce })

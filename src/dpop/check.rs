@@ -49,14 +49,6 @@ pub struct RequestTarget<'a> {
     pub path: &'a str,
 }
 
-/// A proof that passed every check, and what the response should carry.
-#[derive(Debug)]
-pub struct AcceptedProof {
-    pub proof: VerifiedProof,
-    /// A newer nonce to hand the client (`DPoP-Nonce` on the response).
-    pub next_nonce: Option<String>,
-}
-
 pub struct DpopVerifier {
     rules: ProofRules,
     public_url: Option<String>,
@@ -148,8 +140,9 @@ impl DpopVerifier {
     }
 
     /// The server nonce, then the replay store: last, so that only proofs
-    /// that passed everything else take a place in the store.
-    pub async fn check_fresh(&self, proof: VerifiedProof, now: f64) -> Result<AcceptedProof, DpopError> {
+    /// that passed everything else take a place in the store. Returns a
+    /// newer nonce to hand the client (`DPoP-Nonce` on the response), if any.
+    pub async fn check_fresh(&self, proof: &VerifiedProof, now: f64) -> Result<Option<String>, DpopError> {
         let mut next_nonce = None;
         if let Some(nonces) = &self.nonces {
             let now_secs = now as u64;
@@ -180,7 +173,7 @@ impl DpopVerifier {
                 }
             },
         }
-        Ok(AcceptedProof { proof, next_nonce })
+        Ok(next_nonce)
     }
 
     /// The URI the client addressed, without query: the configured public

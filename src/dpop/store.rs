@@ -156,8 +156,10 @@ impl RedisReplay {
 fn redis_key(key: &ReplayKey) -> String {
     let mut name = String::with_capacity(REDIS_PREFIX.len() + 64);
     name.push_str(REDIS_PREFIX);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     for byte in key {
-        name.push_str(&format!("{byte:02x}"));
+        name.push(char::from(HEX[usize::from(byte >> 4)]));
+        name.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
     name
 }
