@@ -82,11 +82,11 @@ pub fn verify(
     if let Some(expected) = jkt {
         verify_jkt(expected, proofs.dpop_jkt)?;
     }
-    Ok(match (x5t.is_some(), jkt.is_some()) {
-        (true, true) => "mtls+dpop",
-        (false, true) => "dpop",
-        _ => "mtls",
-    })
+    let held = BindingMethods {
+        mtls: x5t.is_some(),
+        dpop: jkt.is_some(),
+    };
+    Ok(held.label())
 }
 
 fn is_sha256_thumbprint(text: &str) -> bool {

@@ -364,7 +364,7 @@ fn check(path: PathBuf) -> ExitCode {
             route.upstream.base(),
             route.auth,
             route.binding,
-            route.methods.names().join("+"),
+            route.methods.label(),
             if route.required_scopes.is_empty() {
                 String::new()
             } else {

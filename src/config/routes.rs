@@ -40,15 +40,14 @@ impl BindingMethods {
         dpop: false,
     };
 
-    pub fn names(self) -> Vec<&'static str> {
-        let mut names = Vec::with_capacity(2);
-        if self.mtls {
-            names.push("mtls");
+    /// `mtls`, `dpop` or `mtls+dpop`: in logs, metrics and `bindgate check`.
+    pub fn label(self) -> &'static str {
+        match (self.mtls, self.dpop) {
+            (true, true) => "mtls+dpop",
+            (false, true) => "dpop",
+            (true, false) => "mtls",
+            (false, false) => "none",
         }
-        if self.dpop {
-            names.push("dpop");
-        }
-        names
     }
 }
 
