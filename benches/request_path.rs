@@ -179,7 +179,10 @@ fn token_validation_cold(bencher: divan::Bencher) {
 fn token_validation_cached(bencher: divan::Bencher) {
     let f = fixture();
     let token = &f.tokens[0];
-    f.runtime.block_on(f.cached.gateway.validator.validate(token)).unwrap();
+    // The cache admits a token on its second verification.
+    for _ in 0..2 {
+        f.runtime.block_on(f.cached.gateway.validator.validate(token)).unwrap();
+    }
     bencher.bench_local(|| f.runtime.block_on(f.cached.gateway.validator.validate(token)).unwrap());
 }
 

@@ -181,23 +181,6 @@ impl Validator<'_> {
     }
 }
 
-impl Default for DpopSettings {
-    fn default() -> DpopSettings {
-        DpopSettings {
-            public_url: None,
-            algorithms: DEFAULT_PROOF_ALGORITHMS.to_vec(),
-            iat_window: Duration::from_secs(60),
-            leeway: Duration::from_secs(5),
-            max_proof_size: 8 * 1024,
-            nonce: None,
-            replay: ReplaySettings {
-                store: ReplayStoreSettings::Memory { max_entries: 1_000_000 },
-                on_store_failure: StoreFailure::Closed,
-            },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -221,7 +204,19 @@ mod tests {
     #[test]
     fn without_a_section_the_defaults_apply() {
         let config = parse("").unwrap();
-        assert_eq!(config.dpop, DpopSettings::default());
+        let documented = DpopSettings {
+            public_url: None,
+            algorithms: DEFAULT_PROOF_ALGORITHMS.to_vec(),
+            iat_window: Duration::from_secs(60),
+            leeway: Duration::from_secs(5),
+            max_proof_size: 8 * 1024,
+            nonce: None,
+            replay: ReplaySettings {
+                store: ReplayStoreSettings::Memory { max_entries: 1_000_000 },
+                on_store_failure: StoreFailure::Closed,
+            },
+        };
+        assert_eq!(config.dpop, documented);
         assert_eq!(config.dpop.replay.on_store_failure, StoreFailure::Closed);
     }
 

@@ -180,7 +180,8 @@ impl DpopVerifier {
     /// URL when there is one, since behind a load balancer the Host seen here
     /// may not be what the client used.
     fn htu(&self, target: &RequestTarget<'_>) -> Result<htu::NormalizedUri, ProofError> {
-        let path = target.path.split(['?', '#']).next().unwrap_or_default();
+        // `target.path` is a path only: no query or fragment to strip.
+        let path = target.path;
         let uri = match &self.public_url {
             Some(base) => format!("{base}{path}"),
             None => format!("https://{}{path}", target.authority),
