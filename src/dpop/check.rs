@@ -8,7 +8,7 @@ use http::HeaderMap;
 use http::header::HeaderName;
 
 use super::htu;
-use super::nonce::NonceIssuer;
+use super::nonce::{NonceIssuer, NonceStatus};
 use super::proof::{self, ProofContext, ProofError, ProofRules, VerifiedProof};
 use super::replay::{ReplayError, replay_key};
 use super::store::ReplayStore;
@@ -146,14 +146,15 @@ impl DpopVerifier {
         let mut next_nonce = None;
         if let Some(nonces) = &self.nonces {
             let now_secs = now as u64;
-            let current = nonces.current(now_secs);
-            match proof.nonce.as_deref() {
-                Some(nonce) if nonces.is_valid(nonce, now_secs) => {
-                    if nonce != current {
-                        next_nonce = Some(current);
-                    }
+            // The current nonce costs an HMAC: made only when the client needs it.
+            match proof.nonce.as_deref().map(|nonce| nonces.check(nonce, now_secs)) {
+                Some(NonceStatus::Current) => {}
+                Some(NonceStatus::Stale) => next_nonce = Some(nonces.current(now_secs)),
+                Some(NonceStatus::Invalid) | None => {
+                    return Err(DpopError::NonceRequired {
+                        nonce: nonces.current(now_secs),
+                    });
                 }
-                _ => return Err(DpopError::NonceRequired { nonce: current }),
             }
         }
         let key = replay_key(&proof.jkt, &proof.jti);

@@ -16,6 +16,17 @@ pub struct NonceIssuer {
 
 const MAC_LEN: usize = 16;
 
+/// What a nonce a client sent is worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceStatus {
+    /// The nonce `current` hands out now.
+    Current,
+    /// Accepted, but from the previous window or a secret being rotated out:
+    /// the client should get the current one.
+    Stale,
+    Invalid,
+}
+
 impl NonceIssuer {
     pub fn new(secrets: &[Vec<u8>], window_secs: u64) -> NonceIssuer {
         NonceIssuer {
@@ -29,25 +40,32 @@ impl NonceIssuer {
         self.nonce_for(now / self.window_secs)
     }
 
-    /// Whether `nonce` was issued in the current or the previous window.
-    pub fn is_valid(&self, nonce: &str, now: u64) -> bool {
+    /// What `nonce` is worth at `now`: only nonces issued in the current or
+    /// the previous window are accepted.
+    pub fn check(&self, nonce: &str, now: u64) -> NonceStatus {
         let Ok(bytes) = URL_SAFE_NO_PAD.decode(nonce) else {
-            return false;
+            return NonceStatus::Invalid;
         };
         let Some((window, mac)) = bytes.split_first_chunk::<8>() else {
-            return false;
+            return NonceStatus::Invalid;
         };
         let window = u64::from_be_bytes(*window);
         let current = now / self.window_secs;
         if window != current && window.checked_add(1) != Some(current) {
-            return false;
+            return NonceStatus::Invalid;
         }
-        self.keys.iter().any(|key| {
+        let signed_by = self.keys.iter().position(|key| {
             let tag = hmac::sign(key, &window.to_be_bytes());
             tag.as_ref()
                 .get(..MAC_LEN)
                 .is_some_and(|expected| constant_time::verify_slices_are_equal(expected, mac).is_ok())
-        })
+        });
+        match signed_by {
+            // Exactly what `current` would hand out now.
+            Some(0) if window == current => NonceStatus::Current,
+            Some(_) => NonceStatus::Stale,
+            None => NonceStatus::Invalid,
+        }
     }
 
     fn nonce_for(&self, window: u64) -> String {
@@ -72,11 +90,11 @@ mod tests {
     fn nonces_live_for_the_current_and_previous_window() {
         let issuer = NonceIssuer::new(&[b"secret".to_vec()], 60);
         let nonce = issuer.current(1000);
-        assert!(issuer.is_valid(&nonce, 1000));
-        assert!(issuer.is_valid(&nonce, 1079));
-        assert!(!issuer.is_valid(&nonce, 1080 + 60));
-        assert!(!issuer.is_valid("garbage", 1000));
-        assert!(!issuer.is_valid("", 1000));
+        assert_eq!(issuer.check(&nonce, 1000), NonceStatus::Current);
+        assert_eq!(issuer.check(&nonce, 1079), NonceStatus::Stale);
+        assert_eq!(issuer.check(&nonce, 1080 + 60), NonceStatus::Invalid);
+        assert_eq!(issuer.check("garbage", 1000), NonceStatus::Invalid);
+        assert_eq!(issuer.check("", 1000), NonceStatus::Invalid);
     }
 
     #[test]
@@ -85,14 +103,15 @@ mod tests {
         let b = NonceIssuer::new(&[b"shared".to_vec()], 60);
         let other = NonceIssuer::new(&[b"different".to_vec()], 60);
         let nonce = a.current(5000);
-        assert!(b.is_valid(&nonce, 5001));
-        assert!(!other.is_valid(&nonce, 5001));
+        assert_eq!(b.check(&nonce, 5001), NonceStatus::Current);
+        assert_eq!(other.check(&nonce, 5001), NonceStatus::Invalid);
     }
 
     #[test]
     fn rotated_secrets_still_verify() {
         let old = NonceIssuer::new(&[b"old".to_vec()], 60);
         let rotated = NonceIssuer::new(&[b"new".to_vec(), b"old".to_vec()], 60);
-        assert!(rotated.is_valid(&old.current(100), 100));
+        assert_eq!(rotated.check(&old.current(100), 100), NonceStatus::Stale);
+        assert_eq!(rotated.check(&rotated.current(100), 100), NonceStatus::Current);
     }
 }
