@@ -39,13 +39,11 @@ pub enum Rejection {
 pub enum Challenge {
     /// No credential at all: a bare `Bearer realm="..."`.
     Bare,
-    InvalidRequest,
-    InvalidToken,
+    /// The verdict's `error` code (`invalid_request`, `invalid_token`,
+    /// `invalid_dpop_proof`, `use_dpop_nonce`) with the realm.
+    Error,
+    /// `insufficient_scope` with the scope the route requires.
     InsufficientScope,
-    /// RFC 9449 section 7.1: the DPoP proof is missing or invalid.
-    InvalidDpopProof,
-    /// RFC 9449 section 9: retry with the nonce in `DPoP-Nonce`.
-    UseDpopNonce,
     /// Not an authentication failure: no `WWW-Authenticate` header.
     None,
 }
@@ -102,12 +100,7 @@ const fn in_dpop(verdict: Verdict) -> Verdict {
 }
 
 fn invalid_dpop_proof(reason: &'static str) -> Verdict {
-    in_dpop(verdict(
-        UNAUTHORIZED,
-        Challenge::InvalidDpopProof,
-        "invalid_dpop_proof",
-        reason,
-    ))
+    in_dpop(verdict(UNAUTHORIZED, Challenge::Error, "invalid_dpop_proof", reason))
 }
 
 fn unavailable(reason: &'static str) -> Verdict {
@@ -123,14 +116,14 @@ const BAD_REQUEST: StatusCode = StatusCode::BAD_REQUEST;
 const UNAUTHORIZED: StatusCode = StatusCode::UNAUTHORIZED;
 
 fn invalid_token(reason: &'static str) -> Verdict {
-    verdict(UNAUTHORIZED, Challenge::InvalidToken, "invalid_token", reason)
+    verdict(UNAUTHORIZED, Challenge::Error, "invalid_token", reason)
 }
 
 impl Rejection {
     /// The one mapping from reason to response. No wildcard arms: a new
     /// variant does not compile until it is mapped here.
     pub fn verdict(&self) -> Verdict {
-        use Challenge::{Bare, InvalidRequest, None};
+        use Challenge::{Bare, Error, None};
         match self {
             Rejection::Request(e) => match e {
                 RequestError::MissingHost => verdict(BAD_REQUEST, None, "invalid_request", "host_missing"),
@@ -145,24 +138,14 @@ impl Rejection {
             Rejection::Credential(e) => match e {
                 CredentialError::Missing => verdict(UNAUTHORIZED, Bare, "unauthorized", "token_missing"),
                 CredentialError::UnsupportedScheme => verdict(UNAUTHORIZED, Bare, "unauthorized", "scheme_unsupported"),
-                CredentialError::MultipleAuthorization => verdict(
-                    BAD_REQUEST,
-                    InvalidRequest,
-                    "invalid_request",
-                    "authorization_duplicate",
-                ),
-                CredentialError::MalformedAuthorization => verdict(
-                    BAD_REQUEST,
-                    InvalidRequest,
-                    "invalid_request",
-                    "authorization_malformed",
-                ),
-                CredentialError::TokenInQuery => {
-                    verdict(BAD_REQUEST, InvalidRequest, "invalid_request", "token_in_query")
+                CredentialError::MultipleAuthorization => {
+                    verdict(BAD_REQUEST, Error, "invalid_request", "authorization_duplicate")
                 }
-                CredentialError::TokenInForm => {
-                    verdict(BAD_REQUEST, InvalidRequest, "invalid_request", "token_in_form")
+                CredentialError::MalformedAuthorization => {
+                    verdict(BAD_REQUEST, Error, "invalid_request", "authorization_malformed")
                 }
+                CredentialError::TokenInQuery => verdict(BAD_REQUEST, Error, "invalid_request", "token_in_query"),
+                CredentialError::TokenInForm => verdict(BAD_REQUEST, Error, "invalid_request", "token_in_form"),
             },
             Rejection::Token(TokenError::KeysUnavailable) => unavailable("keys_unavailable"),
             Rejection::Token(e) => invalid_token(match e {
@@ -201,7 +184,7 @@ impl Rejection {
                 DpopError::Replayed => invalid_dpop_proof("dpop_replayed"),
                 DpopError::NonceRequired { .. } => in_dpop(verdict(
                     UNAUTHORIZED,
-                    Challenge::UseDpopNonce,
+                    Challenge::Error,
                     "use_dpop_nonce",
                     "use_dpop_nonce",
                 )),
@@ -279,10 +262,7 @@ impl Rejection {
                 }
                 bare
             }
-            Challenge::InvalidRequest
-            | Challenge::InvalidToken
-            | Challenge::InvalidDpopProof
-            | Challenge::UseDpopNonce => vec![with_error(verdict.error)],
+            Challenge::Error => vec![with_error(verdict.error)],
             Challenge::InsufficientScope => {
                 let scope = match self {
                     Rejection::Scope(e) => header_safe(&e.required),
