@@ -5,18 +5,13 @@
 use jsonwebtoken::EncodingKey;
 use serde_json::json;
 
-use crate::common::dpop::{BASE, DpopKey, ath, dpop_request, dpop_token};
+use crate::common::dpop::{BASE, DpopKey, ath, dpop_request, dpop_spec, dpop_token, send_dpop};
 use crate::common::*;
 
 /// A route accepting both bindings; extra lines go into `[dpop]`.
 fn both(dpop: &[&str]) -> ConfigSpec {
-    ConfigSpec {
-        tail: vec![format!(
-            "[dpop]\n{}\n\n[[route]]\nprefix = \"/\"\nbinding = [\"mtls\", \"dpop\"]\n",
-            dpop.join("\n")
-        )],
-        ..ConfigSpec::default()
-    }
+    let lines: Vec<String> = dpop.iter().map(|l| l.to_string()).collect();
+    dpop_spec(r#"["mtls", "dpop"]"#, &lines)
 }
 
 struct World {
@@ -36,11 +31,7 @@ async fn world(spec: ConfigSpec) -> World {
 
 impl World {
     async fn send(&self, alpn: Alpn, method: &str, path: &str, token: &str, proofs: &[&str]) -> Reply {
-        self.s
-            .client_a(alpn)
-            .send(self.gw.addr, dpop_request(alpn, method, path, token, proofs))
-            .await
-            .unwrap()
+        send_dpop(&self.s, &self.gw, alpn, (method, path), token, proofs).await
     }
 
     /// Sends `proof` for GET /r with the world's token; expects a refusal with `reason`.

@@ -4,18 +4,12 @@
 
 use std::time::Duration;
 
-use crate::common::dpop::{BASE, DpopKey, dpop_request, dpop_token, jkt_of};
+use crate::common::dpop::{BASE, DpopKey, dpop_spec, dpop_token, jkt_of, send_dpop};
 use crate::common::interop::{NodeDpopClient, RedisServer, redis_server};
 use crate::common::*;
 
 fn with_dpop(lines: &[String]) -> ConfigSpec {
-    ConfigSpec {
-        tail: vec![format!(
-            "[dpop]\n{}\n\n[[route]]\nprefix = \"/\"\nbinding = [\"dpop\"]\n",
-            lines.join("\n")
-        )],
-        ..ConfigSpec::default()
-    }
+    dpop_spec(r#"["dpop"]"#, lines)
 }
 
 fn on_redis(redis: &RedisServer, extra: &[&str]) -> ConfigSpec {
@@ -25,14 +19,7 @@ fn on_redis(redis: &RedisServer, extra: &[&str]) -> ConfigSpec {
 }
 
 async fn send(s: &Setup, gw: &GatewayProcess, alpn: Alpn, token: &str, proof: &str) -> Reply {
-    send_to(s, gw, alpn, "/r", token, proof).await
-}
-
-async fn send_to(s: &Setup, gw: &GatewayProcess, alpn: Alpn, path: &str, token: &str, proof: &str) -> Reply {
-    s.client_a(alpn)
-        .send(gw.addr, dpop_request(alpn, "GET", path, token, &[proof]))
-        .await
-        .unwrap()
+    send_dpop(s, gw, alpn, ("GET", "/r"), token, &[proof]).await
 }
 
 #[tokio::test]
@@ -152,18 +139,18 @@ async fn proofs_from_an_independent_implementation_are_accepted() {
 
     // First without a nonce: the server asks for one, as RFC 9449 section 9 describes.
     let proof = node.proof("GET", &url, &token, None);
-    let first = send_to(&s, &gw, Alpn::Http1, path, &token, &proof).await;
+    let first = send_dpop(&s, &gw, Alpn::Http1, ("GET", path), &token, &[&proof]).await;
     assert_eq!((first.status.as_u16(), first.reason()), (401, "use_dpop_nonce".into()));
     let nonce = first.header("dpop-nonce").unwrap();
 
     for alpn in [Alpn::Http1, Alpn::H2] {
         let proof = node.proof("GET", &url, &token, Some(&nonce));
-        let reply = send_to(&s, &gw, alpn, path, &token, &proof).await;
+        let reply = send_dpop(&s, &gw, alpn, ("GET", path), &token, &[&proof]).await;
         assert_eq!(reply.status, 200, "{alpn:?} {:?}: {}", reply.body, gw.stderr());
     }
     // Its proofs are held to the same rules: a POST proof does not pass for a GET.
     let post = node.proof("POST", &url, &token, Some(&nonce));
-    let reply = send_to(&s, &gw, Alpn::Http1, path, &token, &post).await;
+    let reply = send_dpop(&s, &gw, Alpn::Http1, ("GET", path), &token, &[&post]).await;
     assert_eq!(
         (reply.status.as_u16(), reply.reason()),
         (401, "dpop_htm_mismatch".into())

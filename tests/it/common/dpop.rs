@@ -11,7 +11,7 @@ use http_body_util::Full;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Alpn, Setup, TestIssuer, now, with};
+use super::{Alpn, ConfigSpec, GatewayProcess, Reply, Setup, TestIssuer, now, request, with};
 
 /// The URI base the test clients address: `Host: localhost` over HTTPS.
 pub const BASE: &str = "https://localhost";
@@ -96,16 +96,37 @@ pub fn dpop_token(s: &Setup, jkt: &str, x5t: Option<&str>) -> String {
 
 /// `method path` with `Authorization: DPoP token` and one `DPoP` header per proof.
 pub fn dpop_request(alpn: Alpn, method: &str, path: &str, token: &str, proofs: &[&str]) -> Request<Full<Bytes>> {
-    let mut builder = match alpn {
-        Alpn::Http1 => Request::builder().uri(path).header("host", "localhost"),
-        Alpn::H2 => Request::builder()
-            .uri(format!("{BASE}{path}"))
-            .version(http::Version::HTTP_2),
-    }
-    .method(method)
-    .header("authorization", format!("DPoP {token}"));
+    let mut req = request(alpn, method, path, None, Bytes::new());
+    let headers = req.headers_mut();
+    headers.insert("authorization", format!("DPoP {token}").parse().unwrap());
     for proof in proofs {
-        builder = builder.header("dpop", *proof);
+        headers.append("dpop", proof.parse().unwrap());
     }
-    builder.body(Full::new(Bytes::new())).unwrap()
+    req
+}
+
+/// Sends a DPoP request from client A's certificate and returns the reply.
+pub async fn send_dpop(
+    s: &Setup,
+    gw: &GatewayProcess,
+    alpn: Alpn,
+    (method, path): (&str, &str),
+    token: &str,
+    proofs: &[&str],
+) -> Reply {
+    s.client_a(alpn)
+        .send(gw.addr, dpop_request(alpn, method, path, token, proofs))
+        .await
+        .unwrap()
+}
+
+/// A configuration with `[dpop]` (extra `lines`) and one route `/` binding by `methods`.
+pub fn dpop_spec(methods: &str, lines: &[String]) -> ConfigSpec {
+    ConfigSpec {
+        tail: vec![format!(
+            "[dpop]\n{}\n\n[[route]]\nprefix = \"/\"\nbinding = {methods}\n",
+            lines.join("\n")
+        )],
+        ..ConfigSpec::default()
+    }
 }
