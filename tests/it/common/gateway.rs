@@ -1,10 +1,8 @@
 //! The real `bindgate` binary, spawned with a generated configuration.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long the gateway may take to load and bind.
@@ -48,15 +46,7 @@ impl GatewayProcess {
             .spawn()
             .map_err(|e| format!("cannot spawn bindgate: {e}"))?;
         let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = super::line_channel(stdout);
         let wants_admin = std::fs::read_to_string(config).unwrap().contains("[admin]");
         let deadline = Instant::now() + START_TIMEOUT;
         let (mut addr, mut admin) = (None, None);

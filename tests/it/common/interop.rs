@@ -3,12 +3,12 @@
 //! throwaway redis-server per test. `scripts/test-deps.sh` installs both; a
 //! missing one fails the test that needs it, it never skips it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 /// How long the Node.js client may take to start or to answer one request.
@@ -70,16 +70,7 @@ impl NodeDpopClient {
             .unwrap_or_else(|e| panic!("cannot spawn node for {}: {e}", dir.display()));
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().unwrap();
-        // A reader thread, so every wait for a line has a deadline.
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = super::line_channel(stdout);
         let mut client = NodeDpopClient {
             child,
             stdin,

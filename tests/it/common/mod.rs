@@ -166,3 +166,19 @@ pub fn metric(text: &str, sample: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
 }
+
+/// The lines of a child's output, read on a thread of their own, so that
+/// every wait for a line can have a deadline (`recv_timeout`).
+pub fn line_channel(output: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(output).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
