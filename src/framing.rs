@@ -30,13 +30,18 @@ pub struct FramingLog {
 impl FramingLog {
     /// The verdict for the next request served on this connection. `None`
     /// means the scanner gave up on this connection, which only happens on
-    /// input hyper rejects as well (oversized or unparsable heads).
+    /// input hyper rejects as well (oversized or unparsable heads). A log
+    /// that cannot be read (poisoned) says `Ambiguous`: verdicts pair with
+    /// requests by order, and without them no request may pass.
     pub fn next(&self) -> Option<Framing> {
-        self.verdicts.lock().ok()?.pop_front()
+        match crate::lock::lock(&self.verdicts) {
+            Some(mut verdicts) => verdicts.pop_front(),
+            None => Some(Framing::Ambiguous),
+        }
     }
 
     fn push(&self, framing: Framing) {
-        if let Ok(mut verdicts) = self.verdicts.lock() {
+        if let Some(mut verdicts) = crate::lock::lock(&self.verdicts) {
             verdicts.push_back(framing);
         }
     }
@@ -275,6 +280,17 @@ mod tests {
             scanner.feed(piece);
         }
         std::iter::from_fn(|| log.next()).collect()
+    }
+
+    #[test]
+    fn a_poisoned_log_fails_closed() {
+        let log = FramingLog::default();
+        log.push(Framing::Unambiguous);
+        let _ = std::panic::catch_unwind(|| {
+            let _guard = log.verdicts.lock().unwrap();
+            panic!("poison the log");
+        });
+        assert_eq!(log.next(), Some(Framing::Ambiguous));
     }
 
     fn all_chunkings(stream: &[u8]) -> Vec<Vec<Framing>> {

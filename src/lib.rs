@@ -19,6 +19,7 @@ pub mod framing;
 pub mod headers;
 pub mod identity;
 pub mod inbound;
+pub mod lock;
 pub mod metrics;
 pub mod park;
 pub mod pem;

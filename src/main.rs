@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use bindgate::config::{Config, EXIT_INVALID_CONFIG};
+use bindgate::config::{Config, EXIT_INVALID_CONFIG, format_duration};
 use bindgate::metrics::Metrics;
 use bindgate::runtime::{Live, ReloadTrigger};
 use bindgate::{KeysPolicy, Prepared};
@@ -351,35 +351,43 @@ fn check(path: PathBuf) -> ExitCode {
     let c = &prepared.config;
     println!("{}: ok", path.display());
     println!(
-        "  listen       {} (client_auth = {})",
+        "  listen       {} (client_auth = \"{}\")",
         c.server.listen, c.server.client_auth
     );
     if let Some(admin) = &c.admin {
         println!("  admin        {}", admin.listen);
     }
+    // Printed in the configuration's own words, so the output can be compared with gateway.toml.
     for route in prepared.gateway.routes.iter() {
+        let mut policy = format!("auth = \"{}\"", route.auth.name());
+        if route.auth == bindgate::config::AuthPolicy::Bound {
+            policy.push_str(&format!(
+                ", binding = {{ mode = \"{}\", methods = {} }}",
+                route.binding.name(),
+                route.methods.config_list()
+            ));
+        }
+        if !route.required_scopes.is_empty() {
+            let scopes: Vec<String> = route.required_scopes.iter().map(|s| format!("{s:?}")).collect();
+            policy.push_str(&format!(", required_scopes = [{}]", scopes.join(", ")));
+        }
         println!(
-            "  route        {} -> {} (auth = {:?}, binding = {:?} {}{})",
+            "  route        {} -> {} ({policy})",
             route.prefix,
-            route.upstream.base(),
-            route.auth,
-            route.binding,
-            route.methods.label(),
-            if route.required_scopes.is_empty() {
-                String::new()
-            } else {
-                format!(", scopes = {}", route.required_scopes.join(" "))
-            }
+            route.upstream.base()
         );
     }
     if prepared.gateway.routes.iter().any(|r| r.methods.dpop) {
         let d = &c.dpop;
+        let public_url = match &d.public_url {
+            Some(url) => format!("{url:?}"),
+            None => "(unset: https://<Host>)".to_string(),
+        };
         println!(
-            "  dpop         htu base {}, iat window {:?} (+{:?}), nonces {}, replay store {}",
-            d.public_url.as_deref().unwrap_or("https://<Host>"),
-            d.iat_window,
-            d.leeway,
-            if d.nonce.is_some() { "required" } else { "off" },
+            "  dpop         public_url = {public_url}, iat_window = \"{}\", leeway = \"{}\", require_nonce = {}, replay_store = {}",
+            format_duration(d.iat_window),
+            format_duration(d.leeway),
+            d.nonce.is_some(),
             prepared.gateway.dpop.replay_store().kind(),
         );
     }

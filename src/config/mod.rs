@@ -519,21 +519,57 @@ impl Validator<'_> {
     }
 }
 
-/// Parses `"250ms"`, `"10s"`, `"5m"`, `"1h"`: an integer and a unit, nothing else.
+/// The longest duration any key accepts. Every timer and deadline stays far
+/// from `Instant`/`Duration` overflow (a `timeout * 2` or `now + ttl` never
+/// panics), and no legitimate setting is anywhere near it.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Parses `"250ms"`, `"10s"`, `"5m"`, `"1h"`, `"30d"`: an integer and a unit,
+/// nothing else, at most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(digits_end);
     let value: u64 = number
         .parse()
         .map_err(|_| format!("{text:?} is not a duration like \"250ms\", \"10s\", \"5m\""))?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(value),
-        "s" => Duration::from_secs(value),
-        "m" => Duration::from_secs(value.saturating_mul(60)),
-        "h" => Duration::from_secs(value.saturating_mul(3600)),
-        _ => return Err(format!("{text:?}: unit must be ms, s, m or h")),
+    let millis_per_unit: u64 = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60 * 1000,
+        "h" => 3600 * 1000,
+        "d" => 24 * 3600 * 1000,
+        _ => return Err(format!("{text:?}: unit must be ms, s, m, h or d")),
     };
+    let too_long = || {
+        format!(
+            "{text:?} is longer than the longest duration accepted, {}",
+            format_duration(MAX_DURATION)
+        )
+    };
+    let millis = value.checked_mul(millis_per_unit).ok_or_else(too_long)?;
+    let duration = Duration::from_millis(millis);
+    if duration > MAX_DURATION {
+        return Err(too_long());
+    }
     Ok(duration)
+}
+
+/// A duration in the largest unit that states it exactly, as `gateway.toml`
+/// would write it: `"90s"`, `"5m"`, `"250ms"`.
+pub fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    let units = [
+        (24 * 3600 * 1000, "d"),
+        (3600 * 1000, "h"),
+        (60 * 1000, "m"),
+        (1000, "s"),
+    ];
+    for (size, unit) in units {
+        if millis >= size && millis.is_multiple_of(size) {
+            return format!("{}{unit}", millis / size);
+        }
+    }
+    format!("{millis}ms")
 }
 
 /// The smallest valid configuration, for tests of any section.

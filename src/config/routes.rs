@@ -14,6 +14,16 @@ pub enum AuthPolicy {
     None,
 }
 
+impl AuthPolicy {
+    /// The word `gateway.toml` uses for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthPolicy::Bound => "bound",
+            AuthPolicy::None => "none",
+        }
+    }
+}
+
 /// Whether a failed binding check stops the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -22,6 +32,16 @@ pub enum BindingMode {
     Enforce,
     /// They are forwarded, logged and counted: for rolling binding out without an outage.
     Report,
+}
+
+impl BindingMode {
+    /// The word `gateway.toml` uses for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BindingMode::Enforce => "enforce",
+            BindingMode::Report => "report",
+        }
+    }
 }
 
 /// The sender constraints a route accepts: a token bound by any of them
@@ -48,6 +68,15 @@ impl BindingMethods {
             (true, false) => "mtls",
             (false, false) => "none",
         }
+    }
+
+    /// The methods as `gateway.toml` lists them: `["mtls", "dpop"]`.
+    pub fn config_list(self) -> String {
+        let names: Vec<&str> = [(self.mtls, "\"mtls\""), (self.dpop, "\"dpop\"")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+        format!("[{}]", names.join(", "))
     }
 }
 

@@ -75,3 +75,41 @@ fn durations_need_a_unit() {
     assert!(parse_duration("s").is_err());
     assert!(parse_duration("-1s").is_err());
 }
+
+#[test]
+fn durations_are_bounded_and_never_overflow() {
+    assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 24 * 3600)));
+    assert_eq!(parse_duration("366d"), Ok(MAX_DURATION));
+    for text in [
+        "367d",
+        "8785h",
+        "18446744073709551615s",
+        "18446744073709551615d",
+        "99999999999999999999s",
+    ] {
+        let err = parse_duration(text).unwrap_err();
+        assert!(err.contains(text), "{err}");
+    }
+    let text = MINIMAL.to_string() + "\n[limits]\nidle_timeout = \"9999999999h\"\n";
+    let message = parse(&text).unwrap_err().to_string();
+    assert!(message.contains("limits.idle_timeout"), "{message}");
+    assert!(
+        message.contains("longer than the longest duration accepted, 366d"),
+        "{message}"
+    );
+}
+
+#[test]
+fn durations_are_printed_in_the_largest_exact_unit() {
+    for (millis, text) in [
+        (250, "250ms"),
+        (90_000, "90s"),
+        (300_000, "5m"),
+        (7_200_000, "2h"),
+        (0, "0ms"),
+    ] {
+        assert_eq!(format_duration(Duration::from_millis(millis)), text);
+        assert_eq!(parse_duration(text), Ok(Duration::from_millis(millis)));
+    }
+    assert_eq!(format_duration(MAX_DURATION), "366d");
+}

@@ -60,7 +60,7 @@ impl ReplayCache {
     /// Records `key` until `expires_at`; fails if it is already recorded and not yet expired.
     pub fn check_and_record(&self, key: ReplayKey, expires_at: u64, now: u64) -> Result<(), ReplayError> {
         let shard = &self.shards[usize::from(key[0]) % SHARDS];
-        let mut shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut shard = crate::lock::lock(shard).ok_or(ReplayError::Unavailable)?;
         shard.expire(now);
         if let Some(&expiry) = shard.seen.get(&key)
             && expiry > now
@@ -79,7 +79,7 @@ impl ReplayCache {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().map(|s| s.seen.len()).unwrap_or(0))
+            .map(|s| crate::lock::lock(s).map(|s| s.seen.len()).unwrap_or(0))
             .sum()
     }
 

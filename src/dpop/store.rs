@@ -109,12 +109,8 @@ impl RedisReplay {
         if let Some(connection) = slot.as_ref() {
             return Ok(connection.clone());
         }
-        let recently_failed = self
-            .last_failed_connect
-            .lock()
-            .ok()
-            .and_then(|last| *last)
-            .is_some_and(|at| at.elapsed() < RECONNECT_BACKOFF);
+        let last_failed = *crate::lock::lock(&self.last_failed_connect).ok_or(ReplayError::Unavailable)?;
+        let recently_failed = last_failed.is_some_and(|at| at.elapsed() < RECONNECT_BACKOFF);
         if recently_failed {
             return Err(ReplayError::Unavailable);
         }
@@ -124,7 +120,7 @@ impl RedisReplay {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(2));
         match tokio::time::timeout(
-            self.timeout * 2,
+            self.timeout.saturating_mul(2),
             ConnectionManager::new_with_config(self.client.clone(), config),
         )
         .await
@@ -147,7 +143,7 @@ impl RedisReplay {
     }
 
     fn connect_failed(&self) {
-        if let Ok(mut last) = self.last_failed_connect.lock() {
+        if let Some(mut last) = crate::lock::lock(&self.last_failed_connect) {
             *last = Some(Instant::now());
         }
     }

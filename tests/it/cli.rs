@@ -115,5 +115,17 @@ fn the_shipped_configuration_checks_out() {
     let manifest = env!("CARGO_MANIFEST_DIR");
     let (status, stdout, stderr) = run_cli(&["check", "--config", &format!("{manifest}/gateway.toml")]);
     assert!(status.success(), "{stderr}");
-    assert!(stdout.contains("127.0.0.1:8443"), "{stdout}");
+    assert!(
+        stdout.contains("127.0.0.1:8443 (client_auth = \"required\")"),
+        "{stdout}"
+    );
+    // In the configuration's own words, not the gateway's type names.
+    assert!(
+        stdout.contains(r#"(auth = "bound", binding = { mode = "enforce", methods = ["mtls", "dpop"] })"#),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r#"iat_window = "1m", leeway = "5s""#), "{stdout}");
+    for internal in ["Bound", "Enforce", "Required"] {
+        assert!(!stdout.contains(internal), "{internal} in {stdout}");
+    }
 }
