@@ -7,8 +7,12 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
+# Everything Cargo.toml names must be here, or cargo refuses the manifest:
+# the declared bench included. scripts/check-docker-context.sh (run by CI)
+# builds from exactly these COPY lines.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY benches ./benches
 RUN cargo build --release --locked --bin bindgate \
  && strip target/release/bindgate \
  && ./target/release/bindgate completions bash > /bindgate.bash \
