@@ -29,6 +29,7 @@ pub mod reject;
 pub mod reload;
 pub mod runtime;
 pub mod server;
+pub mod throttle;
 pub mod tls;
 pub mod token;
 pub mod upstream;
@@ -92,6 +93,11 @@ pub async fn prepare(
             settings: settings.clone(),
             keys,
         });
+    }
+    // Said at every start and reload, not per request: a Redis outage with
+    // `replay_store_failure = "open"` would otherwise flood the log.
+    for loosening in config.loosenings() {
+        tracing::warn!(setting = %loosening.setting, "{}", loosening.effect);
     }
     let routes = policy::RouteTable::build(&config)?;
     let dpop = dpop_verifier(&config, &metrics, previous)?;

@@ -17,9 +17,11 @@ use crate::token::Algorithm;
 use serde::Deserialize;
 
 mod dpop;
+mod loosened;
 mod routes;
 mod token;
 pub use dpop::{DpopSettings, NonceSettings, ReplaySettings, ReplayStoreSettings, StoreFailure};
+pub use loosened::Loosening;
 pub use routes::{AuthPolicy, BindingMethods, BindingMode, RouteSettings};
 pub use token::{JwksSource, RemoteJwksSettings, TokenSettings, TypPolicy};
 

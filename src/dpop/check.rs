@@ -14,6 +14,10 @@ use super::replay::{ReplayError, replay_key};
 use super::store::ReplayStore;
 use crate::config::{DpopSettings, StoreFailure};
 use crate::metrics::Metrics;
+use crate::throttle::Throttle;
+
+/// How often an ongoing replay store outage is logged; every request is counted.
+pub(crate) const OUTAGE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub const DPOP: HeaderName = HeaderName::from_static("dpop");
 pub const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
@@ -59,6 +63,8 @@ pub struct DpopVerifier {
     /// The `algs` attribute of DPoP challenges.
     algs: String,
     metrics: Arc<Metrics>,
+    /// Fail-open acceptances last as long as the outage: logged once in a while, counted always.
+    fail_open_log: Throttle,
 }
 
 impl DpopVerifier {
@@ -86,6 +92,7 @@ impl DpopVerifier {
                 .collect::<Vec<_>>()
                 .join(" "),
             metrics,
+            fail_open_log: Throttle::new(OUTAGE_LOG_INTERVAL),
         }
     }
 
@@ -170,7 +177,12 @@ impl DpopVerifier {
                 }
                 StoreFailure::Open => {
                     self.metrics.record_replay_store_failure(self.replay.kind(), "accepted");
-                    tracing::warn!("DPoP replay store unavailable; accepting the proof unrecorded (fail open)");
+                    if let Some(held_back) = self.fail_open_log.admit() {
+                        tracing::warn!(
+                            since_last_warning = held_back,
+                            "DPoP replay store unavailable; accepting proofs unrecorded (replay_store_failure = \"open\")"
+                        );
+                    }
                 }
             },
         }

@@ -8,6 +8,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::replay::{ReplayCache, ReplayError, ReplayKey};
 use crate::config::ReplayStoreSettings;
+use crate::throttle::Throttle;
 
 /// Keys in Redis: a prefix so the database can be shared, then the hex replay key.
 const REDIS_PREFIX: &str = "bindgate:dpop:jti:";
@@ -60,6 +61,8 @@ pub struct RedisReplay {
     timeout: Duration,
     connection: tokio::sync::Mutex<Option<ConnectionManager>>,
     last_failed_connect: Mutex<Option<Instant>>,
+    /// An outage fails every request the same way: logged once in a while.
+    failure_log: Throttle,
 }
 
 impl RedisReplay {
@@ -71,6 +74,7 @@ impl RedisReplay {
             timeout,
             connection: tokio::sync::Mutex::new(None),
             last_failed_connect: Mutex::new(None),
+            failure_log: Throttle::new(super::check::OUTAGE_LOG_INTERVAL),
         })
     }
 
@@ -84,19 +88,27 @@ impl RedisReplay {
             .arg("PX")
             .arg(ttl_ms)
             .to_owned();
-        let reply: Result<Option<String>, _> =
-            match tokio::time::timeout(self.timeout, command.query_async(&mut connection)).await {
-                Ok(reply) => reply,
-                Err(_) => {
-                    tracing::warn!(timeout = ?self.timeout, "DPoP replay store did not answer in time");
-                    return Err(ReplayError::Unavailable);
+        let reply: Result<Option<String>, _> = match tokio::time::timeout(
+            self.timeout,
+            command.query_async(&mut connection),
+        )
+        .await
+        {
+            Ok(reply) => reply,
+            Err(_) => {
+                if let Some(held_back) = self.failure_log.admit() {
+                    tracing::warn!(timeout = ?self.timeout, since_last_warning = held_back, "DPoP replay store did not answer in time");
                 }
-            };
+                return Err(ReplayError::Unavailable);
+            }
+        };
         match reply {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err(ReplayError::Replayed),
             Err(e) => {
-                tracing::warn!(error = %e, "DPoP replay store failed");
+                if let Some(held_back) = self.failure_log.admit() {
+                    tracing::warn!(error = %e, since_last_warning = held_back, "DPoP replay store failed");
+                }
                 Err(ReplayError::Unavailable)
             }
         }
@@ -130,12 +142,19 @@ impl RedisReplay {
                 Ok(connection)
             }
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot connect to the DPoP replay store");
+                if let Some(held_back) = self.failure_log.admit() {
+                    tracing::warn!(error = %e, since_last_warning = held_back, "cannot connect to the DPoP replay store");
+                }
                 self.connect_failed();
                 Err(ReplayError::Unavailable)
             }
             Err(_) => {
-                tracing::warn!("connecting to the DPoP replay store timed out");
+                if let Some(held_back) = self.failure_log.admit() {
+                    tracing::warn!(
+                        since_last_warning = held_back,
+                        "connecting to the DPoP replay store timed out"
+                    );
+                }
                 self.connect_failed();
                 Err(ReplayError::Unavailable)
             }

@@ -102,7 +102,9 @@ async fn redis_down_fails_closed_then_recovers() {
 }
 
 #[tokio::test]
-async fn redis_down_with_fail_open_accepts_and_counts() {
+async fn redis_down_with_fail_open_accepts_counts_and_warns_once_not_per_request() {
+    const LOOSENING: &str = "dpop.replay_store_failure = \"open\"";
+    const PER_OUTAGE: &str = "accepting proofs unrecorded";
     let mut redis = redis_server();
     let s = Setup::new().await;
     let gw = s
@@ -111,19 +113,37 @@ async fn redis_down_with_fail_open_accepts_and_counts() {
             &["replay_store_timeout = \"200ms\"", "replay_store_failure = \"open\""],
         ))
         .await;
+    // Said at start, naming the key, before any request needs it.
+    assert!(
+        eventually(Duration::from_secs(5), async || gw.log_count(LOOSENING) == 1).await,
+        "{}",
+        gw.stderr()
+    );
     redis.stop();
     let key = DpopKey::new();
     let token = dpop_token(&s, &key.jkt(), None);
-    let reply = send(&s, &gw, Alpn::Http1, &token, &key.proof("GET", "/r", &token)).await;
-    assert_eq!(reply.status, 200, "{}", gw.stderr());
+    const REQUESTS: usize = 5;
+    for _ in 0..REQUESTS {
+        let reply = send(&s, &gw, Alpn::Http1, &token, &key.proof("GET", "/r", &token)).await;
+        assert_eq!(reply.status, 200, "{}", gw.stderr());
+    }
     let (_, metrics) = admin_get(gw.admin.unwrap(), "/metrics").await;
     assert_eq!(
         metric(
             &metrics,
             "bindgate_dpop_replay_store_failures_total{store=\"redis\",outcome=\"accepted\"}"
         ),
-        Some(1.0),
+        Some(REQUESTS as f64),
         "{metrics}"
+    );
+    // Every request was counted; the outage was logged once, not per request.
+    assert_eq!(gw.log_count(PER_OUTAGE), 1, "{}", gw.stderr());
+
+    gw.signal("HUP");
+    assert!(
+        eventually(Duration::from_secs(10), async || gw.log_count(LOOSENING) == 2).await,
+        "a reload says it again: {}",
+        gw.stderr()
     );
 }
 
