@@ -24,6 +24,8 @@ pub enum RequestError {
     PathNotNormalized,
     #[error("request body could not be read")]
     BodyUnreadable(#[source] BoxError),
+    #[error(transparent)]
+    BodyTimedOut(#[from] crate::body_deadline::BodyTimedOut),
 }
 
 /// Checks Host and framing. Returns the authority the client addressed.
@@ -118,6 +120,8 @@ where
     let collected = Limited::new(incoming, limit).collect().await.map_err(|e| {
         if e.is::<http_body_util::LengthLimitError>() {
             FormScreenError::Request(RequestError::FormTooLarge { limit })
+        } else if crate::body_deadline::timed_out(e.as_ref()) {
+            FormScreenError::Request(crate::body_deadline::BodyTimedOut.into())
         } else {
             FormScreenError::Request(RequestError::BodyUnreadable(e))
         }

@@ -11,6 +11,7 @@ pub mod activity;
 pub mod admin;
 pub mod binding;
 pub mod body;
+pub mod body_deadline;
 pub mod client_io;
 pub mod config;
 pub mod dev;

@@ -15,6 +15,7 @@ use crate::access::{AccessRecord, CountedBody, LoggedBody};
 use crate::activity::RequestBody;
 use crate::binding::{self, Proofs, Scheme};
 use crate::body::{self, Body};
+use crate::body_deadline::{self, BodyDeadline};
 use crate::config::{AuthPolicy, BindingMethods, BindingMode};
 use crate::config::{ForwardSettings, Limits};
 use crate::dpop::check::{DPOP_NONCE, DpopError, DpopVerifier, RequestTarget};
@@ -27,6 +28,7 @@ use crate::policy::{self, Route, RouteTable};
 use crate::reject::{ChallengeContext, Rejection};
 use crate::token::extract::{self, CredentialError};
 use crate::token::{TokenValidator, VerifiedToken};
+use crate::upstream::UpstreamError;
 
 /// Everything the request path needs, shared by all connections.
 pub struct Gateway {
@@ -106,10 +108,13 @@ pub async fn handle(
                 dpop_algs: gateway.dpop.algs(),
                 presented: notes.scheme,
             });
-            if matches!(rejection, Rejection::Request(RequestError::AmbiguousFraming))
-                && version < http::Version::HTTP_2
+            if matches!(
+                rejection,
+                Rejection::Request(RequestError::AmbiguousFraming | RequestError::BodyTimedOut(_))
+            ) && version < http::Version::HTTP_2
             {
-                // RFC 9112 section 6.1: close after answering a message with ambiguous framing.
+                // RFC 9112 section 6.1: close after answering a message with ambiguous
+                // framing; and the rest of a body that came too slowly is not worth waiting for.
                 response
                     .headers_mut()
                     .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
@@ -177,6 +182,9 @@ async fn authorize_and_forward(
         verified,
         next_nonce,
     } = admit(gateway, conn, &mut req, notes).await?;
+    // From here on the body is read: by the form screen, then by the upstream.
+    let pace = gateway.limits.body_pace;
+    let req = req.map(|body| BodyDeadline::new(body, pace));
     let req = inbound::screen_form(req, gateway.limits.max_form_bytes)
         .await
         .map_err(|e| match e {
@@ -201,7 +209,13 @@ async fn authorize_and_forward(
     let upstream_time = upstream_started.elapsed();
     gateway.metrics.upstream_duration.observe(upstream_time);
     notes.upstream_us = Some(upstream_time.as_micros() as u64);
-    let response = response?;
+    let response = response.map_err(|e| match &e {
+        // The upstream request failed on the client's body: the client's fault, not the upstream's.
+        UpstreamError::Unavailable(cause) if body_deadline::timed_out(cause.as_ref()) => {
+            Rejection::Request(body_deadline::BodyTimedOut.into())
+        }
+        _ => Rejection::Upstream(e),
+    })?;
 
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);

@@ -133,6 +133,9 @@ impl Rejection {
                     verdict(StatusCode::PAYLOAD_TOO_LARGE, None, "invalid_request", "form_too_large")
                 }
                 RequestError::BodyUnreadable(_) => verdict(BAD_REQUEST, None, "invalid_request", "body_unreadable"),
+                RequestError::BodyTimedOut(_) => {
+                    verdict(StatusCode::REQUEST_TIMEOUT, None, "invalid_request", "body_timeout")
+                }
                 RequestError::PathNotNormalized => verdict(BAD_REQUEST, None, "invalid_request", "path_not_normalized"),
             },
             Rejection::Credential(e) => match e {

@@ -155,6 +155,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Memory for verified tokens, so a reused token is verified once; 0 disables.
     pub token_cache_bytes: usize,
+    /// How fast a request body must arrive: see [`crate::body_deadline`].
+    pub body_pace: crate::body_deadline::BodyPace,
 }
 
 impl Config {
@@ -298,6 +300,8 @@ struct RawLimits {
     shutdown_grace: Option<String>,
     idle_timeout: Option<String>,
     token_cache_bytes: Option<usize>,
+    body_read_timeout: Option<String>,
+    body_min_rate: Option<u64>,
 }
 
 // ---- validation: raw -> typed, one error per bad key ----
@@ -517,6 +521,24 @@ impl Validator<'_> {
             shutdown_grace: self.duration("limits.shutdown_grace", raw.shutdown_grace, Duration::from_secs(30))?,
             idle_timeout: self.duration("limits.idle_timeout", raw.idle_timeout, Duration::from_secs(60))?,
             token_cache_bytes: raw.token_cache_bytes.unwrap_or(16 * 1024 * 1024),
+            body_pace: self.body_pace(raw.body_read_timeout, raw.body_min_rate)?,
+        })
+    }
+
+    fn body_pace(
+        &self,
+        timeout: Option<String>,
+        min_rate: Option<u64>,
+    ) -> Result<crate::body_deadline::BodyPace, ConfigError> {
+        let timeout = self.duration("limits.body_read_timeout", timeout, Duration::from_secs(30))?;
+        if timeout < Duration::from_millis(100) {
+            return Err(self.invalid("limits.body_read_timeout", "must be at least 100ms"));
+        }
+        Ok(crate::body_deadline::BodyPace {
+            timeout,
+            // Apache mod_reqtimeout's MinRate is 500; slower than 1 KiB/s
+            // after the grace is a trickle, not an upload.
+            min_rate: min_rate.unwrap_or(1024),
         })
     }
 }

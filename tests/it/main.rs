@@ -13,5 +13,6 @@ mod keys;
 mod ops;
 mod requests;
 mod routes;
+mod slow_body;
 mod tls;
 mod tokens;

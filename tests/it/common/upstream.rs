@@ -2,7 +2,9 @@
 //!
 //! `/slow/<ms>` answers after a delay, `/big/<n>` answers `n` bytes of a
 //! deterministic pattern, `/stream/<ms>` sends a first chunk then the rest
-//! after a delay; every other path echoes the request body.
+//! after a delay, `/early` answers at once and reads the body afterwards
+//! (how it ended is in [`RecordingUpstream::early_bodies`]); every other path
+//! echoes the request body.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -50,7 +52,16 @@ impl Seen {
 pub struct RecordingUpstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    early: Arc<Mutex<Vec<EarlyBody>>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// How the body of an `/early` request ended, after its response was sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EarlyBody {
+    Complete(usize),
+    /// The gateway cut it off (its connection to us failed mid-body).
+    Aborted,
 }
 
 impl RecordingUpstream {
@@ -58,7 +69,11 @@ impl RecordingUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = seen.clone();
+        let early = Arc::new(Mutex::new(Vec::new()));
+        let record = Record {
+            seen: seen.clone(),
+            early: early.clone(),
+        };
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let record = record.clone();
@@ -70,7 +85,17 @@ impl RecordingUpstream {
                 });
             }
         });
-        RecordingUpstream { addr, seen, task }
+        RecordingUpstream {
+            addr,
+            seen,
+            early,
+            task,
+        }
+    }
+
+    /// How each `/early` request's body ended, once it has.
+    pub fn early_bodies(&self) -> Vec<EarlyBody> {
+        self.early.lock().unwrap().clone()
     }
 
     pub fn url(&self) -> String {
@@ -101,10 +126,33 @@ impl Drop for RecordingUpstream {
 
 type Body = BoxBody<Bytes, Infallible>;
 
-async fn handle(req: Request<Incoming>, record: Arc<Mutex<Vec<Seen>>>) -> Result<Response<Body>, Infallible> {
+#[derive(Clone)]
+struct Record {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    early: Arc<Mutex<Vec<EarlyBody>>>,
+}
+
+async fn handle(req: Request<Incoming>, record: Record) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
+    if parts.uri.path() == "/early" {
+        record.seen.lock().unwrap().push(Seen {
+            method: parts.method.to_string(),
+            target: parts.uri.to_string(),
+            headers: parts.headers.clone(),
+            body_len: 0,
+            body_sha256: Sha256::digest([]).into(),
+        });
+        tokio::spawn(async move {
+            let ended = match body.collect().await {
+                Ok(collected) => EarlyBody::Complete(collected.to_bytes().len()),
+                Err(_) => EarlyBody::Aborted,
+            };
+            record.early.lock().unwrap().push(ended);
+        });
+        return Ok(full("early"));
+    }
     let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-    record.lock().unwrap().push(Seen {
+    record.seen.lock().unwrap().push(Seen {
         method: parts.method.to_string(),
         target: parts.uri.to_string(),
         headers: parts.headers.clone(),
