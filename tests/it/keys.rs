@@ -126,8 +126,19 @@ async fn the_last_good_keys_stay_when_the_issuer_fails_or_sends_garbage() {
     assert!(eventually(Duration::from_secs(10), async || server.fetches() >= before + 2).await);
     assert_eq!(status(&s, &gw, &token).await.0, 200, "keys were replaced by garbage");
 
+    let admin = gw.admin.unwrap();
+    let failures = async || {
+        let metrics = admin_get(admin, "/metrics").await.1;
+        metric(
+            &metrics,
+            &format!("bindgate_jwks_fetches_total{{issuer=\"{ISS}\",result=\"error\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let failed_before = failures().await;
     server.stop();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Until the gateway has tried the vanished issuer and failed.
+    assert!(eventually(Duration::from_secs(10), async || failures().await > failed_before).await);
     assert_eq!(
         status(&s, &gw, &token).await.0,
         200,
