@@ -305,7 +305,7 @@ impl Metrics {
 }
 
 fn rows<K: Clone + Ord>(counters: &Counters<K>, labels: impl Fn(&K) -> String) -> Vec<(String, u64)> {
-    let Ok(map) = counters.read() else { return Vec::new() };
+    let Some(map) = crate::lock::read(counters) else { return Vec::new() };
     let mut entries: Vec<(K, u64)> = map
         .iter()
         .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
@@ -323,13 +323,13 @@ fn family(out: &mut String, name: &str, help: &str, rows: Vec<(String, u64)>) {
 
 /// Bumps a labelled counter: a shared read lock when it exists, a write lock the first time.
 fn increment<K: std::hash::Hash + Eq>(map: &Counters<K>, key: K) {
-    if let Ok(read) = map.read()
+    if let Some(read) = crate::lock::read(map)
         && let Some(counter) = read.get(&key)
     {
         counter.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    if let Ok(mut write) = map.write() {
+    if let Some(mut write) = crate::lock::write(map) {
         write.entry(key).or_default().fetch_add(1, Ordering::Relaxed);
     }
 }
