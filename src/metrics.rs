@@ -305,7 +305,9 @@ impl Metrics {
 }
 
 fn rows<K: Clone + Ord>(counters: &Counters<K>, labels: impl Fn(&K) -> String) -> Vec<(String, u64)> {
-    let Some(map) = crate::lock::read(counters) else { return Vec::new() };
+    let Some(map) = crate::lock::read(counters) else {
+        return Vec::new();
+    };
     let mut entries: Vec<(K, u64)> = map
         .iter()
         .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))

@@ -403,7 +403,8 @@ async fn a_reload_forgets_neither_used_proofs_nor_nonces() {
 
     w.gw.signal("HUP");
     assert!(
-        w.gw.wait_for_log("configuration reloaded", std::time::Duration::from_secs(10)),
+        w.gw.wait_for_log("configuration reloaded", std::time::Duration::from_secs(10))
+            .await,
         "{}",
         w.gw.stderr()
     );

@@ -191,7 +191,10 @@ async fn client_ca_rotation_under_load_and_no_resumption_across_reloads() {
     assert_eq!(first.status, 200);
     let reloads_before = gw.log_count("configuration reloaded");
     write_atomically(&bundle, new_ca.cert_pem.as_bytes());
-    assert!(gw.wait_for_log_count("configuration reloaded", reloads_before + 1, Duration::from_secs(10)));
+    assert!(
+        gw.wait_for_log_count("configuration reloaded", reloads_before + 1, Duration::from_secs(10))
+            .await
+    );
     let again = veteran.send(gw.addr, get(Alpn::Http1, "/", Some(&s.token_a()))).await;
     assert!(
         again.is_err(),
@@ -215,7 +218,7 @@ async fn a_broken_file_is_rejected_and_the_running_configuration_stays() {
     let gw = s.gateway().await;
     std::fs::write(&s.jwks, "{ not json").unwrap();
     assert!(
-        gw.wait_for_log("reload failed", Duration::from_secs(10)),
+        gw.wait_for_log("reload failed", Duration::from_secs(10)).await,
         "{}",
         gw.stderr()
     );
@@ -266,7 +269,7 @@ async fn sighup_reloads_the_configuration() {
     assert_eq!(anonymous().await, 401, "reloaded without a signal");
     gw.signal("HUP");
     assert!(
-        gw.wait_for_log("configuration reloaded", Duration::from_secs(10)),
+        gw.wait_for_log("configuration reloaded", Duration::from_secs(10)).await,
         "{}",
         gw.stderr()
     );
@@ -307,7 +310,10 @@ async fn a_revoked_client_certificate_fails_the_handshake_even_when_resuming() {
             pki::serial_of(&s.pki.client_a.leaf_der),
         ],
     );
-    assert!(gw.wait_for_log_count("configuration reloaded", reloads_before + 1, Duration::from_secs(10)));
+    assert!(
+        gw.wait_for_log_count("configuration reloaded", reloads_before + 1, Duration::from_secs(10))
+            .await
+    );
     assert!(
         a.send(gw.addr, get(Alpn::Http1, "/", Some(&s.token_a())))
             .await
@@ -393,7 +399,7 @@ async fn sigterm_drains_an_in_flight_streaming_request_then_exits_zero() {
     assert_eq!(response.status(), 200);
     // The head and first chunk are here; the rest is 1.5 s away. Now drain.
     gw.signal("TERM");
-    assert!(gw.wait_for_log("draining", Duration::from_secs(5)));
+    assert!(gw.wait_for_log("draining", Duration::from_secs(5)).await);
     // New connections are refused while draining.
     let late = s
         .client_a(Alpn::Http1)
@@ -403,9 +409,9 @@ async fn sigterm_drains_an_in_flight_streaming_request_then_exits_zero() {
     use http_body_util::BodyExt;
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body.as_ref(), b"first-second", "the in-flight response was cut");
-    let status = tokio::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(10)))
+    let status = gw
+        .wait_exit(Duration::from_secs(10))
         .await
-        .unwrap()
         .expect("bindgate did not exit after draining");
     assert!(status.success(), "{status:?}");
 }

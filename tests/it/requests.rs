@@ -260,7 +260,8 @@ async fn the_access_log_counts_bytes_and_never_contains_a_token() {
         .unwrap();
     assert_eq!(reply.status, 400);
     assert!(
-        gw.wait_for_log("bytes_in=1000 bytes_out=1000 completed=true", Duration::from_secs(5)),
+        gw.wait_for_log("bytes_in=1000 bytes_out=1000 completed=true", Duration::from_secs(5))
+            .await,
         "{}",
         gw.stderr()
     );

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 /// How long the gateway may take to load and bind.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often the bounded waits look again.
+const POLL: Duration = Duration::from_millis(20);
+
 pub struct GatewayProcess {
     child: Child,
     pub addr: SocketAddr,
@@ -98,40 +101,28 @@ impl GatewayProcess {
         assert!(status.success());
     }
 
-    /// Waits (bounded) for the process to exit.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    /// Waits (bounded) for the process to exit, polling without blocking the runtime.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
+        loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return Some(status);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(POLL).await;
         }
-        None
     }
 
     /// Polls until stderr contains `needle` (bounded).
-    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.stderr().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+    pub async fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        self.wait_for_log_count(needle, 1, timeout).await
     }
 
     /// Polls until stderr contains `needle` at least `count` times (bounded).
-    pub fn wait_for_log_count(&self, needle: &str, count: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.log_count(needle) >= count {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+    pub async fn wait_for_log_count(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        super::eventually(timeout, async || self.log_count(needle) >= count).await
     }
 
     /// Counts occurrences of `needle` in stderr.
