@@ -164,6 +164,7 @@ impl Rejection {
                 TokenError::WrongAudience => "wrong_audience",
                 TokenError::Expired => "token_expired",
                 TokenError::NotYetValid => "token_not_yet_valid",
+                TokenError::LifetimeExceeded { .. } => "token_lifetime_exceeded",
             }),
             Rejection::Binding(e) => invalid_token(match e {
                 BindingError::CnfMissing => "cnf_missing",

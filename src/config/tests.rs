@@ -75,3 +75,27 @@ fn durations_need_a_unit() {
     assert!(parse_duration("s").is_err());
     assert!(parse_duration("-1s").is_err());
 }
+
+#[test]
+fn token_max_lifetime_is_optional_and_must_be_positive() {
+    assert_eq!(parse(MINIMAL).unwrap().issuers[0].max_lifetime, None);
+    let with = |value: &str| {
+        MINIMAL.replace(
+            "jwks = \"certs/jwks.json\"",
+            &format!("jwks = \"certs/jwks.json\"\nmax_lifetime = {value:?}"),
+        )
+    };
+    assert_eq!(
+        parse(&with("1h")).unwrap().issuers[0].max_lifetime,
+        Some(Duration::from_secs(3600))
+    );
+    for bad in ["0s", "forever"] {
+        assert!(
+            matches!(
+                parse(&with(bad)).unwrap_err(),
+                ConfigError::InvalidValue { key, .. } if key == "token.max_lifetime"
+            ),
+            "{bad}"
+        );
+    }
+}

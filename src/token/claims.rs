@@ -87,9 +87,32 @@ pub struct Confirmation {
 }
 
 /// Seconds since the epoch; fractional values are valid (RFC 7519 section 2),
-/// anything but a JSON number is not.
+/// anything but a JSON number is not. So is a number outside
+/// [`NumericDate::MIN`]..=[`NumericDate::MAX`]: a date before 1970 or after
+/// the year 9999 is no issuer's intent, and `2^64` or `1e300` read as a
+/// float would otherwise make an `exp` that never arrives.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
 pub struct NumericDate(pub f64);
+
+impl NumericDate {
+    /// 1970-01-01T00:00:00Z.
+    pub const MIN: f64 = 0.0;
+    /// 9999-12-31T23:59:59Z.
+    pub const MAX: f64 = 253_402_300_799.0;
+
+    fn checked<E: de::Error>(seconds: f64) -> Result<NumericDate, E> {
+        if !seconds.is_finite() {
+            return Err(E::custom("NumericDate must be finite"));
+        }
+        if !(Self::MIN..=Self::MAX).contains(&seconds) {
+            return Err(E::custom(format_args!(
+                "NumericDate {seconds} is outside 1970-01-01..=9999-12-31"
+            )));
+        }
+        // `-0` is in range; store `0` so that rendering it never shows a sign.
+        Ok(NumericDate(seconds + 0.0))
+    }
+}
 
 impl fmt::Display for NumericDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -110,17 +133,14 @@ impl<'de> Deserialize<'de> for NumericDate {
                 f.write_str("a NumericDate (a JSON number of seconds)")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
-                Ok(NumericDate(v as f64))
+                // Anything a u64 holds beyond MAX is refused; below 2^53 the conversion is exact.
+                NumericDate::checked(v.min(1 << 53) as f64)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
-                Ok(NumericDate(v as f64))
+                NumericDate::checked(v.clamp(-(1 << 53), 1 << 53) as f64)
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
-                if v.is_finite() {
-                    Ok(NumericDate(v))
-                } else {
-                    Err(E::custom("NumericDate must be finite"))
-                }
+                NumericDate::checked(v)
             }
         }
         deserializer.deserialize_any(NumberOnly)
@@ -182,5 +202,37 @@ mod tests {
         assert_eq!(c.render("client_id").as_deref(), Some("c1"));
         assert_eq!(c.render("exp").as_deref(), Some("1"));
         assert_eq!(c.render("missing"), None);
+    }
+
+    #[test]
+    fn numeric_dates_outside_1970_to_9999_are_refused() {
+        let exp = |v: &str| parse(&format!(r#"{{"iss":"i","aud":"a","exp":{v}}}"#)).map(|c| c.exp);
+        for bad in [
+            "18446744073709551616",
+            "18446744073709551615",
+            "9223372036854775808",
+            "1e400",
+            "-1e400",
+            "1e300",
+            "-1",
+            "-0.5",
+            "-9223372036854775808",
+            "253402300800",
+            "253402300799.5",
+        ] {
+            assert!(exp(bad).is_err(), "{bad} accepted");
+        }
+        assert_eq!(exp("0").unwrap(), NumericDate(0.0));
+        let minus_zero = exp("-0").unwrap();
+        assert_eq!(minus_zero, NumericDate(0.0));
+        assert!(minus_zero.0.is_sign_positive());
+        assert_eq!(exp("-0.0").unwrap().to_string(), "0");
+        assert_eq!(exp("253402300799").unwrap(), NumericDate(NumericDate::MAX));
+        assert_eq!(exp("1700000000.25").unwrap(), NumericDate(1_700_000_000.25));
+        assert_eq!(exp("1.7e9").unwrap(), NumericDate(1_700_000_000.0));
+        let nbf = parse(r#"{"iss":"i","aud":"a","exp":1,"nbf":18446744073709551616}"#);
+        assert!(nbf.is_err());
+        let iat = parse(r#"{"iss":"i","aud":"a","exp":1,"iat":-5}"#);
+        assert!(iat.is_err());
     }
 }
