@@ -204,7 +204,7 @@ fn header_rewrite(bencher: divan::Bencher) {
     bencher
         .with_inputs(|| template.clone())
         .bench_local_values(|mut headers| {
-            headers::rewrite_request(&mut headers, &ctx, &f.cached.gateway.forward);
+            headers::rewrite_request(&mut headers, &ctx, &f.cached.gateway.forward).unwrap();
             headers
         });
 }
@@ -246,5 +246,5 @@ fn admit_and_rewrite(prepared: &Prepared, f: &Fixture, req: &mut Request<()>) {
         identity: f.conn.identity.as_ref(),
         claims: admitted.verified.as_ref().map(|v| &v.claims),
     };
-    headers::rewrite_request(req.headers_mut(), &ctx, &gateway.forward);
+    headers::rewrite_request(req.headers_mut(), &ctx, &gateway.forward).unwrap();
 }

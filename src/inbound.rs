@@ -24,6 +24,8 @@ pub enum RequestError {
     PathNotNormalized,
     #[error("request body could not be read")]
     BodyUnreadable(#[source] BoxError),
+    #[error("request has a header whose name holds an underscore")]
+    UnderscoreInHeaderName,
 }
 
 /// Checks Host and framing. Returns the authority the client addressed.

@@ -134,6 +134,9 @@ impl Rejection {
                 }
                 RequestError::BodyUnreadable(_) => verdict(BAD_REQUEST, None, "invalid_request", "body_unreadable"),
                 RequestError::PathNotNormalized => verdict(BAD_REQUEST, None, "invalid_request", "path_not_normalized"),
+                RequestError::UnderscoreInHeaderName => {
+                    verdict(BAD_REQUEST, None, "invalid_request", "header_name_underscore")
+                }
             },
             Rejection::Credential(e) => match e {
                 CredentialError::Missing => verdict(UNAUTHORIZED, Bare, "unauthorized", "token_missing"),

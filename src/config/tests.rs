@@ -99,3 +99,27 @@ fn token_max_lifetime_is_optional_and_must_be_positive() {
         );
     }
 }
+
+#[test]
+fn headers_with_underscores_defaults_to_drop_and_names_its_key_when_wrong() {
+    assert_eq!(
+        parse(MINIMAL).unwrap().forward.headers_with_underscores,
+        UnderscoreHeaders::Drop
+    );
+    for (text, mode) in [
+        ("allow", UnderscoreHeaders::Allow),
+        ("drop", UnderscoreHeaders::Drop),
+        ("reject", UnderscoreHeaders::Reject),
+    ] {
+        let config = parse(&format!(
+            "{MINIMAL}\n[forward]\nheaders_with_underscores = \"{text}\"\n"
+        ))
+        .unwrap();
+        assert_eq!(config.forward.headers_with_underscores, mode);
+    }
+    let message = parse(&format!("{MINIMAL}\n[forward]\nheaders_with_underscores = \"strip\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(message.starts_with("/etc/bindgate/gateway.toml:"), "{message}");
+    assert!(message.contains("headers_with_underscores"), "{message}");
+}

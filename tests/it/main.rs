@@ -15,3 +15,4 @@ mod requests;
 mod routes;
 mod tls;
 mod tokens;
+mod underscores;
