@@ -21,14 +21,21 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 
 use super::VerifiedToken;
+use super::claims;
 
 /// Shards keep lock contention low on many-core machines; 16 is plenty for the
 /// sizes of box a sidecar runs on. A hit holds its shard's lock for one
 /// lookup, one bit and an `Arc` clone: no allocation.
 const SHARDS: usize = 16;
 
-/// A rough per-entry cost beyond the payload: map slot, digest, Arc, claim structs.
-const ENTRY_OVERHEAD: usize = 160;
+/// What every entry costs besides its claims' heap: the `Arc` allocation
+/// holding the verified token, its slot, and its index entry (digest, slot
+/// number and a control byte). Slots and index grow by doubling, so each is
+/// charged twice: the most they take per entry just after growing.
+const ENTRY_FIXED: usize = claims::allocation(2 * size_of::<usize>() + size_of::<VerifiedToken>())
+    + 2 * size_of::<Option<Slot>>()
+    + 2 * (size_of::<(TokenDigest, usize)>() + 1)
+    + size_of::<usize>();
 
 pub type TokenDigest = [u8; 32];
 
@@ -44,17 +51,21 @@ pub struct CachedToken {
     pub issuer: usize,
     /// The issuer's key-set generation at verification time.
     pub generation: u64,
-    /// What this entry counts against the byte budget.
+    /// What this entry counts against the byte budget. The token's text is
+    /// not kept (entries are keyed by its digest), so its length is not charged.
     cost: usize,
 }
 
 impl CachedToken {
-    pub fn new(token: Arc<VerifiedToken>, issuer: usize, generation: u64, token_len: usize) -> CachedToken {
+    /// An entry for `token`, charged what it holds: measured per entry by
+    /// the integration test `token_cache_memory`, within 1.2x of the charge.
+    pub fn new(token: Arc<VerifiedToken>, issuer: usize, generation: u64) -> CachedToken {
+        let cost = ENTRY_FIXED + token.claims.heap_bytes();
         CachedToken {
             token,
             issuer,
             generation,
-            cost: token_len + ENTRY_OVERHEAD,
+            cost,
         }
     }
 }
@@ -312,9 +323,9 @@ mod tests {
     fn a_token_is_admitted_on_its_second_verification() {
         let cache = TokenCache::new(1 << 20);
         let key = digest("a.b.c");
-        cache.insert(key, CachedToken::new(verified(), 0, 7, 5), 1, |_| false);
+        cache.insert(key, CachedToken::new(verified(), 0, 7), 1, |_| false);
         assert!(cache.get(&key).is_none(), "admitted on first sight");
-        cache.insert(key, CachedToken::new(verified(), 0, 7, 5), 1, |_| false);
+        cache.insert(key, CachedToken::new(verified(), 0, 7), 1, |_| false);
         assert!(cache.get(&key).is_some());
     }
 
@@ -322,9 +333,9 @@ mod tests {
     fn a_flood_of_single_use_tokens_barely_touches_the_cache() {
         let cache = TokenCache::new(1 << 20);
         let reused = digest("reused");
-        insert_admitted(&cache, reused, CachedToken::new(verified(), 0, 0, 100), 1, |_| false);
+        insert_admitted(&cache, reused, CachedToken::new(verified(), 0, 0), 1, |_| false);
         for i in 0..2000 {
-            let entry = CachedToken::new(verified(), 0, 0, 100);
+            let entry = CachedToken::new(verified(), 0, 0);
             cache.insert(digest(&i.to_string()), entry, 1, |_| false);
         }
         assert!(cache.get(&reused).is_some());
@@ -349,7 +360,7 @@ mod tests {
         let cache = TokenCache::new(1 << 20);
         let key = digest("a.b.c");
         assert!(cache.get(&key).is_none());
-        insert_admitted(&cache, key, CachedToken::new(verified(), 0, 7, 5), 1, |_| false);
+        insert_admitted(&cache, key, CachedToken::new(verified(), 0, 7), 1, |_| false);
         let hit = cache.get(&key).unwrap();
         assert_eq!((hit.issuer, hit.generation), (0, 7));
         cache.remove(&key);
@@ -358,13 +369,13 @@ mod tests {
 
     #[test]
     fn the_byte_budget_bounds_the_entries() {
-        let budget = SHARDS * 4 * (100 + ENTRY_OVERHEAD);
+        let budget = SHARDS * 4 * CachedToken::new(verified(), 0, 0).cost;
         let cache = TokenCache::new(budget);
         for i in 0..1000 {
             insert_admitted(
                 &cache,
                 digest(&i.to_string()),
-                CachedToken::new(verified(), 0, 0, 100),
+                CachedToken::new(verified(), 0, 0),
                 1,
                 |_| false,
             );
@@ -379,12 +390,12 @@ mod tests {
 
     #[test]
     fn stale_entries_are_evicted_before_live_ones() {
-        let cache = TokenCache::new(SHARDS * 2 * (100 + ENTRY_OVERHEAD));
+        let cache = TokenCache::new(SHARDS * 2 * CachedToken::new(verified(), 0, 0).cost);
         let live = digest("live");
-        insert_admitted(&cache, live, CachedToken::new(verified(), 0, 1, 100), 1, |_| false);
+        insert_admitted(&cache, live, CachedToken::new(verified(), 0, 1), 1, |_| false);
         for i in 0..200u64 {
             // A new second for every insert, so every full shard gets its sweep.
-            let entry = CachedToken::new(verified(), 0, 0, 100);
+            let entry = CachedToken::new(verified(), 0, 0);
             insert_admitted(&cache, digest(&i.to_string()), entry, 2 + i, |e| e.generation == 0);
         }
         assert!(cache.get(&live).is_some());
@@ -394,7 +405,7 @@ mod tests {
     fn a_zero_budget_disables_the_cache() {
         let cache = TokenCache::new(0);
         assert!(!cache.enabled());
-        insert_admitted(&cache, digest("t"), CachedToken::new(verified(), 0, 0, 1), 1, |_| false);
+        insert_admitted(&cache, digest("t"), CachedToken::new(verified(), 0, 0), 1, |_| false);
         assert!(cache.get(&digest("t")).is_none());
     }
 
@@ -405,13 +416,13 @@ mod tests {
         if cache.get(&key).is_some() {
             return true;
         }
-        cache.insert(key, CachedToken::new(verified(), 0, 0, 100), 1, |_| false);
+        cache.insert(key, CachedToken::new(verified(), 0, 0), 1, |_| false);
         false
     }
 
     /// A cache holding about `entries` test entries.
     fn cache_of(entries: usize) -> TokenCache {
-        let one = CachedToken::new(verified(), 0, 0, 100).cost;
+        let one = CachedToken::new(verified(), 0, 0).cost;
         TokenCache::new(entries * one)
     }
 

@@ -51,6 +51,68 @@ impl Claims {
     }
 }
 
+impl Claims {
+    /// The heap these claims hold, as the allocator reserves it (see
+    /// [`allocation`]): what caching them costs beyond the struct itself.
+    /// The extra claims' map is the bulk of it: a B-tree node for even one
+    /// claim is 11 key and value slots.
+    pub fn heap_bytes(&self) -> usize {
+        let text = |s: &String| allocation(s.capacity());
+        let maybe = |s: &Option<String>| s.as_ref().map_or(0, text);
+        let audience = match &self.aud {
+            Audience::One(a) => text(a),
+            Audience::Many(list) => {
+                allocation(list.capacity() * size_of::<String>()) + list.iter().map(text).sum::<usize>()
+            }
+        };
+        let cnf = self.cnf.as_ref().map_or(0, |c| maybe(&c.x5t_s256) + maybe(&c.jkt));
+        text(&self.iss) + maybe(&self.sub) + audience + maybe(&self.scope) + cnf + map_bytes(&self.other)
+    }
+}
+
+/// What an allocation of `requested` bytes takes from glibc's malloc: an
+/// 8-byte header, rounded up to 16, at least 32 (none for 0: no allocation).
+pub const fn allocation(requested: usize) -> usize {
+    let chunk = (requested + 8).next_multiple_of(16);
+    match requested {
+        0 => 0,
+        _ if chunk < 32 => 32,
+        _ => chunk,
+    }
+}
+
+fn map_bytes(map: &serde_json::Map<String, serde_json::Value>) -> usize {
+    use serde_json::Value;
+    // std's B-tree: nodes of up to 11 entries (half full at worst after
+    // splits, ~70% on average); internal nodes add 12 child pointers.
+    const SLOTS: usize = 11;
+    let leaf = allocation(16 + SLOTS * (size_of::<String>() + size_of::<Value>()));
+    let internal = leaf + 12 * size_of::<usize>();
+    let leaves = match map.len() {
+        0 => 0,
+        n if n <= SLOTS => 1,
+        n => n.div_ceil(7),
+    };
+    let internals = if leaves > 1 { leaves.div_ceil(7) } else { 0 };
+    let entries: usize = map
+        .iter()
+        .map(|(key, value)| allocation(key.capacity()) + value_bytes(value))
+        .sum();
+    leaves * leaf + internals * internal + entries
+}
+
+fn value_bytes(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::String(s) => allocation(s.capacity()),
+        Value::Array(list) => {
+            allocation(list.capacity() * size_of::<Value>()) + list.iter().map(value_bytes).sum::<usize>()
+        }
+        Value::Object(map) => map_bytes(map),
+    }
+}
+
 /// `aud`: one string or an array of strings (RFC 7519 section 4.1.3).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]

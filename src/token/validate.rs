@@ -138,7 +138,7 @@ impl TokenValidator {
         let (index, issuer) = self.issuer_for(&jws)?;
         let generation = issuer.keys.generation();
         let verified = Arc::new(issuer.validate(jws, now)?);
-        let entry = CachedToken::new(verified.clone(), index, generation, token.len());
+        let entry = CachedToken::new(verified.clone(), index, generation);
         self.cache.insert(digest, entry, now as u64, |e| self.is_stale(e, now));
         Ok(verified)
     }

@@ -5,6 +5,7 @@
 mod common;
 
 mod binding;
+mod cache_memory;
 mod cli;
 mod dpop;
 mod dpop_shared;
