@@ -1,12 +1,18 @@
 //! Header rewriting between client and upstream: hop-by-hop headers go,
 //! spoofable identity headers are always replaced by what the gateway itself
-//! established, never passed through.
+//! established, never passed through, in any spelling an upstream might read
+//! as theirs (`x_auth_subject` is `HTTP_X_AUTH_SUBJECT` in CGI, as is
+//! `x-auth-subject`).
+
+use std::cell::Cell;
 
 use http::header::{AUTHORIZATION, CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::config::ForwardSettings;
+use crate::config::{ForwardSettings, UnderscoreHeaders};
+use crate::dpop::check::DPOP;
 use crate::identity::ClientIdentity;
+use crate::inbound::RequestError;
 use crate::token::Claims;
 
 pub const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
@@ -87,13 +93,27 @@ pub struct ForwardContext<'a> {
 }
 
 /// Rewrites inbound request headers into the ones the upstream receives.
-pub fn rewrite_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>, settings: &ForwardSettings) {
+/// Fails only when `headers_with_underscores = "reject"` and a name holds `_`.
+pub fn rewrite_request(
+    headers: &mut HeaderMap,
+    ctx: &ForwardContext<'_>,
+    settings: &ForwardSettings,
+) -> Result<(), RequestError> {
+    let underscored = Cell::new(false);
     strip_hop_by_hop_and(headers, |name| {
         FORWARDING.contains(name)
             || settings.claim_headers.iter().any(|(claim_header, _)| claim_header == name)
             // The DPoP proof is part of the same credential, and means nothing without it.
-            || (settings.strip_authorization && (name == AUTHORIZATION || name == crate::dpop::check::DPOP))
+            || (settings.strip_authorization && (name == AUTHORIZATION || name == DPOP))
+            // One byte scan per name: the common request has no `_` at all.
+            || (name.as_str().as_bytes().contains(&b'_') && {
+                underscored.set(true);
+                underscore_name_goes(name.as_str(), settings)
+            })
     });
+    if underscored.get() && settings.headers_with_underscores == UnderscoreHeaders::Reject {
+        return Err(RequestError::UnderscoreInHeaderName);
+    }
 
     if let Ok(host) = HeaderValue::from_str(ctx.authority) {
         // h2 clients send :authority, not Host; HTTP/1.1 upstreams need Host.
@@ -114,6 +134,32 @@ pub fn rewrite_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>, settin
             }
         }
     }
+    Ok(())
+}
+
+/// Whether a header name holding `_` is removed: always when, `_` read as
+/// `-`, it names a header the gateway sets, strips or relies on; otherwise
+/// as `headers_with_underscores` says.
+fn underscore_name_goes(name: &str, settings: &ForwardSettings) -> bool {
+    let spells = |protected: &HeaderName| same_but_underscores(name, protected.as_str());
+    let protected = FORWARDING.iter().any(spells)
+        || HOP_BY_HOP.iter().any(spells)
+        || [HOST, AUTHORIZATION, DPOP].iter().any(spells)
+        || settings
+            .claim_headers
+            .iter()
+            .any(|(claim_header, _)| spells(claim_header));
+    protected || settings.headers_with_underscores != UnderscoreHeaders::Allow
+}
+
+/// `name` equals `protected` with some of its `-` written as `_`. Both are
+/// lowercase, as every `HeaderName` is.
+fn same_but_underscores(name: &str, protected: &str) -> bool {
+    name.len() == protected.len()
+        && name
+            .bytes()
+            .zip(protected.bytes())
+            .all(|(n, p)| n == p || (n == b'_' && p == b'-'))
 }
 
 #[cfg(test)]
@@ -124,6 +170,7 @@ mod tests {
         ForwardSettings {
             strip_authorization: false,
             claim_headers: vec![(HeaderName::from_static("x-auth-subject"), "sub".to_string())],
+            headers_with_underscores: UnderscoreHeaders::Drop,
         }
     }
 
@@ -173,7 +220,7 @@ mod tests {
             ("x-forwarded-for", "1.1.1.1"),
             ("x-forwarded-proto", "http"),
         ]);
-        rewrite_request(&mut h, &ctx(Some(&claims)), &settings());
+        rewrite_request(&mut h, &ctx(Some(&claims)), &settings()).unwrap();
         assert!(h.get("x-forwarded-client-cert").is_none());
         assert_eq!(h.get_all("x-auth-subject").iter().collect::<Vec<_>>(), vec!["alice"]);
         assert_eq!(h["x-forwarded-for"], "10.1.2.3");
@@ -185,7 +232,7 @@ mod tests {
     fn claim_header_is_removed_even_when_claim_is_absent() {
         let claims: Claims = serde_json::from_str(r#"{"iss":"i","aud":"a","exp":1}"#).unwrap();
         let mut h = inbound(&[("x-auth-subject", "root")]);
-        rewrite_request(&mut h, &ctx(Some(&claims)), &settings());
+        rewrite_request(&mut h, &ctx(Some(&claims)), &settings()).unwrap();
         assert!(h.get("x-auth-subject").is_none());
         assert_eq!(h["host"], "api.example");
     }
@@ -193,11 +240,53 @@ mod tests {
     #[test]
     fn authorization_is_forwarded_unless_stripping_is_configured() {
         let mut h = inbound(&[("authorization", "Bearer t")]);
-        rewrite_request(&mut h, &ctx(None), &settings());
+        rewrite_request(&mut h, &ctx(None), &settings()).unwrap();
         assert_eq!(h["authorization"], "Bearer t");
         let mut strip = settings();
         strip.strip_authorization = true;
-        rewrite_request(&mut h, &ctx(None), &strip);
+        rewrite_request(&mut h, &ctx(None), &strip).unwrap();
         assert!(h.get("authorization").is_none());
+    }
+
+    #[test]
+    fn underscore_spellings_of_gateway_headers_go_in_every_mode() {
+        let spoofs = [
+            ("x_auth_subject", "admin"),
+            ("x_forwarded_client_cert", "Hash=evil"),
+            ("x-forwarded_for", "1.1.1.1"),
+            ("x_forwarded_proto", "http"),
+            ("transfer_encoding", "chunked"),
+            ("dpop", "x"),
+        ];
+        for mode in [UnderscoreHeaders::Allow, UnderscoreHeaders::Drop] {
+            let mut s = settings();
+            s.headers_with_underscores = mode;
+            let mut h = inbound(&spoofs);
+            h.append("x_custom", HeaderValue::from_static("1"));
+            h.append("x_auth_subjects", HeaderValue::from_static("2"));
+            rewrite_request(&mut h, &ctx(None), &s).unwrap();
+            for (name, _) in spoofs.iter().filter(|(n, _)| n.contains('_')) {
+                assert!(h.get(*name).is_none(), "{mode:?}: {name} kept");
+            }
+            let kept = mode == UnderscoreHeaders::Allow;
+            assert_eq!(h.contains_key("x_custom"), kept, "{mode:?}");
+            assert_eq!(h.contains_key("x_auth_subjects"), kept, "{mode:?}");
+            assert_eq!(h["dpop"], "x");
+        }
+    }
+
+    #[test]
+    fn reject_mode_refuses_any_underscore_name_and_nothing_else() {
+        let mut s = settings();
+        s.headers_with_underscores = UnderscoreHeaders::Reject;
+        let mut plain = inbound(&[("x-custom", "1"), ("x-auth-subject", "root")]);
+        assert!(rewrite_request(&mut plain, &ctx(None), &s).is_ok());
+        for name in ["x_custom", "x_auth_subject"] {
+            let mut h = inbound(&[(name, "1")]);
+            assert!(matches!(
+                rewrite_request(&mut h, &ctx(None), &s),
+                Err(RequestError::UnderscoreInHeaderName)
+            ));
+        }
     }
 }

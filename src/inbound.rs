@@ -26,6 +26,8 @@ pub enum RequestError {
     BodyUnreadable(#[source] BoxError),
     #[error(transparent)]
     BodyTimedOut(#[from] crate::body_deadline::BodyTimedOut),
+    #[error("request has a header whose name holds an underscore")]
+    UnderscoreInHeaderName,
 }
 
 /// Checks Host and framing. Returns the authority the client addressed.

@@ -203,7 +203,7 @@ async fn authorize_and_forward(
         identity: conn.identity.as_ref(),
         claims: verified.as_ref().map(|v| &v.claims),
     };
-    headers::rewrite_request(&mut parts.headers, &context, &gateway.forward);
+    headers::rewrite_request(&mut parts.headers, &context, &gateway.forward)?;
     let upstream_started = Instant::now();
     let response = route.upstream.send(Request::from_parts(parts, body)).await;
     let upstream_time = upstream_started.elapsed();

@@ -137,6 +137,9 @@ impl Rejection {
                     verdict(StatusCode::REQUEST_TIMEOUT, None, "invalid_request", "body_timeout")
                 }
                 RequestError::PathNotNormalized => verdict(BAD_REQUEST, None, "invalid_request", "path_not_normalized"),
+                RequestError::UnderscoreInHeaderName => {
+                    verdict(BAD_REQUEST, None, "invalid_request", "header_name_underscore")
+                }
             },
             Rejection::Credential(e) => match e {
                 CredentialError::Missing => verdict(UNAUTHORIZED, Bare, "unauthorized", "token_missing"),
@@ -167,6 +170,7 @@ impl Rejection {
                 TokenError::WrongAudience => "wrong_audience",
                 TokenError::Expired => "token_expired",
                 TokenError::NotYetValid => "token_not_yet_valid",
+                TokenError::LifetimeExceeded { .. } => "token_lifetime_exceeded",
             }),
             Rejection::Binding(e) => invalid_token(match e {
                 BindingError::CnfMissing => "cnf_missing",

@@ -135,6 +135,21 @@ pub struct ForwardSettings {
     pub strip_authorization: bool,
     /// Header set upstream from a token claim, e.g. `x-auth-subject` <- `sub`.
     pub claim_headers: Vec<(HeaderName, String)>,
+    pub headers_with_underscores: UnderscoreHeaders,
+}
+
+/// What happens to an inbound header whose name holds `_`. CGI, WSGI, PHP
+/// and Rack read `x_auth_subject` and `x-auth-subject` as one variable, so
+/// such a name spelling a header the gateway sets is removed in every mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnderscoreHeaders {
+    /// Forwarded as they are.
+    Allow,
+    /// Removed before forwarding (nginx's default).
+    Drop,
+    /// The request is refused with 400.
+    Reject,
 }
 
 #[derive(Debug, Clone)]
@@ -281,6 +296,7 @@ struct RawUpstream {
 struct RawForward {
     strip_authorization: Option<bool>,
     claim_headers: Option<BTreeMap<String, String>>,
+    headers_with_underscores: Option<UnderscoreHeaders>,
 }
 
 #[derive(Deserialize)]
@@ -474,6 +490,7 @@ impl Validator<'_> {
         Ok(ForwardSettings {
             strip_authorization: raw.strip_authorization.unwrap_or(false),
             claim_headers,
+            headers_with_underscores: raw.headers_with_underscores.unwrap_or(UnderscoreHeaders::Drop),
         })
     }
 

@@ -113,3 +113,51 @@ fn durations_are_printed_in_the_largest_exact_unit() {
     }
     assert_eq!(format_duration(MAX_DURATION), "366d");
 }
+
+#[test]
+fn token_max_lifetime_is_optional_and_must_be_positive() {
+    assert_eq!(parse(MINIMAL).unwrap().issuers[0].max_lifetime, None);
+    let with = |value: &str| {
+        MINIMAL.replace(
+            "jwks = \"certs/jwks.json\"",
+            &format!("jwks = \"certs/jwks.json\"\nmax_lifetime = {value:?}"),
+        )
+    };
+    assert_eq!(
+        parse(&with("1h")).unwrap().issuers[0].max_lifetime,
+        Some(Duration::from_secs(3600))
+    );
+    for bad in ["0s", "forever"] {
+        assert!(
+            matches!(
+                parse(&with(bad)).unwrap_err(),
+                ConfigError::InvalidValue { key, .. } if key == "token.max_lifetime"
+            ),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn headers_with_underscores_defaults_to_drop_and_names_its_key_when_wrong() {
+    assert_eq!(
+        parse(MINIMAL).unwrap().forward.headers_with_underscores,
+        UnderscoreHeaders::Drop
+    );
+    for (text, mode) in [
+        ("allow", UnderscoreHeaders::Allow),
+        ("drop", UnderscoreHeaders::Drop),
+        ("reject", UnderscoreHeaders::Reject),
+    ] {
+        let config = parse(&format!(
+            "{MINIMAL}\n[forward]\nheaders_with_underscores = \"{text}\"\n"
+        ))
+        .unwrap();
+        assert_eq!(config.forward.headers_with_underscores, mode);
+    }
+    let message = parse(&format!("{MINIMAL}\n[forward]\nheaders_with_underscores = \"strip\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(message.starts_with("/etc/bindgate/gateway.toml:"), "{message}");
+    assert!(message.contains("headers_with_underscores"), "{message}");
+}

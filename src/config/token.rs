@@ -57,6 +57,8 @@ pub struct TokenSettings {
     pub leeway: Duration,
     pub typ: TypPolicy,
     pub max_size: usize,
+    /// The furthest ahead a token's `exp` may be (plus `leeway`); unlimited when absent.
+    pub max_lifetime: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -76,6 +78,7 @@ pub(super) struct RawToken {
     leeway: Option<String>,
     require_typ: Option<String>,
     max_size: Option<usize>,
+    max_lifetime: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -167,6 +170,16 @@ impl Validator<'_> {
         if max_size < 64 {
             return Err(self.invalid(key("max_size"), "must be at least 64 bytes"));
         }
+        let max_lifetime = match raw.max_lifetime {
+            None => None,
+            Some(text) => {
+                let max = self.duration(key("max_lifetime"), Some(text), Duration::ZERO)?;
+                if max.is_zero() {
+                    return Err(self.invalid(key("max_lifetime"), "must be above zero"));
+                }
+                Some(max)
+            }
+        };
         Ok(TokenSettings {
             section: section.to_string(),
             issuer: raw.issuer,
@@ -177,6 +190,7 @@ impl Validator<'_> {
             leeway: self.duration(key("leeway"), raw.leeway, Duration::from_secs(30))?,
             typ,
             max_size,
+            max_lifetime,
         })
     }
 

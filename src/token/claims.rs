@@ -51,6 +51,68 @@ impl Claims {
     }
 }
 
+impl Claims {
+    /// The heap these claims hold, as the allocator reserves it (see
+    /// [`allocation`]): what caching them costs beyond the struct itself.
+    /// The extra claims' map is the bulk of it: a B-tree node for even one
+    /// claim is 11 key and value slots.
+    pub fn heap_bytes(&self) -> usize {
+        let text = |s: &String| allocation(s.capacity());
+        let maybe = |s: &Option<String>| s.as_ref().map_or(0, text);
+        let audience = match &self.aud {
+            Audience::One(a) => text(a),
+            Audience::Many(list) => {
+                allocation(list.capacity() * size_of::<String>()) + list.iter().map(text).sum::<usize>()
+            }
+        };
+        let cnf = self.cnf.as_ref().map_or(0, |c| maybe(&c.x5t_s256) + maybe(&c.jkt));
+        text(&self.iss) + maybe(&self.sub) + audience + maybe(&self.scope) + cnf + map_bytes(&self.other)
+    }
+}
+
+/// What an allocation of `requested` bytes takes from glibc's malloc: an
+/// 8-byte header, rounded up to 16, at least 32 (none for 0: no allocation).
+pub const fn allocation(requested: usize) -> usize {
+    let chunk = (requested + 8).next_multiple_of(16);
+    match requested {
+        0 => 0,
+        _ if chunk < 32 => 32,
+        _ => chunk,
+    }
+}
+
+fn map_bytes(map: &serde_json::Map<String, serde_json::Value>) -> usize {
+    use serde_json::Value;
+    // std's B-tree: nodes of up to 11 entries (half full at worst after
+    // splits, ~70% on average); internal nodes add 12 child pointers.
+    const SLOTS: usize = 11;
+    let leaf = allocation(16 + SLOTS * (size_of::<String>() + size_of::<Value>()));
+    let internal = leaf + 12 * size_of::<usize>();
+    let leaves = match map.len() {
+        0 => 0,
+        n if n <= SLOTS => 1,
+        n => n.div_ceil(7),
+    };
+    let internals = if leaves > 1 { leaves.div_ceil(7) } else { 0 };
+    let entries: usize = map
+        .iter()
+        .map(|(key, value)| allocation(key.capacity()) + value_bytes(value))
+        .sum();
+    leaves * leaf + internals * internal + entries
+}
+
+fn value_bytes(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::String(s) => allocation(s.capacity()),
+        Value::Array(list) => {
+            allocation(list.capacity() * size_of::<Value>()) + list.iter().map(value_bytes).sum::<usize>()
+        }
+        Value::Object(map) => map_bytes(map),
+    }
+}
+
 /// `aud`: one string or an array of strings (RFC 7519 section 4.1.3).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -87,9 +149,32 @@ pub struct Confirmation {
 }
 
 /// Seconds since the epoch; fractional values are valid (RFC 7519 section 2),
-/// anything but a JSON number is not.
+/// anything but a JSON number is not. So is a number outside
+/// [`NumericDate::MIN`]..=[`NumericDate::MAX`]: a date before 1970 or after
+/// the year 9999 is no issuer's intent, and `2^64` or `1e300` read as a
+/// float would otherwise make an `exp` that never arrives.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
 pub struct NumericDate(pub f64);
+
+impl NumericDate {
+    /// 1970-01-01T00:00:00Z.
+    pub const MIN: f64 = 0.0;
+    /// 9999-12-31T23:59:59Z.
+    pub const MAX: f64 = 253_402_300_799.0;
+
+    fn checked<E: de::Error>(seconds: f64) -> Result<NumericDate, E> {
+        if !seconds.is_finite() {
+            return Err(E::custom("NumericDate must be finite"));
+        }
+        if !(Self::MIN..=Self::MAX).contains(&seconds) {
+            return Err(E::custom(format_args!(
+                "NumericDate {seconds} is outside 1970-01-01..=9999-12-31"
+            )));
+        }
+        // `-0` is in range; store `0` so that rendering it never shows a sign.
+        Ok(NumericDate(seconds + 0.0))
+    }
+}
 
 impl fmt::Display for NumericDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -110,17 +195,14 @@ impl<'de> Deserialize<'de> for NumericDate {
                 f.write_str("a NumericDate (a JSON number of seconds)")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
-                Ok(NumericDate(v as f64))
+                // Anything a u64 holds beyond MAX is refused; below 2^53 the conversion is exact.
+                NumericDate::checked(v.min(1 << 53) as f64)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
-                Ok(NumericDate(v as f64))
+                NumericDate::checked(v.clamp(-(1 << 53), 1 << 53) as f64)
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
-                if v.is_finite() {
-                    Ok(NumericDate(v))
-                } else {
-                    Err(E::custom("NumericDate must be finite"))
-                }
+                NumericDate::checked(v)
             }
         }
         deserializer.deserialize_any(NumberOnly)
@@ -182,5 +264,37 @@ mod tests {
         assert_eq!(c.render("client_id").as_deref(), Some("c1"));
         assert_eq!(c.render("exp").as_deref(), Some("1"));
         assert_eq!(c.render("missing"), None);
+    }
+
+    #[test]
+    fn numeric_dates_outside_1970_to_9999_are_refused() {
+        let exp = |v: &str| parse(&format!(r#"{{"iss":"i","aud":"a","exp":{v}}}"#)).map(|c| c.exp);
+        for bad in [
+            "18446744073709551616",
+            "18446744073709551615",
+            "9223372036854775808",
+            "1e400",
+            "-1e400",
+            "1e300",
+            "-1",
+            "-0.5",
+            "-9223372036854775808",
+            "253402300800",
+            "253402300799.5",
+        ] {
+            assert!(exp(bad).is_err(), "{bad} accepted");
+        }
+        assert_eq!(exp("0").unwrap(), NumericDate(0.0));
+        let minus_zero = exp("-0").unwrap();
+        assert_eq!(minus_zero, NumericDate(0.0));
+        assert!(minus_zero.0.is_sign_positive());
+        assert_eq!(exp("-0.0").unwrap().to_string(), "0");
+        assert_eq!(exp("253402300799").unwrap(), NumericDate(NumericDate::MAX));
+        assert_eq!(exp("1700000000.25").unwrap(), NumericDate(1_700_000_000.25));
+        assert_eq!(exp("1.7e9").unwrap(), NumericDate(1_700_000_000.0));
+        let nbf = parse(r#"{"iss":"i","aud":"a","exp":1,"nbf":18446744073709551616}"#);
+        assert!(nbf.is_err());
+        let iat = parse(r#"{"iss":"i","aud":"a","exp":1,"iat":-5}"#);
+        assert!(iat.is_err());
     }
 }

@@ -47,6 +47,8 @@ pub enum TokenError {
     Expired,
     #[error("token is not valid yet")]
     NotYetValid,
+    #[error("token expires further ahead than the {max:?} this issuer's tokens may live")]
+    LifetimeExceeded { max: std::time::Duration },
 }
 
 /// One trusted issuer: its settings and its keys.
@@ -136,7 +138,7 @@ impl TokenValidator {
         let (index, issuer) = self.issuer_for(&jws)?;
         let generation = issuer.keys.generation();
         let verified = Arc::new(issuer.validate(jws, now)?);
-        let entry = CachedToken::new(verified.clone(), index, generation, token.len());
+        let entry = CachedToken::new(verified.clone(), index, generation);
         self.cache.insert(digest, entry, now as u64, |e| self.is_stale(e, now));
         Ok(verified)
     }
@@ -232,6 +234,12 @@ impl Issuer {
         if !claims.aud.contains_any(&self.settings.audience) {
             return Err(TokenError::WrongAudience);
         }
+        // Not repeated on a cache hit: time only brings `exp` closer.
+        if let Some(max) = self.settings.max_lifetime
+            && claims.exp.0 - now > max.saturating_add(self.settings.leeway).as_secs_f64()
+        {
+            return Err(TokenError::LifetimeExceeded { max });
+        }
         self.check_time(claims, now)
     }
 
@@ -268,6 +276,7 @@ mod tests {
     use jsonwebtoken::EncodingKey;
 
     use super::*;
+    use crate::token::claims::NumericDate;
 
     const NOW: f64 = 1_800_000_000.0;
 
@@ -281,6 +290,10 @@ mod tests {
     }
 
     fn issuer_with_cache(typ: TypPolicy, cache_bytes: usize) -> TestIssuer {
+        issuer_with(typ, cache_bytes, None)
+    }
+
+    fn issuer_with(typ: TypPolicy, cache_bytes: usize, max_lifetime: Option<Duration>) -> TestIssuer {
         let key = rcgen::KeyPair::generate().unwrap();
         let (mut jwk, _) = crate::dev::certs::ec_p256_jwk(&key);
         jwk["kid"] = "k1".into();
@@ -303,6 +316,7 @@ mod tests {
             leeway: Duration::from_secs(30),
             typ,
             max_size: 16 * 1024,
+            max_lifetime,
         };
         TestIssuer {
             key,
@@ -492,5 +506,48 @@ mod tests {
         assert!(i.validator.validate_at(&token, NOW + 25.0).is_ok());
         let text = i.validator.metrics.render(&[]);
         assert!(text.contains("bindgate_token_cache_misses_total 3\n"), "{text}");
+    }
+
+    #[test]
+    fn out_of_range_dates_are_malformed_claims() {
+        let i = issuer(TypPolicy::Lenient);
+        // serde_json::Value cannot hold 2^64 as an integer: write the payload by hand.
+        let head = URL_SAFE_NO_PAD.encode(header().to_string());
+        let payload = URL_SAFE_NO_PAD
+            .encode(r#"{"iss":"https://issuer.example","aud":"https://api.example","exp":18446744073709551616}"#);
+        let input = format!("{head}.{payload}");
+        let key = EncodingKey::from_ec_der(&i.key.serialize_der());
+        let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::ES256).unwrap();
+        assert!(matches!(
+            i.validator.validate_at(&format!("{input}.{sig}"), NOW),
+            Err(TokenError::ClaimsMalformed(_))
+        ));
+        assert!(matches!(
+            i.check(header(), with(claims(), "exp", (-1).into())),
+            Err(TokenError::ClaimsMalformed(_))
+        ));
+    }
+
+    #[test]
+    fn max_lifetime_refuses_tokens_expiring_too_far_ahead() {
+        let i = issuer_with(TypPolicy::Lenient, 1 << 20, Some(Duration::from_secs(3600)));
+        // Within max_lifetime plus the 30 s leeway: accepted, also from the cache.
+        for _ in 0..3 {
+            assert!(i.check(header(), with(claims(), "exp", (NOW + 3630.0).into())).is_ok());
+        }
+        assert!(matches!(
+            i.check(header(), with(claims(), "exp", (NOW + 3631.0).into())),
+            Err(TokenError::LifetimeExceeded { .. })
+        ));
+        assert!(matches!(
+            i.check(header(), with(claims(), "exp", NumericDate::MAX.into())),
+            Err(TokenError::LifetimeExceeded { .. })
+        ));
+        let unlimited = issuer(TypPolicy::Lenient);
+        assert!(
+            unlimited
+                .check(header(), with(claims(), "exp", NumericDate::MAX.into()))
+                .is_ok()
+        );
     }
 }

@@ -5,6 +5,7 @@
 mod common;
 
 mod binding;
+mod cache_memory;
 mod cli;
 mod dpop;
 mod dpop_shared;
@@ -16,3 +17,4 @@ mod routes;
 mod slow_body;
 mod tls;
 mod tokens;
+mod underscores;

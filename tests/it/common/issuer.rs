@@ -57,10 +57,15 @@ impl TestIssuer {
 
     /// Signs exactly `header` and `claims` with ES256.
     pub fn sign(&self, header: &Value, claims: &Value) -> String {
+        self.sign_raw(header, &claims.to_string())
+    }
+
+    /// Signs `payload` as given: for JSON a `Value` cannot hold, such as `2^64`.
+    pub fn sign_raw(&self, header: &Value, payload: &str) -> String {
         let input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
+            URL_SAFE_NO_PAD.encode(payload)
         );
         let key = EncodingKey::from_ec_der(&self.key.serialize_der());
         let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::ES256).unwrap();
