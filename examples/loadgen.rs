@@ -782,6 +782,9 @@ fn merged_stats() -> Stats {
     total
 }
 
+/// A load generator's counters are still worth reporting after a worker
+/// panicked, unlike the gateway's state (src/lock.rs).
+#[allow(clippy::disallowed_methods)]
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -283,6 +283,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // poisoning it takes a raw lock
     fn a_poisoned_log_fails_closed() {
         let log = FramingLog::default();
         log.push(Framing::Unambiguous);

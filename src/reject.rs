@@ -153,9 +153,9 @@ impl Rejection {
                 CredentialError::TokenInQuery => verdict(BAD_REQUEST, Error, "invalid_request", "token_in_query"),
                 CredentialError::TokenInForm => verdict(BAD_REQUEST, Error, "invalid_request", "token_in_form"),
             },
-            Rejection::Token(TokenError::KeysUnavailable) => unavailable("keys_unavailable"),
             Rejection::Token(e) => invalid_token(match e {
-                TokenError::KeysUnavailable => "keys_unavailable",
+                // Not the token's fault: the issuer's keys have not loaded yet.
+                TokenError::KeysUnavailable => return unavailable("keys_unavailable"),
                 TokenError::TooLarge { .. } => "token_too_large",
                 TokenError::Malformed(_) => "token_malformed",
                 TokenError::AlgorithmNotAllowed(_) => "alg_not_allowed",

@@ -247,11 +247,11 @@ impl TokenCache {
     }
 
     pub fn get(&self, key: &TokenDigest) -> Option<CachedToken> {
-        self.shard(key).lock().ok()?.get(key)
+        crate::lock::lock(self.shard(key))?.get(key)
     }
 
     pub fn remove(&self, key: &TokenDigest) {
-        if let Ok(mut shard) = self.shard(key).lock() {
+        if let Some(mut shard) = crate::lock::lock(self.shard(key)) {
             shard.remove(key);
         }
     }
@@ -263,7 +263,7 @@ impl TokenCache {
         if entry.cost > self.shard_budget || !self.doorkeeper.seen_before(&key) {
             return;
         }
-        let Ok(mut shard) = self.shard(&key).lock() else {
+        let Some(mut shard) = crate::lock::lock(self.shard(&key)) else {
             return;
         };
         shard.remove(&key);
@@ -283,7 +283,7 @@ impl TokenCache {
     fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().map(|s| s.index.len()).unwrap_or(0))
+            .map(|s| crate::lock::lock(s).map(|s| s.index.len()).unwrap_or(0))
             .sum()
     }
 

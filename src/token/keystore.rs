@@ -247,7 +247,7 @@ impl Remote {
             Ok((keys, self.cache_ttl(max_age)))
         });
         if result.is_err()
-            && let Ok(mut discovered) = self.discovered.lock()
+            && let Some(mut discovered) = crate::lock::lock(&self.discovered)
         {
             // The issuer may have moved its keys: discover again next time.
             *discovered = None;
@@ -256,7 +256,7 @@ impl Remote {
     }
 
     async fn jwks_uri(&self, issuer: &str, metadata_url: &Uri) -> Result<Uri, FetchError> {
-        if let Some(known) = self.discovered.lock().ok().and_then(|d| d.clone()) {
+        if let Some(known) = crate::lock::lock(&self.discovered).and_then(|d| d.clone()) {
             return Ok(known);
         }
         #[derive(serde::Deserialize)]
@@ -284,7 +284,7 @@ impl Remote {
         if jwks_uri.scheme_str() != Some("https") {
             return Err(unusable("jwks_uri is not https".to_string()));
         }
-        if let Ok(mut discovered) = self.discovered.lock() {
+        if let Some(mut discovered) = crate::lock::lock(&self.discovered) {
             *discovered = Some(jwks_uri.clone());
         }
         Ok(jwks_uri)
