@@ -1,6 +1,7 @@
 //! The live generation of everything loaded from configuration, and its
-//! replacement on reload. New connections pick up the current generation;
-//! connections already open keep the one they started with until they end.
+//! replacement on reload. New connections pick up the current generation's
+//! TLS configuration; every request, also on a connection opened before the
+//! reload, is judged by the generation current when it arrives.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
+use crate::proxy::Gateway;
 use crate::{KeysPolicy, Prepared};
 
 /// Why a reload was attempted, for logs and metrics.
@@ -49,6 +51,12 @@ impl Live {
     /// The generation new connections should use.
     pub fn current(&self) -> Arc<Prepared> {
         self.current.load_full()
+    }
+
+    /// The request path of the current generation, for one request. Cheaper
+    /// than [`Live::current`]: one reference count, no copy of the generation.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.current.load().gateway.clone()
     }
 
     /// Re-reads the configuration and every file it names. On any error the

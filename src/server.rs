@@ -19,12 +19,13 @@ use crate::client_io::ClientIo;
 use crate::config::Limits;
 use crate::framing::{FramingLog, FramingScanner};
 use crate::identity::ClientIdentity;
-use crate::proxy::{self, Connection, Gateway};
+use crate::proxy::{self, Connection};
 use crate::runtime::Live;
 
 /// Accepts connections on `listener` until `shutdown` completes, then stops
 /// accepting and lets in-flight requests finish for up to `limits.shutdown_grace`.
-/// Each new connection uses the generation of `live` current at its accept.
+/// A connection keeps the TLS configuration and HTTP limits of its accept;
+/// each request is judged by the generation of `live` current when it arrives.
 pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future<Output = ()>) {
     let slots = Arc::new(Semaphore::new(live.current().config.limits.max_connections));
     // Every connection holds a receiver: true asks it to finish, and the
@@ -57,7 +58,7 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future
         let limits = &generation.config.limits;
         let task = ConnectionTask {
             acceptor: TlsAcceptor::from(generation.tls.clone()),
-            gateway: generation.gateway.clone(),
+            live: live.clone(),
             limits: limits.clone(),
         };
         let mut drain = draining.clone();
@@ -98,7 +99,8 @@ fn http2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
 
 struct ConnectionTask {
     acceptor: TlsAcceptor,
-    gateway: Arc<Gateway>,
+    /// Not a generation: a reload must reach requests on open connections.
+    live: Arc<Live>,
     limits: Limits,
 }
 
@@ -133,8 +135,8 @@ impl ConnectionTask {
             activity.clone(),
         );
         let conn = Arc::new(Connection::new(peer, identity, resumed, framing));
-        let gateway = self.gateway;
-        let metrics = gateway.metrics.clone();
+        let live = self.live;
+        let metrics = live.metrics.clone();
         metrics.connection_opened(resumed, conn.identity.as_ref().map(|i| i.not_after));
         let requests = activity.clone();
         let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
@@ -142,7 +144,7 @@ impl ConnectionTask {
             requests.request_started();
             let response_in_flight = InFlight::enter(&requests);
             let req = req.map(|body| RequestBody::new(body, InFlight::enter(&requests)));
-            let handled = proxy::handle(gateway.clone(), conn.clone(), req);
+            let handled = proxy::handle(live.gateway(), conn.clone(), req);
             async move {
                 let response = handled.await?;
                 Ok::<_, std::convert::Infallible>(response.map(|body| ResponseBody::new(body, response_in_flight)))
@@ -174,14 +176,12 @@ impl ConnectionTask {
         match accept.await {
             Ok(Ok(tls)) => Some(Box::new(tls)),
             Ok(Err(e)) => {
-                self.gateway
-                    .metrics
-                    .record_handshake_failure(handshake_failure_reason(&e));
+                self.live.metrics.record_handshake_failure(handshake_failure_reason(&e));
                 tracing::info!(%peer, error = %e, "TLS handshake failed");
                 None
             }
             Err(_) => {
-                self.gateway.metrics.record_handshake_failure("timeout");
+                self.live.metrics.record_handshake_failure("timeout");
                 tracing::info!(%peer, "TLS handshake timed out");
                 None
             }

@@ -10,6 +10,7 @@ mod dpop;
 mod dpop_shared;
 mod idle;
 mod keys;
+mod live_reload;
 mod ops;
 mod requests;
 mod routes;
