@@ -205,3 +205,74 @@ async fn a_route_that_starts_requiring_a_scope_refuses_on_open_connections() {
     let (_, errors) = load.finish().await;
     assert!(errors.is_empty(), "{errors:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_revoked_by_a_crl_reload_is_refused_on_its_open_connection_and_it_is_closed() {
+    let s = Setup::new().await;
+    let crl = s.pki.ca.crl(s.path(), "ca", &[]);
+    let spec = ConfigSpec {
+        server: vec![format!("crl = [{:?}]", crl.display().to_string())],
+        ..Default::default()
+    };
+    let gw = s.start(&spec).await;
+    let token_a = s.token_a();
+    let token_b = s.issuer.token(&s.pki.client_b.x5t());
+    let mut a1 = s.client_a(Alpn::Http1).keep(gw.addr).await.unwrap();
+    let mut a2 = s.client_a(Alpn::H2).keep(gw.addr).await.unwrap();
+    let mut b1 = s.client_b(Alpn::Http1).keep(gw.addr).await.unwrap();
+    assert_eq!(
+        a1.send(get(Alpn::Http1, "/a", Some(&token_a))).await.unwrap().status,
+        200
+    );
+    assert_eq!(a2.send(get(Alpn::H2, "/a", Some(&token_a))).await.unwrap().status, 200);
+    assert_eq!(
+        b1.send(get(Alpn::Http1, "/b", Some(&token_b))).await.unwrap().status,
+        200
+    );
+
+    let before = gw.log_count("configuration reloaded");
+    let revoked = s.path().join("revoking");
+    std::fs::create_dir(&revoked).unwrap();
+    let next = s
+        .pki
+        .ca
+        .crl(&revoked, "ca", &[pki::serial_of(&s.pki.client_a.leaf_der)]);
+    std::fs::rename(next, &crl).unwrap();
+    gw.signal("HUP");
+    assert!(reloaded(&gw, before).await, "{}", gw.stderr());
+
+    let upstream_before = s.upstream.count();
+    let reply = a1.send(get(Alpn::Http1, "/a", Some(&token_a))).await.unwrap();
+    assert_eq!(reply.status, 401, "HTTP/1.1: a revoked certificate still served");
+    assert_eq!(reply.reason(), "client_cert_revoked");
+    assert!(
+        reply.challenge().unwrap().contains("error=\"invalid_token\""),
+        "{:?}",
+        reply.challenge()
+    );
+    assert_eq!(reply.header("connection").as_deref(), Some("close"));
+    assert!(
+        a1.closed_within(Duration::from_secs(5)).await,
+        "the revoked client's connection stays open"
+    );
+
+    // Even a route without authentication: the certificate itself is refused.
+    let reply = a2.send(get(Alpn::H2, "/a", None)).await.unwrap();
+    assert_eq!(reply.status, 401, "h2: a revoked certificate still served");
+    assert_eq!(reply.reason(), "client_cert_revoked");
+    assert_eq!(
+        s.upstream.count(),
+        upstream_before,
+        "a revoked client's request reached the upstream"
+    );
+
+    let reply = b1.send(get(Alpn::Http1, "/b", Some(&token_b))).await.unwrap();
+    assert_eq!(reply.status, 200, "a client that is not revoked lost its connection");
+    assert_eq!(s.upstream.count(), upstream_before + 1);
+    let (_, metrics) = admin_get(gw.admin.unwrap(), "/metrics").await;
+    let refused = metric(
+        &metrics,
+        "bindgate_requests_total{route=\"-\",status=\"401\",reason=\"client_cert_revoked\"}",
+    );
+    assert_eq!(refused, Some(2.0), "{metrics}");
+}

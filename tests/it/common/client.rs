@@ -212,7 +212,7 @@ pub fn get(alpn: Alpn, path: &str, token: Option<&str>) -> Request<Full<Bytes>> 
 /// or h2 client does, so a test can tell "the same connection" from "a new one".
 pub struct KeptConnection {
     sender: KeptSender,
-    _conn: tokio::task::JoinHandle<()>,
+    conn: tokio::task::JoinHandle<()>,
 }
 
 enum KeptSender {
@@ -239,7 +239,7 @@ impl TlsClient {
                 (KeptSender::H2(sender), tokio::spawn(async move { drop(conn.await) }))
             }
         };
-        Ok(KeptConnection { sender, _conn: conn })
+        Ok(KeptConnection { sender, conn })
     }
 }
 
@@ -269,5 +269,12 @@ impl KeptConnection {
         tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
             .await
             .map_err(|_| "exchange timed out".to_string())?
+    }
+
+    /// Whether the gateway closes the connection within `timeout`. The
+    /// sender stays alive meanwhile: dropping it would close the connection
+    /// from this side.
+    pub async fn closed_within(&mut self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, &mut self.conn).await.is_ok()
     }
 }
