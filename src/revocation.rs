@@ -5,6 +5,9 @@
 use std::collections::HashSet;
 
 use rustls_pki_types::CertificateRevocationListDer;
+use x509_parser::der_parser::error::BerError;
+use x509_parser::error::X509Error;
+use x509_parser::nom::error::ErrorKind;
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
@@ -66,10 +69,16 @@ impl RevocationSet {
     }
 }
 
-fn parse_failure(e: x509_parser::nom::Err<x509_parser::error::X509Error>) -> String {
+fn parse_failure(e: x509_parser::nom::Err<X509Error>) -> String {
     match e {
         x509_parser::nom::Err::Incomplete(_) => "it ends early (truncated DER)".to_string(),
-        x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => e.to_string(),
+        x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => match e {
+            // nom's own words ("Eof") tell an operator nothing.
+            X509Error::NomError(ErrorKind::Eof) => "it ends early (truncated DER)".to_string(),
+            X509Error::NomError(kind) => format!("malformed DER ({kind:?})"),
+            X509Error::Der(BerError::UnexpectedTag { .. }) => format!("the DER is not a CRL structure ({e})"),
+            other => other.to_string(),
+        },
     }
 }
 
