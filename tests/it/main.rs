@@ -12,6 +12,7 @@ mod idle;
 mod keys;
 mod live_reload;
 mod ops;
+mod reload_once;
 mod requests;
 mod routes;
 mod tls;
