@@ -4,6 +4,7 @@
 
 mod common;
 
+mod accept_limits;
 mod binding;
 mod cli;
 mod dpop;
