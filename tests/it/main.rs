@@ -9,6 +9,7 @@ mod binding;
 mod cli;
 mod dpop;
 mod dpop_shared;
+mod drain;
 mod idle;
 mod keys;
 mod live_reload;
