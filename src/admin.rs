@@ -15,22 +15,27 @@ use tokio::net::TcpListener;
 
 use crate::body::{self, Body};
 use crate::runtime::Live;
+use crate::server::AcceptBackoff;
 
 /// Serves admin requests until `shutdown` completes.
 pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let mut backoff = AcceptBackoff::default();
     loop {
         let (tcp, _) = tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
+                    let delay = backoff.failed(|| tracing::warn!(error = %e, "admin accept failed; backing off until it succeeds"));
+                    tokio::select! {
+                        _ = &mut shutdown => return,
+                        _ = tokio::time::sleep(delay) => continue,
+                    }
                 }
             },
         };
+        backoff.succeeded(|| tracing::info!("admin listener accepting connections again"));
         let live = live.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| respond(req, live.clone()));

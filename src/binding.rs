@@ -137,6 +137,7 @@ mod tests {
             dns: vec![],
             xfcc: http::HeaderValue::from_static(""),
             not_after: 0,
+            issuer_serial: Default::default(),
         }
     }
 

@@ -25,6 +25,16 @@ pub struct ClientIdentity {
     pub xfcc: HeaderValue,
     /// `notAfter`, in seconds since the epoch.
     pub not_after: i64,
+    /// What a CRL names the certificate by, so a reload can revoke it on open connections.
+    pub issuer_serial: IssuerSerial,
+}
+
+/// A certificate as a CRL names it: its issuer's name (DER, exactly as
+/// encoded in the certificate) and its serial number (the INTEGER's bytes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct IssuerSerial {
+    pub issuer: Box<[u8]>,
+    pub serial: Box<[u8]>,
 }
 
 /// Why a presented certificate could not be read.
@@ -62,6 +72,10 @@ impl ClientIdentity {
             s
         });
         let xfcc = render_xfcc(&sha256_hex, &subject, &uris, &dns);
+        let issuer_serial = IssuerSerial {
+            issuer: cert.issuer().as_raw().into(),
+            serial: cert.raw_serial().into(),
+        };
         Ok(ClientIdentity {
             x5t_s256: URL_SAFE_NO_PAD.encode(digest),
             sha256_hex,
@@ -70,6 +84,7 @@ impl ClientIdentity {
             dns,
             xfcc,
             not_after,
+            issuer_serial,
         })
     }
 }

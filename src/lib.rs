@@ -28,6 +28,7 @@ pub mod policy;
 pub mod proxy;
 pub mod reject;
 pub mod reload;
+pub mod revocation;
 pub mod runtime;
 pub mod server;
 pub mod throttle;
@@ -79,7 +80,7 @@ pub async fn prepare(
     policy: KeysPolicy,
 ) -> Result<Prepared, ConfigError> {
     let fingerprint = reload::fingerprint(&config.watched_files());
-    let tls = tls::server_config(&config)?;
+    let (tls, revoked) = tls::server_config(&config)?;
     let mut certificates = tls::summaries("server", &config.server.cert)
         .map_err(|e| config.unusable("server.cert", &config.server.cert, e))?;
     certificates.truncate(1);
@@ -109,6 +110,7 @@ pub async fn prepare(
         dpop,
         forward: config.forward.clone(),
         limits: config.limits.clone(),
+        revoked,
         metrics,
     });
     Ok(Prepared {

@@ -138,11 +138,16 @@ enum Wake {
 async fn park<IO: ReadReadiness>(io: &mut ClientIo<IO>, drain: &mut watch::Receiver<bool>) -> Wake {
     let mut draining = pin!(drain.wait_for(|&draining| draining));
     poll_fn(|cx| {
+        // Readiness first: bytes that arrived before a drain are a request
+        // to serve (hyper then closes after it), not one to drop unread.
+        // An error surfaces on the next read, where hyper reports it.
+        if io.poll_read_ready(cx).is_ready() {
+            return Poll::Ready(Wake::Readable);
+        }
         if draining.as_mut().poll(cx).is_ready() || io.idle_expired(cx) {
             return Poll::Ready(Wake::Close);
         }
-        // An error surfaces on the next read, where hyper reports it.
-        io.poll_read_ready(cx).map(|_| Wake::Readable)
+        Poll::Pending
     })
     .await
 }

@@ -26,6 +26,7 @@ use crate::inbound::{self, FormScreenError, RequestError};
 use crate::metrics::Metrics;
 use crate::policy::{self, Route, RouteTable};
 use crate::reject::{ChallengeContext, Rejection};
+use crate::revocation::RevocationSet;
 use crate::token::extract::{self, CredentialError};
 use crate::token::{TokenValidator, VerifiedToken};
 use crate::upstream::UpstreamError;
@@ -38,6 +39,9 @@ pub struct Gateway {
     pub dpop: DpopVerifier,
     pub forward: ForwardSettings,
     pub limits: Limits,
+    /// Client certificates the CRLs revoke: refused also on connections
+    /// whose handshake predates the CRL.
+    pub revoked: RevocationSet,
     pub metrics: Arc<Metrics>,
 }
 
@@ -96,7 +100,8 @@ pub async fn handle(
     let (response, reason) = match authorize_and_forward(&gateway, &conn, req, &mut notes).await {
         Ok(response) => (response, "forwarded"),
         Err(rejection) => {
-            let reason = rejection.verdict().reason;
+            let verdict = rejection.verdict();
+            let reason = verdict.reason;
             if let Rejection::Upstream(e) = &rejection {
                 tracing::warn!(error = %crate::error_chain(e), "upstream request failed");
             }
@@ -108,13 +113,9 @@ pub async fn handle(
                 dpop_algs: gateway.dpop.algs(),
                 presented: notes.scheme,
             });
-            if matches!(
-                rejection,
-                Rejection::Request(RequestError::AmbiguousFraming | RequestError::BodyTimedOut(_))
-            ) && version < http::Version::HTTP_2
-            {
-                // RFC 9112 section 6.1: close after answering a message with ambiguous
-                // framing; and the rest of a body that came too slowly is not worth waiting for.
+            // h2 has no `Connection` header; there the rejection of every
+            // further request on the connection has to do.
+            if verdict.close_connection && version < http::Version::HTTP_2 {
                 response
                     .headers_mut()
                     .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
@@ -248,6 +249,12 @@ pub async fn admit<'g, B>(
     // Taken first and unconditionally: verdicts pair with requests by order.
     if conn.framing.as_ref().and_then(|log| log.next()) == Some(Framing::Ambiguous) {
         return Err(RequestError::AmbiguousFraming.into());
+    }
+    // Before any route: the handshake would refuse this certificate today.
+    if let Some(identity) = &conn.identity
+        && gateway.revoked.is_revoked(&identity.issuer_serial)
+    {
+        return Err(Rejection::ClientCertRevoked);
     }
     let authority = inbound::check_head(req)?;
     // Route on exactly the path the upstream will receive, but keep what the

@@ -32,6 +32,9 @@ pub enum Rejection {
     Scope(#[from] InsufficientScope),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// A CRL loaded after the connection's handshake revokes its certificate.
+    #[error("the client certificate has been revoked")]
+    ClientCertRevoked,
 }
 
 /// The RFC 6750 error code carried in the challenge, when there is one.
@@ -80,6 +83,8 @@ pub struct Verdict {
     pub error: &'static str,
     /// Stable machine-readable reason: the body's `reason`, the log field and the metric label.
     pub reason: &'static str,
+    /// Close the connection after this response (HTTP/1.1 `Connection: close`).
+    pub close_connection: bool,
 }
 
 const fn verdict(status: StatusCode, challenge: Challenge, error: &'static str, reason: &'static str) -> Verdict {
@@ -89,6 +94,15 @@ const fn verdict(status: StatusCode, challenge: Challenge, error: &'static str, 
         scheme: ChallengeScheme::AsPresented,
         error,
         reason,
+        close_connection: false,
+    }
+}
+
+/// Nothing more may be read from this connection.
+const fn closing(verdict: Verdict) -> Verdict {
+    Verdict {
+        close_connection: true,
+        ..verdict
     }
 }
 
@@ -128,14 +142,21 @@ impl Rejection {
             Rejection::Request(e) => match e {
                 RequestError::MissingHost => verdict(BAD_REQUEST, None, "invalid_request", "host_missing"),
                 RequestError::MultipleHosts => verdict(BAD_REQUEST, None, "invalid_request", "host_duplicate"),
-                RequestError::AmbiguousFraming => verdict(BAD_REQUEST, None, "invalid_request", "ambiguous_framing"),
+                // RFC 9112 section 6.1: close after answering a message with ambiguous framing.
+                RequestError::AmbiguousFraming => {
+                    closing(verdict(BAD_REQUEST, None, "invalid_request", "ambiguous_framing"))
+                }
                 RequestError::FormTooLarge { .. } => {
                     verdict(StatusCode::PAYLOAD_TOO_LARGE, None, "invalid_request", "form_too_large")
                 }
                 RequestError::BodyUnreadable(_) => verdict(BAD_REQUEST, None, "invalid_request", "body_unreadable"),
-                RequestError::BodyTimedOut(_) => {
-                    verdict(StatusCode::REQUEST_TIMEOUT, None, "invalid_request", "body_timeout")
-                }
+                // The rest of a body that came too slowly is not worth waiting for.
+                RequestError::BodyTimedOut(_) => closing(verdict(
+                    StatusCode::REQUEST_TIMEOUT,
+                    None,
+                    "invalid_request",
+                    "body_timeout",
+                )),
                 RequestError::PathNotNormalized => verdict(BAD_REQUEST, None, "invalid_request", "path_not_normalized"),
                 RequestError::UnderscoreInHeaderName => {
                     verdict(BAD_REQUEST, None, "invalid_request", "header_name_underscore")
@@ -227,6 +248,7 @@ impl Rejection {
                     verdict(StatusCode::GATEWAY_TIMEOUT, None, "gateway_timeout", "upstream_timeout")
                 }
             },
+            Rejection::ClientCertRevoked => closing(invalid_token("client_cert_revoked")),
         }
     }
 

@@ -8,17 +8,20 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::runtime::{Live, ReloadTrigger};
+use crate::runtime::Live;
 
 /// What the watched files held at one poll; `None` for a file that could not be read.
 pub type Fingerprint = Vec<(PathBuf, Option<[u8; 32]>)>;
 
 /// Polls until `stop` resolves, reloading when a watched file changes.
+///
+/// A change is judged against the running generation's own fingerprint,
+/// whoever loaded it: after a SIGHUP reload, or one whose configuration
+/// watches more files than before, there is nothing left to reload.
 pub async fn watch_files(live: Arc<Live>, stop: impl std::future::Future<Output = ()>) {
     tokio::pin!(stop);
-    // What the running generation was loaded from, taken before its files
-    // were read: a change made right after startup is still seen.
-    let mut last = live.current().fingerprint.clone();
+    // What a failed reload saw: not retried until the files change again.
+    let mut failed: Option<Fingerprint> = None;
     loop {
         let settings = live.current().config.reload.clone();
         tokio::select! {
@@ -28,22 +31,25 @@ pub async fn watch_files(live: Arc<Live>, stop: impl std::future::Future<Output 
         if !settings.watch_files {
             continue;
         }
-        let files = live.current().config.watched_files();
-        let now = fingerprint(&files);
-        if now == last {
+        let running = live.current();
+        let now = fingerprint(&running.config.watched_files());
+        if now == running.fingerprint || failed.as_ref() == Some(&now) {
             continue;
         }
         let changed: Vec<String> = now
             .iter()
-            .filter(|entry| !last.contains(entry))
+            .filter(|entry| !running.fingerprint.contains(entry))
             .map(|(path, _)| path.display().to_string())
             .collect();
+        drop(running);
         tracing::info!(files = ?changed, "watched files changed; reloading");
-        // A failed reload is logged by `reload` and not retried until the
-        // files change again. `last` is what was seen *before* reloading, so
-        // a key written just after its certificate still triggers a reload.
-        let _ = live.reload(ReloadTrigger::FileChange).await;
-        last = now;
+        // A failure is logged by `reload`. The generation's fingerprint is
+        // taken before its files are read, so a key written just after its
+        // certificate still differs at the next poll and reloads again.
+        failed = match live.reload_unless_loaded(&now).await {
+            Some(Err(_)) => Some(now),
+            Some(Ok(())) | None => None,
+        };
     }
 }
 

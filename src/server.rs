@@ -19,18 +19,20 @@ use crate::client_io::ClientIo;
 use crate::config::Limits;
 use crate::framing::{FramingLog, FramingScanner};
 use crate::identity::ClientIdentity;
-use crate::proxy::{self, Connection, Gateway};
+use crate::proxy::{self, Connection};
 use crate::runtime::Live;
 
 /// Accepts connections on `listener` until `shutdown` completes, then stops
 /// accepting and lets in-flight requests finish for up to `limits.shutdown_grace`.
-/// Each new connection uses the generation of `live` current at its accept.
+/// A connection keeps the TLS configuration and HTTP limits of its accept;
+/// each request is judged by the generation of `live` current when it arrives.
 pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future<Output = ()>) {
     let slots = Arc::new(Semaphore::new(live.current().config.limits.max_connections));
     // Every connection holds a receiver: true asks it to finish, and the
     // last one dropped tells that all have.
     let (drain, draining) = watch::channel(false);
     tokio::pin!(shutdown);
+    let mut backoff = AcceptBackoff::default();
 
     loop {
         let permit = tokio::select! {
@@ -46,18 +48,21 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Usually EMFILE/ENFILE: back off instead of spinning on the error.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    let delay = backoff.failed(|| tracing::warn!(error = %e, "accept failed; backing off until it succeeds"));
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep(delay) => continue,
+                    }
                 }
             },
         };
+        backoff.succeeded(|| tracing::info!("accepting connections again"));
         let _ = tcp.set_nodelay(true);
         let generation = live.current();
         let limits = &generation.config.limits;
         let task = ConnectionTask {
             acceptor: TlsAcceptor::from(generation.tls.clone()),
-            gateway: generation.gateway.clone(),
+            live: live.clone(),
             limits: limits.clone(),
         };
         let mut drain = draining.clone();
@@ -73,6 +78,41 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future
     let grace = live.current().config.limits.shutdown_grace;
     if tokio::time::timeout(grace, drain.closed()).await.is_err() {
         tracing::warn!(?grace, "shutdown grace period over; closing remaining connections");
+    }
+}
+
+/// The wait between failed accepts: doubling from [`AcceptBackoff::FIRST`] to
+/// [`AcceptBackoff::MAX`], back to the start once an accept succeeds. Out of
+/// file descriptors, retrying at once only burns CPU, and logging every
+/// retry floods the log; one line per episode says enough.
+#[derive(Debug, Default)]
+pub struct AcceptBackoff {
+    /// The next wait; `None` when the last accept succeeded.
+    next: Option<Duration>,
+}
+
+impl AcceptBackoff {
+    pub const FIRST: Duration = Duration::from_millis(5);
+    pub const MAX: Duration = Duration::from_secs(1);
+
+    /// An accept failed: how long to wait. `log` runs on the first failure of an episode only.
+    pub fn failed(&mut self, log: impl FnOnce()) -> Duration {
+        let delay = match self.next {
+            None => {
+                log();
+                Self::FIRST
+            }
+            Some(delay) => delay,
+        };
+        self.next = Some((delay * 2).min(Self::MAX));
+        delay
+    }
+
+    /// An accept succeeded: `log` runs when this ends an episode of failures.
+    pub fn succeeded(&mut self, log: impl FnOnce()) {
+        if self.next.take().is_some() {
+            log();
+        }
     }
 }
 
@@ -98,7 +138,8 @@ fn http2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
 
 struct ConnectionTask {
     acceptor: TlsAcceptor,
-    gateway: Arc<Gateway>,
+    /// Not a generation: a reload must reach requests on open connections.
+    live: Arc<Live>,
     limits: Limits,
 }
 
@@ -133,8 +174,8 @@ impl ConnectionTask {
             activity.clone(),
         );
         let conn = Arc::new(Connection::new(peer, identity, resumed, framing));
-        let gateway = self.gateway;
-        let metrics = gateway.metrics.clone();
+        let live = self.live;
+        let metrics = live.metrics.clone();
         metrics.connection_opened(resumed, conn.identity.as_ref().map(|i| i.not_after));
         let requests = activity.clone();
         let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
@@ -142,7 +183,7 @@ impl ConnectionTask {
             requests.request_started();
             let response_in_flight = InFlight::enter(&requests);
             let req = req.map(|body| RequestBody::new(body, InFlight::enter(&requests)));
-            let handled = proxy::handle(gateway.clone(), conn.clone(), req);
+            let handled = proxy::handle(live.gateway(), conn.clone(), req);
             async move {
                 let response = handled.await?;
                 Ok::<_, std::convert::Infallible>(response.map(|body| ResponseBody::new(body, response_in_flight)))
@@ -174,14 +215,12 @@ impl ConnectionTask {
         match accept.await {
             Ok(Ok(tls)) => Some(Box::new(tls)),
             Ok(Err(e)) => {
-                self.gateway
-                    .metrics
-                    .record_handshake_failure(handshake_failure_reason(&e));
+                self.live.metrics.record_handshake_failure(handshake_failure_reason(&e));
                 tracing::info!(%peer, error = %e, "TLS handshake failed");
                 None
             }
             Err(_) => {
-                self.gateway.metrics.record_handshake_failure("timeout");
+                self.live.metrics.record_handshake_failure("timeout");
                 tracing::info!(%peer, "TLS handshake timed out");
                 None
             }
@@ -233,5 +272,27 @@ fn handshake_failure_reason(error: &std::io::Error) -> &'static str {
         Error::PeerIncompatible(_) | Error::NoApplicationProtocol => "incompatible",
         Error::AlertReceived(_) => "alert_received",
         _ => "protocol",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_backoff_doubles_to_a_second_logs_once_and_resets_on_success() {
+        let mut backoff = AcceptBackoff::default();
+        let mut logged = 0;
+        let delays: Vec<u64> = (0..11)
+            .map(|_| backoff.failed(|| logged += 1).as_millis() as u64)
+            .collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        assert_eq!(logged, 1);
+        let mut recovered = 0;
+        backoff.succeeded(|| recovered += 1);
+        backoff.succeeded(|| recovered += 1);
+        assert_eq!(recovered, 1);
+        assert_eq!(backoff.failed(|| logged += 1), AcceptBackoff::FIRST);
+        assert_eq!(logged, 2);
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
@@ -13,19 +13,22 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::{ClientAuth, Config, ConfigError};
 use crate::pem;
+use crate::revocation::RevocationSet;
 
 /// Session cache entries per `ServerConfig`; about 1 KiB each.
 const SESSION_CACHE_ENTRIES: usize = 16 * 1024;
 
-/// Builds the TLS server configuration from the files `config` names.
+/// Builds the TLS server configuration from the files `config` names, and
+/// the set of client certificates its CRLs revoke (for connections opened
+/// before they were loaded).
 ///
 /// Every call makes a fresh session cache and ticket key: a session from an
 /// older configuration (perhaps trusting a CA since removed) must never
 /// resume on this one.
-pub fn server_config(config: &Config) -> Result<Arc<ServerConfig>, ConfigError> {
+pub fn server_config(config: &Config) -> Result<(Arc<ServerConfig>, RevocationSet), ConfigError> {
     let server = &config.server;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = client_verifier(config, provider.clone())?;
+    let (verifier, revoked) = client_verifier(config, provider.clone())?;
     let chain = pem::certificates(&server.cert).map_err(|e| config.unusable("server.cert", &server.cert, e))?;
     let key = pem::private_key(&server.key).map_err(|e| config.unusable("server.key", &server.key, e))?;
     let mut tls = ServerConfig::builder_with_provider(provider)
@@ -40,7 +43,7 @@ pub fn server_config(config: &Config) -> Result<Arc<ServerConfig>, ConfigError> 
         .map_err(|e| config.unusable("server.cert", &server.cert, format!("cannot create a ticket key: {e}")))?;
     // 0-RTT data could be replayed; never accept it.
     tls.max_early_data_size = 0;
-    Ok(Arc::new(tls))
+    Ok((Arc::new(tls), revoked))
 }
 
 /// Subject and validity of a configured certificate, for readiness and metrics.
@@ -71,42 +74,68 @@ pub fn summaries(kind: &'static str, path: &std::path::Path) -> Result<Vec<Certi
     Ok(out)
 }
 
-fn client_verifier(config: &Config, provider: Arc<CryptoProvider>) -> Result<Arc<dyn ClientCertVerifier>, ConfigError> {
+fn client_verifier(
+    config: &Config,
+    provider: Arc<CryptoProvider>,
+) -> Result<(Arc<dyn ClientCertVerifier>, RevocationSet), ConfigError> {
     let server = &config.server;
     let roots = match &server.client_ca {
         Some(path) => Some(Arc::new(client_roots(config, path)?)),
         None => None,
     };
     let mut crls = Vec::new();
+    let mut revoked = RevocationSet::default();
     for path in &server.crls {
-        crls.extend(pem::crls(path).map_err(|e| config.unusable("server.crl", path, e))?);
+        let file = pem::crls(path).map_err(|e| config.unusable("server.crl", path, e))?;
+        // Parsed here, file by file, so that a broken CRL is blamed on its file.
+        revoked
+            .add_file(&file)
+            .map_err(|e| config.unusable("server.crl", path, e))?;
+        crls.extend(file);
     }
     // Revocation is checked for the client's own certificate; a CA whose
     // leaves present without a CRL in the list fails closed.
-    let webpki = |roots: Arc<RootCertStore>| {
+    let webpki = |roots: Arc<RootCertStore>, crls: Vec<CertificateRevocationListDer<'static>>| {
         let builder = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
         if crls.is_empty() {
             builder
         } else {
-            builder.with_crls(crls.clone()).only_check_end_entity_revocation()
+            builder.with_crls(crls).only_check_end_entity_revocation()
         }
     };
-    let bad_ca = |e: rustls::server::VerifierBuilderError| match e {
-        rustls::server::VerifierBuilderError::InvalidCrl(_) => {
-            let path = server.crls.first().cloned().unwrap_or_default();
-            config.unusable("server.crl", &path, e)
-        }
-        _ => {
-            let path = server.client_ca.clone().unwrap_or_default();
-            config.unusable("server.client_ca", &path, e)
-        }
+    let build = |roots: Arc<RootCertStore>, optional: bool| {
+        let builder = webpki(roots.clone(), crls.clone());
+        let built = if optional {
+            builder.allow_unauthenticated().build()
+        } else {
+            builder.build()
+        };
+        built.map_err(|e| match e {
+            rustls::server::VerifierBuilderError::InvalidCrl(_) => {
+                // webpki refused what x509-parser read: find the file it refuses alone.
+                let culprit = server
+                    .crls
+                    .iter()
+                    .find(|path| pem::crls(path).is_ok_and(|file| webpki(roots.clone(), file).build().is_err()));
+                let path = culprit.or(server.crls.first()).cloned().unwrap_or_default();
+                config.unusable("server.crl", &path, format!("is not a usable CRL: {e}"))
+            }
+            _ => {
+                let path = server.client_ca.clone().unwrap_or_default();
+                config.unusable("server.client_ca", &path, e)
+            }
+        })
     };
     match (server.client_auth, roots) {
-        (ClientAuth::Required, Some(roots)) => webpki(roots).build().map_err(bad_ca),
-        (ClientAuth::Optional, Some(roots)) => webpki(roots).allow_unauthenticated().build().map_err(bad_ca),
-        (ClientAuth::Any, _) => Ok(Arc::new(AnyCertificate {
-            schemes: provider.signature_verification_algorithms,
-        })),
+        (ClientAuth::Required, Some(roots)) => Ok((build(roots, false)?, revoked)),
+        (ClientAuth::Optional, Some(roots)) => Ok((build(roots, true)?, revoked)),
+        // The handshake checks no chain and no CRL here; neither do requests.
+        (ClientAuth::Any, _) => Ok((
+            Arc::new(AnyCertificate {
+                schemes: provider.signature_verification_algorithms,
+            }),
+            RevocationSet::default(),
+        )),
         (ClientAuth::Required | ClientAuth::Optional, None) => Err(config.unusable(
             "server.client_ca",
             &config.source,

@@ -129,3 +129,43 @@ fn the_shipped_configuration_checks_out() {
         assert!(!stdout.contains(internal), "{internal} in {stdout}");
     }
 }
+
+#[tokio::test]
+async fn check_names_the_crl_file_that_cannot_be_parsed_and_what_is_wrong() {
+    let s = Setup::new().await;
+    let good = s.pki.ca.crl(s.path(), "ca", &[]);
+    let not_a_crl = s.path().join("not-a-crl.pem");
+    // Valid PEM and base64, but the DER inside is a bare INTEGER, not a CRL.
+    std::fs::write(&not_a_crl, "-----BEGIN X509 CRL-----\nAgEB\n-----END X509 CRL-----\n").unwrap();
+    let truncated = s.path().join("truncated.crl");
+    let der = std::fs::read_to_string(&good).unwrap();
+    let der: String = der.lines().filter(|l| !l.starts_with("-----")).collect();
+    use base64::Engine;
+    let der = base64::engine::general_purpose::STANDARD.decode(der).unwrap();
+    std::fs::write(&truncated, &der[..der.len() / 2]).unwrap();
+
+    for (broken, wrong) in [(&not_a_crl, "not a CRL structure"), (&truncated, "truncated")] {
+        let spec = ConfigSpec {
+            server: vec![format!(
+                "crl = [{:?}, {:?}]",
+                good.display().to_string(),
+                broken.display().to_string()
+            )],
+            ..Default::default()
+        };
+        let config = s.write_config("crl", &spec);
+        let (status, _, stderr) = run_cli(&["check", "--config", config.to_str().unwrap()]);
+        assert_eq!(status.code(), Some(64), "{stderr}");
+        assert!(stderr.contains("server.crl"), "{stderr}");
+        assert!(
+            stderr.contains(broken.to_str().unwrap()),
+            "the broken file is not named: {stderr}"
+        );
+        assert!(
+            !stderr.contains(good.to_str().unwrap()),
+            "the good file is blamed: {stderr}"
+        );
+        assert!(stderr.contains("not a valid X.509 CRL"), "{stderr}");
+        assert!(stderr.contains(wrong), "{stderr}");
+    }
+}

@@ -8,14 +8,18 @@
 
 mod common;
 
+mod accept_limits;
 mod binding;
 mod cache_memory;
 mod cli;
 mod dpop;
 mod dpop_shared;
+mod drain;
 mod idle;
 mod keys;
+mod live_reload;
 mod ops;
+mod reload_once;
 mod requests;
 mod routes;
 mod slow_body;

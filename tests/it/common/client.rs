@@ -207,3 +207,74 @@ pub fn request(
 pub fn get(alpn: Alpn, path: &str, token: Option<&str>) -> Request<Full<Bytes>> {
     request(alpn, "GET", path, token, Bytes::new())
 }
+
+/// One connection kept open for many requests: what a keep-alive HTTP/1.1
+/// or h2 client does, so a test can tell "the same connection" from "a new one".
+pub struct KeptConnection {
+    sender: KeptSender,
+    conn: tokio::task::JoinHandle<()>,
+}
+
+enum KeptSender {
+    Http1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+impl TlsClient {
+    /// Opens a connection and keeps it for [`KeptConnection::send`].
+    pub async fn keep(&self, addr: SocketAddr) -> Result<KeptConnection, String> {
+        let tls = self.connect(addr).await.map_err(|e| format!("handshake: {e}"))?;
+        let io = TokioIo::new(tls);
+        let (sender, conn) = match self.alpn {
+            Alpn::Http1 => {
+                let (sender, conn) = hyper::client::conn::http1::handshake(io)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                (KeptSender::Http1(sender), tokio::spawn(async move { drop(conn.await) }))
+            }
+            Alpn::H2 => {
+                let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                (KeptSender::H2(sender), tokio::spawn(async move { drop(conn.await) }))
+            }
+        };
+        Ok(KeptConnection { sender, conn })
+    }
+}
+
+impl KeptConnection {
+    /// Sends one request on this connection and reads the whole response.
+    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<Reply, String> {
+        let exchange = async {
+            let response = match &mut self.sender {
+                KeptSender::Http1(sender) => {
+                    sender.ready().await.map_err(|e| format!("connection unusable: {e}"))?;
+                    sender.send_request(req).await.map_err(|e| format!("{e:?}"))?
+                }
+                KeptSender::H2(sender) => {
+                    sender.ready().await.map_err(|e| format!("connection unusable: {e}"))?;
+                    sender.send_request(req).await.map_err(|e| format!("{e:?}"))?
+                }
+            };
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+            Ok(Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+                resumed: false,
+            })
+        };
+        tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
+            .await
+            .map_err(|_| "exchange timed out".to_string())?
+    }
+
+    /// Whether the gateway closes the connection within `timeout`. The
+    /// sender stays alive meanwhile: dropping it would close the connection
+    /// from this side.
+    pub async fn closed_within(&mut self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, &mut self.conn).await.is_ok()
+    }
+}
