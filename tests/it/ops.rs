@@ -143,7 +143,13 @@ async fn server_certificate_rotation_by_symlink_swap_and_rewrite_drops_no_reques
         gw.stderr()
     );
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Keep the load going on the last certificate for a while before stopping.
+    let ok_now = load.ok.load(Ordering::Relaxed);
+    assert!(
+        eventually(Duration::from_secs(10), async || load.ok.load(Ordering::Relaxed)
+            >= ok_now + 20)
+        .await
+    );
     let (ok, failed, errors) = load.finish().await;
     eprintln!("server certificate rotation: {ok} requests succeeded, {failed} failed");
     assert_eq!(failed, 0, "failed requests during rotation: {errors:?}");
@@ -244,36 +250,47 @@ async fn a_broken_file_is_rejected_and_the_running_configuration_stays() {
 async fn sighup_reloads_the_configuration() {
     let s = Setup::new().await;
     let mut spec = ConfigSpec::default();
-    let config = s.write_config("hup", &spec);
-    // Without file watching, only the signal reloads.
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("poll_interval = \"100ms\"", "watch_files = false");
-    std::fs::write(&config, &text).unwrap();
+    // Two gateways polling every 100 ms; only the control one watches files.
+    let unwatched = |text: String| {
+        text.replace(
+            "poll_interval = \"100ms\"",
+            "watch_files = false\npoll_interval = \"100ms\"",
+        )
+    };
+    let config = s.path().join("hup.toml");
+    std::fs::write(&config, unwatched(s.render(&spec))).unwrap();
+    let control_config = s.write_config("control", &spec);
     let gw = GatewayProcess::start(&config).await;
-    let anonymous = async || {
+    let control = GatewayProcess::start(&control_config).await;
+    let anonymous = async |gw: &GatewayProcess| {
         s.client_a(Alpn::Http1)
             .send(gw.addr, get(Alpn::Http1, "/open/x", None))
             .await
             .unwrap()
             .status
     };
-    assert_eq!(anonymous().await, 401);
+    assert_eq!(anonymous(&gw).await, 401);
     spec.tail
         .push("[[route]]\nprefix = \"/open\"\nauth = \"none\"\n".into());
-    let changed = s
-        .render(&spec)
-        .replace("poll_interval = \"100ms\"", "watch_files = false");
-    std::fs::write(&config, changed).unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(anonymous().await, 401, "reloaded without a signal");
+    std::fs::write(&config, unwatched(s.render(&spec))).unwrap();
+    std::fs::write(&control_config, s.render(&spec)).unwrap();
+    // Once the watching one has picked the change up, the other would have too.
+    assert!(
+        control
+            .wait_for_log("configuration reloaded", Duration::from_secs(10))
+            .await,
+        "{}",
+        control.stderr()
+    );
+    assert_eq!(anonymous(&control).await, 200);
+    assert_eq!(anonymous(&gw).await, 401, "reloaded without a signal");
     gw.signal("HUP");
     assert!(
         gw.wait_for_log("configuration reloaded", Duration::from_secs(10)).await,
         "{}",
         gw.stderr()
     );
-    assert_eq!(anonymous().await, 200);
+    assert_eq!(anonymous(&gw).await, 200);
 }
 
 #[tokio::test]
