@@ -56,6 +56,10 @@ pub struct Connection {
     pub framing: Option<Arc<FramingLog>>,
     /// The peer's address as `X-Forwarded-For` carries it, rendered once.
     pub forwarded_for: http::HeaderValue,
+    /// A verdict asked to end this connection. HTTP/1.1 says so with
+    /// `Connection: close`; h2 has no such header, so its connection task
+    /// waits on this to send GOAWAY.
+    pub close_requested: tokio::sync::Notify,
 }
 
 impl Connection {
@@ -73,6 +77,7 @@ impl Connection {
             resumed,
             framing,
             forwarded_for,
+            close_requested: tokio::sync::Notify::new(),
         }
     }
 }
@@ -113,12 +118,15 @@ pub async fn handle(
                 dpop_algs: gateway.dpop.algs(),
                 presented: notes.scheme,
             });
-            // h2 has no `Connection` header; there the rejection of every
-            // further request on the connection has to do.
-            if verdict.close_connection && version < http::Version::HTTP_2 {
-                response
-                    .headers_mut()
-                    .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            if verdict.close_connection {
+                if version < http::Version::HTTP_2 {
+                    response
+                        .headers_mut()
+                        .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                } else {
+                    // Kept as a permit if the connection task is not waiting yet.
+                    conn.close_requested.notify_one();
+                }
             }
             (response, reason)
         }

@@ -174,6 +174,7 @@ impl ConnectionTask {
             activity.clone(),
         );
         let conn = Arc::new(Connection::new(peer, identity, resumed, framing));
+        let close = conn.clone();
         let live = self.live;
         let metrics = live.metrics.clone();
         metrics.connection_opened(resumed, conn.identity.as_ref().map(|i| i.not_after));
@@ -192,7 +193,7 @@ impl ConnectionTask {
         let served = if is_h2 {
             // Boxed: h2's connection state is large, and inline it would size
             // every connection's task, HTTP/1.1 ones included.
-            Box::pin(serve_http2(&http2_builder(limits), io, service, drain)).await
+            Box::pin(serve_http2(&http2_builder(limits), io, service, drain, &close)).await
         } else {
             crate::park::serve(&http1_builder(limits), io, service, activity, drain, &metrics).await
         };
@@ -230,13 +231,15 @@ impl ConnectionTask {
 
 type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
 
-/// Serves h2 until the client leaves or `drain` turns true; then asks the
-/// client to stop (GOAWAY) and lets the open streams finish.
+/// Serves h2 until the client leaves, `drain` turns true or a verdict asks
+/// to `close` the connection; then asks the client to stop (GOAWAY) and lets
+/// the open streams finish.
 async fn serve_http2<IO, S>(
     builder: &http2::Builder<TokioExecutor>,
     io: IO,
     service: S,
     drain: &mut watch::Receiver<bool>,
+    close: &Arc<Connection>,
 ) -> Result<(), hyper::Error>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -251,6 +254,7 @@ where
     tokio::select! {
         served = conn.as_mut() => return served,
         _ = drain.wait_for(|&draining| draining) => conn.as_mut().graceful_shutdown(),
+        _ = close.close_requested.notified() => conn.as_mut().graceful_shutdown(),
     }
     conn.await
 }

@@ -260,6 +260,11 @@ async fn a_certificate_revoked_by_a_crl_reload_is_refused_on_its_open_connection
     let reply = a2.send(get(Alpn::H2, "/a", None)).await.unwrap();
     assert_eq!(reply.status, 401, "h2: a revoked certificate still served");
     assert_eq!(reply.reason(), "client_cert_revoked");
+    // h2 has no `Connection: close`: the gateway ends the connection with GOAWAY.
+    assert!(
+        a2.closed_within(Duration::from_secs(5)).await,
+        "the revoked client's h2 connection stays open"
+    );
     assert_eq!(
         s.upstream.count(),
         upstream_before,
