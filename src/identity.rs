@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderValue;
 use sha2::{Digest, Sha256};
+use x509_parser::der_parser::asn1_rs::ToDer;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate, X509Name};
 
 /// The identity of a TLS client, taken from its leaf certificate.
@@ -113,12 +114,15 @@ pub(crate) fn rfc4514(name: &X509Name<'_>) -> String {
                 let label = x509_parser::objects::oid2abbrev(oid, registry)
                     .map(str::to_string)
                     .unwrap_or_else(|_| oid.to_id_string());
-                let value = match attr.as_str() {
-                    Ok(s) => escape_rfc4514(s),
-                    Err(_) => attr.attr_value().data.iter().fold("#".to_string(), |mut s, b| {
+                // Other types are `#` and the hex of the value's whole
+                // encoding, tag and length included (RFC 4514 section 2.4).
+                let value = match (attr.as_str(), attr.attr_value().to_der_vec()) {
+                    (Ok(s), _) => escape_rfc4514(s),
+                    (Err(_), Ok(der)) => der.iter().fold("#".to_string(), |mut s, b| {
                         let _ = write!(s, "{b:02x}");
                         s
                     }),
+                    (Err(_), Err(_)) => "#".to_string(),
                 };
                 format!("{label}={value}")
             })
@@ -179,6 +183,23 @@ mod tests {
                 id.sha256_hex
             )
         );
+    }
+
+    /// Found by fuzz/fuzz_targets/xfcc_roundtrip.rs: the `#` form carried
+    /// the value's content without its tag and length, not its BER encoding.
+    #[test]
+    fn subject_values_without_a_string_form_are_hex_of_their_encoding() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let bmp = rcgen::string::BmpString::try_from("Ab").unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, rcgen::DnValue::BmpString(bmp));
+        let cert = params.self_signed(&key).unwrap();
+        let id = ClientIdentity::from_der(cert.der()).unwrap();
+        // BMPString (tag 0x1e), 4 bytes: UCS-2 "Ab".
+        assert_eq!(id.subject, "O=#1e0400410062");
     }
 
     #[test]
