@@ -220,14 +220,19 @@ mod tests {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(rcgen::DnType::LocalityName, "Z\u{fc}rich");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::LocalityName, "Z\u{fc}rich");
         params.distinguished_name.push(rcgen::DnType::CommonName, "a\nb\u{0}");
         let cert = params.self_signed(&key).unwrap();
         let id = ClientIdentity::from_der(cert.der()).unwrap();
         assert_eq!(id.subject, "CN=a\\0Ab\\00,L=Z\\C3\\BCrich");
         assert_eq!(
             id.xfcc.to_str().unwrap(),
-            format!("Hash={};Subject=\"CN=a\\\\0Ab\\\\00,L=Z\\\\C3\\\\BCrich\"", id.sha256_hex)
+            format!(
+                "Hash={};Subject=\"CN=a\\\\0Ab\\\\00,L=Z\\\\C3\\\\BCrich\"",
+                id.sha256_hex
+            )
         );
     }
 
