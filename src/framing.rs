@@ -177,7 +177,8 @@ impl FramingScanner {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
         match request.parse(&self.pending) {
-            Ok(httparse::Status::Complete(head_len)) => {
+            // `pending` may hold one byte more than a head may have.
+            Ok(httparse::Status::Complete(head_len)) if head_len <= self.max_head_bytes => {
                 let (framing, next) = classify(request.headers);
                 self.log.push(framing);
                 self.state = next;
@@ -348,6 +349,22 @@ GET /d HTTP/1.1\r\nHost: x\r\n\r\n";
         huge.extend(std::iter::repeat_n(b'a', 10_000));
         assert!(verdicts(&huge, 100).is_empty());
         assert!(verdicts(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 5).is_empty());
+    }
+
+    /// Found by fuzz/fuzz_targets/http1_framing.rs: a head one byte over
+    /// the limit was refused in one read but accepted across several.
+    #[test]
+    fn a_head_one_byte_over_the_limit_is_refused_however_it_arrives() {
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        for (limit, expected) in [(head.len(), vec![Unambiguous]), (head.len() - 1, vec![])] {
+            for chunk in [1, 5, head.len()] {
+                let log = Arc::new(FramingLog::default());
+                let mut scanner = FramingScanner::new(limit, log.clone());
+                head.chunks(chunk).for_each(|piece| scanner.feed(piece));
+                let seen: Vec<Framing> = std::iter::from_fn(|| log.next()).collect();
+                assert_eq!(seen, expected, "limit {limit}, reads of {chunk}");
+            }
+        }
     }
 
     #[test]

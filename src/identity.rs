@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderValue;
 use sha2::{Digest, Sha256};
+use x509_parser::der_parser::asn1_rs::ToDer;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate, X509Name};
 
 /// The identity of a TLS client, taken from its leaf certificate.
@@ -128,12 +129,15 @@ pub(crate) fn rfc4514(name: &X509Name<'_>) -> String {
                 let label = x509_parser::objects::oid2abbrev(oid, registry)
                     .map(str::to_string)
                     .unwrap_or_else(|_| oid.to_id_string());
-                let value = match attr.as_str() {
-                    Ok(s) => escape_rfc4514(s),
-                    Err(_) => attr.attr_value().data.iter().fold("#".to_string(), |mut s, b| {
+                // Other types are `#` and the hex of the value's whole
+                // encoding, tag and length included (RFC 4514 section 2.4).
+                let value = match (attr.as_str(), attr.attr_value().to_der_vec()) {
+                    (Ok(s), _) => escape_rfc4514(s),
+                    (Err(_), Ok(der)) => der.iter().fold("#".to_string(), |mut s, b| {
                         let _ = write!(s, "{b:02x}");
                         s
                     }),
+                    (Err(_), Err(_)) => "#".to_string(),
                 };
                 format!("{label}={value}")
             })
@@ -144,10 +148,20 @@ pub(crate) fn rfc4514(name: &X509Name<'_>) -> String {
     rdns.join(",")
 }
 
+/// Escapes as RFC 4514 section 2.4 asks, and, as OpenSSL's RFC 2253 form
+/// that Envoy and nginx forward does, control and non-ASCII characters as
+/// `\XX` per UTF-8 byte: the result is visible ASCII, so it fits a header.
 fn escape_rfc4514(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     let last = value.chars().count().saturating_sub(1);
     for (i, c) in value.chars().enumerate() {
+        if c.is_ascii_control() || !c.is_ascii() {
+            let mut utf8 = [0u8; 4];
+            for b in c.encode_utf8(&mut utf8).bytes() {
+                let _ = write!(out, "\\{b:02X}");
+            }
+            continue;
+        }
         let needs_escape = matches!(c, '"' | '+' | ',' | ';' | '<' | '>' | '\\')
             || (i == 0 && (c == ' ' || c == '#'))
             || (i == last && c == ' ');
@@ -191,6 +205,47 @@ mod tests {
             id.xfcc.to_str().unwrap(),
             format!(
                 "Hash={};Subject=\"CN=client-a,O=Acme\\\\, Inc\";URI=spiffe://example.org/ns/a;DNS=svc.example",
+                id.sha256_hex
+            )
+        );
+    }
+
+    /// Found by fuzz/fuzz_targets/xfcc_roundtrip.rs: the `#` form carried
+    /// the value's content without its tag and length, not its BER encoding.
+    #[test]
+    fn subject_values_without_a_string_form_are_hex_of_their_encoding() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let bmp = rcgen::string::BmpString::try_from("Ab").unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, rcgen::DnValue::BmpString(bmp));
+        let cert = params.self_signed(&key).unwrap();
+        let id = ClientIdentity::from_der(cert.der()).unwrap();
+        // BMPString (tag 0x1e), 4 bytes: UCS-2 "Ab".
+        assert_eq!(id.subject, "O=#1e0400410062");
+    }
+
+    /// Found by fuzz/fuzz_targets/xfcc_roundtrip.rs: a subject with a
+    /// control character made XFCC fall back to the hash alone, and a
+    /// non-ASCII one went upstream as raw UTF-8 bytes.
+    #[test]
+    fn control_and_non_ascii_subject_characters_are_hex_escaped_and_reach_xfcc() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::LocalityName, "Z\u{fc}rich");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "a\nb\u{0}");
+        let cert = params.self_signed(&key).unwrap();
+        let id = ClientIdentity::from_der(cert.der()).unwrap();
+        assert_eq!(id.subject, "CN=a\\0Ab\\00,L=Z\\C3\\BCrich");
+        assert_eq!(
+            id.xfcc.to_str().unwrap(),
+            format!(
+                "Hash={};Subject=\"CN=a\\\\0Ab\\\\00,L=Z\\\\C3\\\\BCrich\"",
                 id.sha256_hex
             )
         );

@@ -36,7 +36,7 @@ pub fn normalize(uri: &str) -> Result<NormalizedUri, NotHttpUri> {
         return Err(NotHttpUri);
     }
     let (host, port) = split_port(authority)?;
-    let host = percent_normalize(&host.to_ascii_lowercase());
+    let host = percent_normalize(host, true);
     let mut out = format!("{scheme}://{host}");
     if let Some(port) = port
         && port != default_port
@@ -44,7 +44,7 @@ pub fn normalize(uri: &str) -> Result<NormalizedUri, NotHttpUri> {
         out.push(':');
         out.push_str(port);
     }
-    let path = remove_dot_segments(&percent_normalize(path));
+    let path = remove_dot_segments(&percent_normalize(path, false));
     out.push_str(if path.is_empty() { "/" } else { &path });
     Ok(NormalizedUri(out))
 }
@@ -54,6 +54,10 @@ fn split_port(authority: &str) -> Result<(&str, Option<&str>), NotHttpUri> {
     let (host, port) = if authority.starts_with('[') {
         let end = authority.find(']').ok_or(NotHttpUri)?;
         let (host, after) = authority.split_at(end + 1);
+        if !after.is_empty() && !after.starts_with(':') {
+            // `[::1]junk` would otherwise drop the junk and name [::1].
+            return Err(NotHttpUri);
+        }
         (host, after.strip_prefix(':'))
     } else {
         match authority.rsplit_once(':') {
@@ -61,6 +65,9 @@ fn split_port(authority: &str) -> Result<(&str, Option<&str>), NotHttpUri> {
             None => (authority, None),
         }
     };
+    if host.is_empty() || (!host.starts_with('[') && host.contains(':')) {
+        return Err(NotHttpUri);
+    }
     match port {
         Some("") => Ok((host, None)),
         Some(p) if !p.bytes().all(|b| b.is_ascii_digit()) => Err(NotHttpUri),
@@ -73,27 +80,38 @@ fn split_port(authority: &str) -> Result<(&str, Option<&str>), NotHttpUri> {
     }
 }
 
-/// Uppercases percent-encoding hex digits and decodes octets of unreserved characters.
-fn percent_normalize(text: &str) -> String {
+/// Uppercases percent-encoding hex digits and decodes octets of unreserved
+/// characters, lowercasing them too for a host. A `%` that starts no escape
+/// and the UTF-8 bytes of non-ASCII characters are percent-encoded, so that
+/// the result is ASCII and normalises to itself.
+fn percent_normalize(text: &str, lowercase: bool) -> String {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
+    let literal = |b: u8| if lowercase { b.to_ascii_lowercase() } else { b } as char;
     while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(&[h, l]) = bytes.get(i + 1..i + 3)
-            && let (Some(h), Some(l)) = (hex(h), hex(l))
-        {
-            let octet = h << 4 | l;
-            if octet.is_ascii_alphanumeric() || matches!(octet, b'-' | b'.' | b'_' | b'~') {
-                out.push(octet as char);
-            } else {
-                out.push_str(&format!("%{octet:02X}"));
+        let escaped = match bytes.get(i + 1..i + 3) {
+            Some(&[h, l]) if bytes[i] == b'%' => hex(h).zip(hex(l)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        match (escaped, bytes[i]) {
+            (Some(octet), _) if octet.is_ascii_alphanumeric() || matches!(octet, b'-' | b'.' | b'_' | b'~') => {
+                out.push(literal(octet));
+                i += 3;
             }
-            i += 3;
-            continue;
+            (Some(octet), _) => {
+                out.push_str(&format!("%{octet:02X}"));
+                i += 3;
+            }
+            (None, b) if b == b'%' || !b.is_ascii() => {
+                out.push_str(&format!("%{b:02X}"));
+                i += 1;
+            }
+            (None, b) => {
+                out.push(literal(b));
+                i += 1;
+            }
         }
-        out.push(bytes[i] as char);
-        i += 1;
     }
     out
 }
@@ -163,6 +181,25 @@ mod tests {
         assert_eq!(n("https://api.example/a%2fb"), "https://api.example/a%2Fb");
     }
 
+    /// Found by fuzz/fuzz_targets/htu_normalize.rs: a normal form must
+    /// normalise to itself, or one resource has two normal forms.
+    #[test]
+    fn normal_forms_are_ascii_and_normalise_to_themselves() {
+        for (uri, expected) in [
+            // A `%` that starts no escape is a literal percent sign.
+            ("http://[::1]:8080/%f%41/x/../", "http://[::1]:8080/%25fA/"),
+            ("https://h/100%", "https://h/100%25"),
+            // UTF-8 as its percent-encoded octets (RFC 3987 section 3.1).
+            ("https://h/Z\u{fc}rich", "https://h/Z%C3%BCrich"),
+            // A decoded host letter is lowercased like any other.
+            ("https://%41pi.example/", "https://api.example/"),
+        ] {
+            assert_eq!(n(uri), expected, "{uri}");
+            assert_eq!(n(expected), expected, "{expected}");
+        }
+        assert_eq!(n("https://h/Z\u{fc}rich"), n("https://h/Z%c3%bcrich"));
+    }
+
     #[test]
     fn different_resources_stay_different() {
         assert_ne!(n("https://api.example/a"), n("https://api.example/b"));
@@ -179,6 +216,9 @@ mod tests {
             "https://",
             "https://user@api.example/",
             "https://h:port/",
+            "https://:443/",
+            "https://h::/",
+            "https://[::1]junk/",
         ] {
             assert!(normalize(uri).is_err(), "{uri}");
         }
