@@ -234,7 +234,7 @@ fn parse_rfc4514(name: &str) -> Result<Vec<Value>, String> {
                 .position(|&b| b == b',' || b == b'+')
                 .map_or(bytes.len(), |p| p + i + 1);
             let hex = &name[i + 1..end];
-            if hex.is_empty() || hex.len() % 2 != 0 {
+            if hex.is_empty() || !hex.len().is_multiple_of(2) {
                 return Err(format!("odd or empty hexstring {hex:?}"));
             }
             let der = (0..hex.len())
