@@ -68,12 +68,6 @@ impl KeptLoad {
     }
 }
 
-fn write_atomically(path: &std::path::Path, contents: &[u8]) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 /// Waits (bounded) for the gateway to log one more successful reload than `before`.
 async fn reloaded(gw: &GatewayProcess, before: usize) -> bool {
     eventually(RELOAD_TIMEOUT, async || gw.log_count("configuration reloaded") > before).await

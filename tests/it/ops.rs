@@ -1,7 +1,6 @@
 //! Running for months: reloads under load, revocation, slow clients,
 //! draining on SIGTERM, health and metrics.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -73,12 +72,6 @@ impl Load {
             errors,
         )
     }
-}
-
-fn write_atomically(path: &Path, contents: &[u8]) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,17 @@ async fn reloads(gw: &GatewayProcess, trigger: &str, result: &str) -> f64 {
     metric(&metrics, &sample).unwrap_or(0.0)
 }
 
+/// Waits (bounded) until `trigger` has `count` reloads with `result`.
+async fn reloaded(gw: &GatewayProcess, trigger: &str, result: &str, count: f64) {
+    assert!(
+        eventually(Duration::from_secs(10), async || reloads(gw, trigger, result).await
+            >= count)
+        .await,
+        "no {result} reload by {trigger}: {}",
+        gw.stderr()
+    );
+}
+
 async fn all_reloads(gw: &GatewayProcess) -> f64 {
     let mut total = 0.0;
     for trigger in ["signal", "file_change"] {
@@ -24,12 +35,6 @@ async fn all_reloads(gw: &GatewayProcess) -> f64 {
     total
 }
 
-fn write_atomically(path: &std::path::Path, contents: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 #[tokio::test]
 async fn a_change_loaded_by_sighup_is_not_reloaded_again_by_the_watcher() {
     let s = Setup::new().await;
@@ -38,12 +43,12 @@ async fn a_change_loaded_by_sighup_is_not_reloaded_again_by_the_watcher() {
     // Watching off at first, so that the watcher cannot race the signal.
     write_atomically(
         &config,
-        &rendered.replace("[reload]\n", "[reload]\nwatch_files = false\n"),
+        rendered.replace("[reload]\n", "[reload]\nwatch_files = false\n"),
     );
     let gw = GatewayProcess::start(&config).await;
     write_atomically(
         &config,
-        &rendered.replace("[reload]\n", "[reload]\nwatch_files = true\n"),
+        rendered.replace("[reload]\n", "[reload]\nwatch_files = true\n"),
     );
     gw.signal("HUP");
     assert!(
@@ -62,15 +67,8 @@ async fn a_change_loaded_by_sighup_is_not_reloaded_again_by_the_watcher() {
     assert_eq!(reloads(&gw, "file_change", "ok").await, 0.0);
 
     // The watcher now runs, and still sees a new change.
-    write_atomically(&s.jwks, &TestIssuer::jwks(&[&s.issuer, &TestIssuer::new("k2")]));
-    assert!(
-        eventually(Duration::from_secs(10), async || reloads(&gw, "file_change", "ok")
-            .await
-            >= 1.0)
-        .await,
-        "{}",
-        gw.stderr()
-    );
+    write_atomically(&s.jwks, TestIssuer::jwks(&[&s.issuer, &TestIssuer::new("k2")]));
+    reloaded(&gw, "file_change", "ok", 1.0).await;
 }
 
 #[tokio::test]
@@ -82,15 +80,8 @@ async fn a_config_change_that_adds_a_watched_file_reloads_once() {
         server: vec![format!("crl = [{:?}]", crl.display().to_string())],
         ..Default::default()
     };
-    write_atomically(&s.path().join("gateway.toml"), &s.render(&spec));
-    assert!(
-        eventually(Duration::from_secs(10), async || reloads(&gw, "file_change", "ok")
-            .await
-            >= 1.0)
-        .await,
-        "{}",
-        gw.stderr()
-    );
+    write_atomically(&s.path().join("gateway.toml"), s.render(&spec));
+    reloaded(&gw, "file_change", "ok", 1.0).await;
     let again = eventually(SEVERAL_POLLS, async || all_reloads(&gw).await > 1.0).await;
     assert!(!again, "one change reloaded twice: {}", gw.stderr());
 }
@@ -100,26 +91,12 @@ async fn a_failed_reload_is_not_retried_until_the_files_change_again() {
     let s = Setup::new().await;
     let gw = s.gateway().await;
     std::fs::write(&s.jwks, "{ not json").unwrap();
-    assert!(
-        eventually(Duration::from_secs(10), async || reloads(&gw, "file_change", "error")
-            .await
-            >= 1.0)
-        .await,
-        "{}",
-        gw.stderr()
-    );
+    reloaded(&gw, "file_change", "error", 1.0).await;
     let again = eventually(SEVERAL_POLLS, async || all_reloads(&gw).await > 1.0).await;
     assert!(!again, "a failed reload was retried without a change: {}", gw.stderr());
     // Repaired, with a key added: loaded once.
-    write_atomically(&s.jwks, &TestIssuer::jwks(&[&s.issuer, &TestIssuer::new("k2")]));
-    assert!(
-        eventually(Duration::from_secs(10), async || reloads(&gw, "file_change", "ok")
-            .await
-            >= 1.0)
-        .await,
-        "{}",
-        gw.stderr()
-    );
+    write_atomically(&s.jwks, TestIssuer::jwks(&[&s.issuer, &TestIssuer::new("k2")]));
+    reloaded(&gw, "file_change", "ok", 1.0).await;
     let again = eventually(SEVERAL_POLLS, async || all_reloads(&gw).await > 2.0).await;
     assert!(!again, "{}", gw.stderr());
 }

@@ -128,6 +128,13 @@ impl Setup {
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes.
+/// Replaces `path` by rename, as operators and agents do: a poll never sees it half-written.
+pub fn write_atomically(path: &Path, contents: impl AsRef<[u8]>) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 pub async fn eventually(timeout: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
