@@ -20,6 +20,8 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use crate::body::BoxError;
+pub use crate::config::BodyPace;
+use crate::config::MAX_DURATION;
 
 /// The body did not arrive in time; the client is at fault.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -39,28 +41,17 @@ pub fn timed_out(error: &(dyn StdError + 'static)) -> bool {
     false
 }
 
-/// The rule, from `[limits]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyPace {
-    /// Grace before the rate applies, and the longest stall allowed.
-    pub timeout: Duration,
-    /// Bytes per second the body must average once the grace is over; 0: no rate, stalls only.
-    pub min_rate: u64,
-}
-
-impl BodyPace {
-    /// When a body that started at `started`, has delivered `received` bytes
-    /// and last delivered at `last_data`, runs out of time.
-    fn deadline(&self, started: Instant, received: u64, last_data: Instant) -> Instant {
-        let stall = last_data + self.timeout;
-        if self.min_rate == 0 {
-            return stall;
-        }
-        let earned = Duration::try_from_secs_f64(received as f64 / self.min_rate as f64)
-            .unwrap_or(crate::config::MAX_DURATION)
-            .min(crate::config::MAX_DURATION);
-        stall.min(started + self.timeout + earned)
+/// When a body that started at `started`, has delivered `received` bytes
+/// and last delivered at `last_data`, runs out of time.
+fn deadline(pace: &BodyPace, started: Instant, received: u64, last_data: Instant) -> Instant {
+    let stall = last_data + pace.timeout;
+    if pace.min_rate == 0 {
+        return stall;
     }
+    let earned = Duration::try_from_secs_f64(received as f64 / pace.min_rate as f64)
+        .unwrap_or(MAX_DURATION)
+        .min(MAX_DURATION);
+    stall.min(started + pace.timeout + earned)
 }
 
 /// A request body held to a [`BodyPace`]. The timer is allocated only when
@@ -110,7 +101,7 @@ where
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                let deadline = this.pace.deadline(this.started, this.received, this.last_data);
+                let deadline = deadline(&this.pace, this.started, this.received, this.last_data);
                 let timer = this
                     .timer
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
@@ -150,13 +141,13 @@ mod tests {
     fn the_rate_earns_time_and_a_stall_never_exceeds_the_timeout() {
         let t0 = Instant::now();
         let s = Duration::from_secs;
-        assert_eq!(PACE.deadline(t0, 0, t0), t0 + s(10));
+        assert_eq!(deadline(&PACE, t0, 0, t0), t0 + s(10));
         // 500 bytes at 100 B/s earn 5 s beyond the grace...
-        assert_eq!(PACE.deadline(t0, 500, t0 + s(9)), t0 + s(15));
+        assert_eq!(deadline(&PACE, t0, 500, t0 + s(9)), t0 + s(15));
         // ...but never more than the timeout since the last data.
-        assert_eq!(PACE.deadline(t0, 1_000_000, t0 + s(3)), t0 + s(13));
+        assert_eq!(deadline(&PACE, t0, 1_000_000, t0 + s(3)), t0 + s(13));
         let stalls_only = BodyPace { min_rate: 0, ..PACE };
-        assert_eq!(stalls_only.deadline(t0, 0, t0 + s(50)), t0 + s(60));
+        assert_eq!(deadline(&stalls_only, t0, 0, t0 + s(50)), t0 + s(60));
     }
 
     type Chunk = Result<Frame<Bytes>, std::convert::Infallible>;

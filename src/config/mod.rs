@@ -170,8 +170,17 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Memory for verified tokens, so a reused token is verified once; 0 disables.
     pub token_cache_bytes: usize,
-    /// How fast a request body must arrive: see [`crate::body_deadline`].
-    pub body_pace: crate::body_deadline::BodyPace,
+    /// How fast a request body must arrive.
+    pub body_pace: BodyPace,
+}
+
+/// `limits.body_read_timeout` and `limits.body_min_rate`: a request body may
+/// stall at most `timeout`, and once `timeout` has passed since it started it
+/// must have averaged `min_rate` bytes per second (0: stalls only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyPace {
+    pub timeout: Duration,
+    pub min_rate: u64,
 }
 
 impl Config {
@@ -546,12 +555,12 @@ impl Validator<'_> {
         &self,
         timeout: Option<String>,
         min_rate: Option<u64>,
-    ) -> Result<crate::body_deadline::BodyPace, ConfigError> {
+    ) -> Result<BodyPace, ConfigError> {
         let timeout = self.duration("limits.body_read_timeout", timeout, Duration::from_secs(30))?;
         if timeout < Duration::from_millis(100) {
             return Err(self.invalid("limits.body_read_timeout", "must be at least 100ms"));
         }
-        Ok(crate::body_deadline::BodyPace {
+        Ok(BodyPace {
             timeout,
             // Apache mod_reqtimeout's MinRate is 500; slower than 1 KiB/s
             // after the grace is a trickle, not an upload.
