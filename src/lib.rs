@@ -16,6 +16,7 @@ pub mod client_io;
 pub mod config;
 pub mod dev;
 pub mod dpop;
+pub mod error;
 pub mod framing;
 pub mod headers;
 pub mod identity;
@@ -217,18 +218,6 @@ async fn key_store(
         }
     }
     Ok(store)
-}
-
-/// An error and its sources on one line: hyper's own messages are terse.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 /// The sockets the gateway serves on, bound by the caller (port 0 works).

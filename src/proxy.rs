@@ -108,7 +108,7 @@ pub async fn handle(
             let verdict = rejection.verdict();
             let reason = verdict.reason;
             if let Rejection::Upstream(e) = &rejection {
-                tracing::warn!(error = %crate::error_chain(e), "upstream request failed");
+                tracing::warn!(error = %crate::error::error_chain(e), "upstream request failed");
             }
             let methods = notes.methods.unwrap_or(BindingMethods::MTLS);
             let mut response = rejection.to_response(&ChallengeContext {

@@ -305,7 +305,7 @@ impl Remote {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| transport(crate::error_chain(&e)))?;
+                .map_err(|e| transport(crate::error::error_chain(&e)))?;
             if response.status() != StatusCode::OK {
                 return Err(FetchError::Status {
                     url: url.to_string(),
