@@ -13,11 +13,12 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bindgate::config::Config;
+use bindgate::connection::Connection;
 use bindgate::dev::mint::{MintRequest, Minter};
 use bindgate::headers::{self, ForwardContext};
 use bindgate::identity::{self, ClientIdentity};
 use bindgate::metrics::Metrics;
-use bindgate::proxy::{self, Connection, RequestNotes};
+use bindgate::proxy::{self, RequestNotes};
 use bindgate::{KeysPolicy, Prepared};
 use http::Request;
 

@@ -12,7 +12,7 @@ use http::{Method, Version};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use crate::body::{Body, BoxError};
-use crate::proxy::Connection;
+use crate::connection::Connection;
 
 /// Everything the access line reports, collected along the request path.
 pub struct AccessRecord {

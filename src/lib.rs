@@ -14,6 +14,7 @@ pub mod body;
 pub mod body_deadline;
 pub mod client_io;
 pub mod config;
+pub mod connection;
 pub mod dev;
 pub mod dpop;
 pub mod error;

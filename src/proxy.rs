@@ -3,7 +3,6 @@
 //! turns any failure into its response and writes the access log exactly once.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,10 +17,10 @@ use crate::body::{self, Body};
 use crate::body_deadline::{self, BodyDeadline};
 use crate::config::{AuthPolicy, BindingMethods, BindingMode};
 use crate::config::{ForwardSettings, Limits};
+use crate::connection::Connection;
 use crate::dpop::check::{DPOP_NONCE, DpopError, DpopVerifier, RequestTarget};
-use crate::framing::{Framing, FramingLog};
+use crate::framing::Framing;
 use crate::headers::{self, ForwardContext};
-use crate::identity::ClientIdentity;
 use crate::inbound::{self, FormScreenError, RequestError};
 use crate::metrics::Metrics;
 use crate::policy::{self, Route, RouteTable};
@@ -43,43 +42,6 @@ pub struct Gateway {
     /// whose handshake predates the CRL.
     pub revoked: RevocationSet,
     pub metrics: Arc<Metrics>,
-}
-
-/// What is known about a TLS connection once its handshake is done.
-#[derive(Debug)]
-pub struct Connection {
-    pub peer: SocketAddr,
-    /// The client certificate's identity, if one was presented.
-    pub identity: Option<ClientIdentity>,
-    pub resumed: bool,
-    /// Framing verdicts of an HTTP/1 connection, one per request.
-    pub framing: Option<Arc<FramingLog>>,
-    /// The peer's address as `X-Forwarded-For` carries it, rendered once.
-    pub forwarded_for: http::HeaderValue,
-    /// A verdict asked to end this connection. HTTP/1.1 says so with
-    /// `Connection: close`; h2 has no such header, so its connection task
-    /// waits on this to send GOAWAY.
-    pub close_requested: tokio::sync::Notify,
-}
-
-impl Connection {
-    pub fn new(
-        peer: SocketAddr,
-        identity: Option<ClientIdentity>,
-        resumed: bool,
-        framing: Option<Arc<FramingLog>>,
-    ) -> Connection {
-        let forwarded_for = http::HeaderValue::try_from(peer.ip().to_string())
-            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
-        Connection {
-            peer,
-            identity,
-            resumed,
-            framing,
-            forwarded_for,
-            close_requested: tokio::sync::Notify::new(),
-        }
-    }
 }
 
 /// Serves one request; never fails, since every error becomes a response.

@@ -17,9 +17,10 @@ use tokio_rustls::TlsAcceptor;
 use crate::activity::{Activity, InFlight, QuietTimer, RequestBody, ResponseBody};
 use crate::client_io::ClientIo;
 use crate::config::Limits;
+use crate::connection::Connection;
 use crate::framing::{FramingLog, FramingScanner};
 use crate::identity::ClientIdentity;
-use crate::proxy::{self, Connection};
+use crate::proxy;
 use crate::runtime::Live;
 
 /// Accepts connections on `listener` until `shutdown` completes, then stops

@@ -551,11 +551,7 @@ impl Validator<'_> {
         })
     }
 
-    fn body_pace(
-        &self,
-        timeout: Option<String>,
-        min_rate: Option<u64>,
-    ) -> Result<BodyPace, ConfigError> {
+    fn body_pace(&self, timeout: Option<String>, min_rate: Option<u64>) -> Result<BodyPace, ConfigError> {
         let timeout = self.duration("limits.body_read_timeout", timeout, Duration::from_secs(30))?;
         if timeout < Duration::from_millis(100) {
             return Err(self.invalid("limits.body_read_timeout", "must be at least 100ms"));

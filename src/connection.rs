@@ -1,0 +1,46 @@
+//! What is known about a client connection once its TLS handshake is done:
+//! the connection layer's product, read by every request on it. Nothing here
+//! knows a route or a token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::framing::FramingLog;
+use crate::identity::ClientIdentity;
+
+/// What is known about a TLS connection once its handshake is done.
+#[derive(Debug)]
+pub struct Connection {
+    pub peer: SocketAddr,
+    /// The client certificate's identity, if one was presented.
+    pub identity: Option<ClientIdentity>,
+    pub resumed: bool,
+    /// Framing verdicts of an HTTP/1 connection, one per request.
+    pub framing: Option<Arc<FramingLog>>,
+    /// The peer's address as `X-Forwarded-For` carries it, rendered once.
+    pub forwarded_for: http::HeaderValue,
+    /// A verdict asked to end this connection. HTTP/1.1 says so with
+    /// `Connection: close`; h2 has no such header, so its connection task
+    /// waits on this to send GOAWAY.
+    pub close_requested: tokio::sync::Notify,
+}
+
+impl Connection {
+    pub fn new(
+        peer: SocketAddr,
+        identity: Option<ClientIdentity>,
+        resumed: bool,
+        framing: Option<Arc<FramingLog>>,
+    ) -> Connection {
+        let forwarded_for = http::HeaderValue::try_from(peer.ip().to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
+        Connection {
+            peer,
+            identity,
+            resumed,
+            framing,
+            forwarded_for,
+            close_requested: tokio::sync::Notify::new(),
+        }
+    }
+}
