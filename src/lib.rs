@@ -18,6 +18,7 @@ pub mod connection;
 pub mod dev;
 pub mod dpop;
 pub mod error;
+pub mod fingerprint;
 pub mod framing;
 pub mod headers;
 pub mod identity;
@@ -59,7 +60,7 @@ pub struct Prepared {
     /// The server's leaf certificate first, then the client CAs.
     pub certificates: Vec<tls::CertificateSummary>,
     /// Content of the watched files, taken just before they were read.
-    pub fingerprint: reload::Fingerprint,
+    pub fingerprint: fingerprint::Fingerprint,
     pub gateway: Arc<Gateway>,
 }
 
@@ -81,7 +82,7 @@ pub async fn prepare(
     previous: Option<&Prepared>,
     policy: KeysPolicy,
 ) -> Result<Prepared, ConfigError> {
-    let fingerprint = reload::fingerprint(&config.watched_files());
+    let fingerprint = fingerprint::fingerprint(&config.watched_files());
     let (tls, revoked) = tls::server_config(&config)?;
     let mut certificates = tls::summaries("server", &config.server.cert)
         .map_err(|e| config.unusable("server.cert", &config.server.cert, e))?;

@@ -3,15 +3,10 @@
 //! rewrite a file in place (cert-manager), swap a symlink (Kubernetes
 //! projected volumes, SPIFFE helpers) or replace a file by rename.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
+use crate::fingerprint::{Fingerprint, fingerprint};
 use crate::runtime::Live;
-
-/// What the watched files held at one poll; `None` for a file that could not be read.
-pub type Fingerprint = Vec<(PathBuf, Option<[u8; 32]>)>;
 
 /// Polls until `stop` resolves, reloading when a watched file changes.
 ///
@@ -51,13 +46,4 @@ pub async fn watch_files(live: Arc<Live>, stop: impl std::future::Future<Output 
             Some(Ok(())) | None => None,
         };
     }
-}
-
-/// Content hashes of `files`.
-pub fn fingerprint(files: &[PathBuf]) -> Fingerprint {
-    files.iter().map(|path| (path.clone(), digest(path))).collect()
-}
-
-fn digest(path: &Path) -> Option<[u8; 32]> {
-    std::fs::read(path).ok().map(|bytes| Sha256::digest(&bytes).into())
 }

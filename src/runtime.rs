@@ -9,9 +9,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::{Config, ConfigError};
+use crate::fingerprint::Fingerprint;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
-use crate::reload::Fingerprint;
 use crate::{KeysPolicy, Prepared};
 
 /// Why a reload was attempted, for logs and metrics.
