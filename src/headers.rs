@@ -9,7 +9,7 @@ use std::cell::Cell;
 use http::header::{AUTHORIZATION, CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::config::{ForwardSettings, UnderscoreHeaders};
+use crate::config::{Config, ConfigError, ForwardSettings, UnderscoreHeaders};
 use crate::dpop::check::DPOP;
 use crate::identity::ClientIdentity;
 use crate::inbound::RequestError;
@@ -39,8 +39,25 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 ];
 
 /// Headers the gateway writes itself; configuration may not repurpose them.
-pub fn is_reserved(name: &HeaderName) -> bool {
+fn is_reserved(name: &HeaderName) -> bool {
     FORWARDING.contains(name) || name == HOST || name == AUTHORIZATION || HOP_BY_HOP.contains(name)
+}
+
+/// Refuses `forward.claim_headers` entries naming a header the gateway
+/// writes itself. Checked here, where the forwarding rules live, and not in
+/// `config`, which keeps no list of headers.
+pub fn check_claim_headers(config: &Config) -> Result<(), ConfigError> {
+    match config.forward.claim_headers.iter().find(|(name, _)| is_reserved(name)) {
+        None => Ok(()),
+        Some((name, _)) => Err(ConfigError::InvalidValue {
+            file: config.source.clone(),
+            key: "forward.claim_headers".into(),
+            reason: format!(
+                "{:?} is set by the gateway itself and cannot carry a claim",
+                name.as_str()
+            ),
+        }),
+    }
 }
 
 /// The headers about the client the gateway writes itself, from what it established.

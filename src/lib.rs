@@ -83,6 +83,7 @@ pub async fn prepare(
     policy: KeysPolicy,
 ) -> Result<Prepared, ConfigError> {
     let fingerprint = fingerprint::fingerprint(&config.watched_files());
+    headers::check_claim_headers(&config)?;
     let (tls, revoked) = tls::server_config(&config)?;
     let mut certificates = tls::summaries("server", &config.server.cert)
         .map_err(|e| config.unusable("server.cert", &config.server.cert, e))?;

@@ -482,12 +482,6 @@ impl Validator<'_> {
                             format!("{header:?} is not a valid header name"),
                         )
                     })?;
-                    if crate::headers::is_reserved(&name) {
-                        return Err(self.invalid(
-                            "forward.claim_headers",
-                            format!("{header:?} is set by the gateway itself and cannot carry a claim"),
-                        ));
-                    }
                     if claim.is_empty() {
                         return Err(self.invalid("forward.claim_headers", format!("{header:?} names an empty claim")));
                     }

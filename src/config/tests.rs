@@ -60,11 +60,14 @@ fn client_ca_may_be_omitted_only_in_any_mode() {
 
 #[test]
 fn claim_header_cannot_shadow_gateway_headers() {
+    // Parsed fine; refused where the forwarding rules are checked.
     let text = format!("{MINIMAL}\n[forward]\nclaim_headers = {{ \"x-forwarded-client-cert\" = \"sub\" }}\n");
+    let config = parse(&text).unwrap();
     assert!(matches!(
-        parse(&text).unwrap_err(),
+        crate::headers::check_claim_headers(&config).unwrap_err(),
         ConfigError::InvalidValue { key, .. } if key == "forward.claim_headers"
     ));
+    assert!(crate::headers::check_claim_headers(&parse(MINIMAL).unwrap()).is_ok());
 }
 
 #[test]

@@ -169,3 +169,20 @@ async fn check_names_the_crl_file_that_cannot_be_parsed_and_what_is_wrong() {
         assert!(stderr.contains(wrong), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn check_refuses_a_claim_header_the_gateway_sets_itself_naming_file_and_key() {
+    let s = Setup::new().await;
+    let spec = ConfigSpec {
+        tail: vec!["[forward]\nclaim_headers = { \"x-forwarded-client-cert\" = \"sub\" }\n".into()],
+        ..Default::default()
+    };
+    let config = s.write_config("reserved", &spec);
+    let (status, _, stderr) = run_cli_async(&["check", "--config", config.to_str().unwrap()]).await;
+    assert_eq!(status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains(config.to_str().unwrap()), "{stderr}");
+    assert!(
+        stderr.contains("key `forward.claim_headers`: \"x-forwarded-client-cert\" is set by the gateway itself"),
+        "{stderr}"
+    );
+}
