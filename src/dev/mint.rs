@@ -4,11 +4,12 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::EncodingKey;
 use rcgen::KeyPair;
 
+use super::keys::{KeyFileError, read_p256_key};
 use crate::identity::x5t_s256;
 use crate::pem;
+use crate::token::jws::sign_es256;
 
 /// What goes into a minted token.
 #[derive(Debug, Clone)]
@@ -43,19 +44,6 @@ pub enum MintError {
     Sign(#[from] jsonwebtoken::errors::Error),
 }
 
-/// Why a private key file is unusable.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyFileError {
-    #[error("{path}: cannot read: {source}")]
-    Unreadable {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: not an EC P-256 key in PKCS#8 PEM (the kind `bindgate dev-certs` writes)")]
-    NotP256 { path: String },
-}
-
 /// Mints an ES256 token whose `cnf` binds it to the thumbprint of `cert`
 /// (`x5t#S256`), of the public key of `dpop_key` (`jkt`), or both.
 pub fn mint(req: &MintRequest<'_>) -> Result<String, MintError> {
@@ -84,7 +72,7 @@ impl<'a> Minter<'a> {
         }
         if let Some(dpop_key) = req.dpop_key {
             let client_key = read_p256_key(dpop_key)?;
-            cnf.insert("jkt".to_string(), super::proof::jkt(&client_key).into());
+            cnf.insert("jkt".to_string(), super::keys::jkt(&client_key).into());
         }
         if cnf.is_empty() {
             return Err(MintError::NoBinding);
@@ -117,44 +105,8 @@ impl<'a> Minter<'a> {
             claims["scope"] = serde_json::Value::String(scope.to_string());
         }
         let header = serde_json::json!({ "alg": "ES256", "typ": "at+jwt", "kid": self.kid });
-        Ok(sign_es256(&self.key_pair, &header, &claims)?)
+        Ok(sign_es256(&self.key_pair.serialize_der(), &header, &claims)?)
     }
-}
-
-/// Reads an EC P-256 private key in PKCS#8 PEM, the kind `bindgate dev-certs` writes.
-pub fn read_p256_key(path: &Path) -> Result<KeyPair, KeyFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Unreadable {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let not_p256 = || KeyFileError::NotP256 {
-        path: path.display().to_string(),
-    };
-    let key = KeyPair::from_pem(&text).map_err(|_| not_p256())?;
-    // Every dev signature is ES256; another key type would only fail later, less clearly.
-    if !key.is_compatible(&rcgen::PKCS_ECDSA_P256_SHA256) {
-        return Err(not_p256());
-    }
-    Ok(key)
-}
-
-/// Signs exactly `header` and `claims` as a compact JWS with an EC P-256
-/// key: what `mint` does, and what tests use to craft tokens and proofs.
-pub fn sign_es256(
-    key: &KeyPair,
-    header: &serde_json::Value,
-    claims: &serde_json::Value,
-) -> Result<String, jsonwebtoken::errors::Error> {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
-    let signing_key = EncodingKey::from_ec_der(&key.serialize_der());
-    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &signing_key, jsonwebtoken::Algorithm::ES256)?;
-    Ok(format!("{input}.{signature}"))
 }
 
 #[cfg(test)]
@@ -200,7 +152,7 @@ mod tests {
 
         fn jkt(&self) -> String {
             let key = read_p256_key(&self.path("dpop-key.pem")).unwrap();
-            crate::dev::proof::jkt(&key)
+            crate::dev::keys::jkt(&key)
         }
 
         fn x5t(&self) -> String {

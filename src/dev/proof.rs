@@ -8,8 +8,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rcgen::KeyPair;
 
-use super::mint::{KeyFileError, read_p256_key, sign_es256};
+#[cfg(test)]
+use super::keys::jkt;
+use super::keys::{KeyFileError, read_p256_key};
 use crate::dpop::htu;
+use crate::token::jws::sign_es256;
 
 /// What goes into a proof, besides the key.
 #[derive(Debug, Clone, Default)]
@@ -80,7 +83,7 @@ pub fn proof(key: &KeyPair, req: &ProofRequest<'_>) -> Result<String, MakeProofE
         claims["nonce"] = nonce.into();
     }
     let header = serde_json::json!({ "typ": "dpop+jwt", "alg": "ES256", "jwk": public_jwk(key) });
-    Ok(sign_es256(key, &header, &claims)?)
+    Ok(sign_es256(&key.serialize_der(), &header, &claims)?)
 }
 
 /// The public JWK of a P-256 key with only the members RFC 7638 hashes
@@ -89,14 +92,6 @@ pub fn public_jwk(key: &KeyPair) -> serde_json::Value {
     let (jwk, _) = super::certs::ec_p256_jwk(key);
     let member = |name: &str| jwk.get(name).cloned().unwrap_or_default();
     serde_json::json!({ "kty": member("kty"), "crv": member("crv"), "x": member("x"), "y": member("y") })
-}
-
-/// The RFC 7638 SHA-256 thumbprint of `key`'s public JWK: the `cnf.jkt` of
-/// a token bound to it.
-pub fn jkt(key: &KeyPair) -> String {
-    // `ec_p256_jwk` already derives its `kid` as exactly this thumbprint.
-    let (_, thumbprint) = super::certs::ec_p256_jwk(key);
-    thumbprint
 }
 
 /// `htu` is the URL without query and fragment (RFC 9449 section 4.2).

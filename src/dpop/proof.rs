@@ -217,7 +217,7 @@ mod tests {
 
     impl Client {
         fn proof(&self, header: serde_json::Value, claims: serde_json::Value) -> String {
-            crate::dev::mint::sign_es256(&self.key, &header, &claims).unwrap()
+            crate::token::jws::sign_es256(&self.key.serialize_der(), &header, &claims).unwrap()
         }
 
         fn header(&self) -> serde_json::Value {

@@ -69,6 +69,24 @@ pub fn decode_part(part: &str, which: &'static str) -> Result<Vec<u8>, JwsError>
     URL_SAFE_NO_PAD.decode(part).map_err(|_| JwsError::NotBase64Url(which))
 }
 
+/// Signs exactly `header` and `claims` as a compact JWS with the EC P-256
+/// key `pkcs8_der`: what `bindgate mint` and `dpop-proof` do, and what tests
+/// use to craft tokens and proofs byte for byte.
+pub fn sign_es256(
+    pkcs8_der: &[u8],
+    header: &serde_json::Value,
+    claims: &serde_json::Value,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signing_key = jsonwebtoken::EncodingKey::from_ec_der(pkcs8_der);
+    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &signing_key, jsonwebtoken::Algorithm::ES256)?;
+    Ok(format!("{input}.{signature}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -333,7 +333,7 @@ mod tests {
 
     impl TestIssuer {
         fn sign(&self, header: serde_json::Value, claims: serde_json::Value) -> String {
-            crate::dev::mint::sign_es256(&self.key, &header, &claims).unwrap()
+            crate::token::jws::sign_es256(&self.key.serialize_der(), &header, &claims).unwrap()
         }
 
         fn check(
