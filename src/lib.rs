@@ -1,7 +1,7 @@
 //! bindgate: a reverse proxy that forwards a request only when its access
 //! token is bound to the client certificate of the connection (RFC 8705).
 //!
-//! `main.rs` parses the command line; [`prepare`] loads and checks everything
+//! `main.rs` parses the command line; [`prepare()`] loads and checks everything
 //! a configuration names; [`run`] serves on listeners the caller bound, so
 //! tests can bind port 0 the same way.
 #![forbid(unsafe_code)]
@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod park;
 pub mod pem;
 pub mod policy;
+pub mod prepare;
 pub mod proxy;
 pub mod reject;
 pub mod reload;
@@ -42,186 +43,9 @@ pub mod upstream;
 use std::future::Future;
 use std::sync::Arc;
 
-use rustls::ServerConfig;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, ConfigError, JwksSource, TokenSettings};
-use crate::dpop::check::DpopVerifier;
-use crate::dpop::nonce::NonceIssuer;
-use crate::dpop::store::ReplayStore;
-use crate::metrics::Metrics;
-use crate::proxy::Gateway;
-use crate::token::{Issuer, KeyStore, TokenValidator};
-
-/// A configuration with every file it names loaded and checked: ready to serve.
-pub struct Prepared {
-    pub config: Config,
-    pub tls: Arc<ServerConfig>,
-    /// The server's leaf certificate first, then the client CAs.
-    pub certificates: Vec<tls::CertificateSummary>,
-    /// Content of the watched files, taken just before they were read.
-    pub fingerprint: fingerprint::Fingerprint,
-    pub gateway: Arc<Gateway>,
-}
-
-/// What to do about an issuer whose keys cannot be fetched while preparing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeysPolicy {
-    /// Starting up: serve anyway, report not ready, keep fetching in the background.
-    StartUnready,
-    /// Reloading or checking: every issuer's keys must load.
-    Require,
-}
-
-/// Loads certificates, keys and key sets named by `config`, failing with the
-/// file and key at fault. Remote key sets unchanged since `previous` are
-/// carried over with their cache.
-pub async fn prepare(
-    config: Config,
-    metrics: Arc<Metrics>,
-    previous: Option<&Prepared>,
-    policy: KeysPolicy,
-) -> Result<Prepared, ConfigError> {
-    let fingerprint = fingerprint::fingerprint(&config.watched_files());
-    headers::check_claim_headers(&config)?;
-    let (tls, revoked) = tls::server_config(&config)?;
-    let mut certificates = tls::summaries("server", &config.server.cert)
-        .map_err(|e| config.unusable("server.cert", &config.server.cert, e))?;
-    certificates.truncate(1);
-    if let Some(path) = &config.server.client_ca {
-        certificates
-            .extend(tls::summaries("client_ca", path).map_err(|e| config.unusable("server.client_ca", path, e))?);
-    }
-    let mut issuers = Vec::with_capacity(config.issuers.len());
-    for settings in &config.issuers {
-        let keys = key_store(&config, settings, &metrics, previous, policy).await?;
-        issuers.push(Issuer {
-            settings: settings.clone(),
-            keys,
-        });
-    }
-    // Said at every start and reload, not per request: a Redis outage with
-    // `replay_store_failure = "open"` would otherwise flood the log.
-    for loosening in config.loosenings() {
-        tracing::warn!(setting = %loosening.setting, "{}", loosening.effect);
-    }
-    let routes = policy::RouteTable::build(&config)?;
-    let dpop = dpop_verifier(&config, &metrics, previous)?;
-    let gateway = Arc::new(Gateway {
-        realm: config.server.realm.clone(),
-        validator: TokenValidator::new(issuers, config.limits.token_cache_bytes, metrics.clone()),
-        routes,
-        dpop,
-        forward: config.forward.clone(),
-        limits: config.limits.clone(),
-        revoked,
-        metrics,
-    });
-    Ok(Prepared {
-        config,
-        tls,
-        certificates,
-        fingerprint,
-        gateway,
-    })
-}
-
-/// The DPoP checker. The replay store outlives reloads that leave its
-/// settings alone: forgetting the proofs seen would let them be replayed.
-/// So does a random nonce secret, or every client would need a new nonce.
-fn dpop_verifier(
-    config: &Config,
-    metrics: &Arc<Metrics>,
-    previous: Option<&Prepared>,
-) -> Result<DpopVerifier, ConfigError> {
-    let settings = &config.dpop;
-    let before = previous.filter(|p| p.config.dpop.replay.store == settings.replay.store);
-    let replay = match before {
-        Some(p) => p.gateway.dpop.replay_store().clone(),
-        None => Arc::new(
-            ReplayStore::new(&settings.replay.store)
-                .map_err(|e| config.unusable("dpop.replay_store", &config.source, e))?,
-        ),
-    };
-    let nonces = match &settings.nonce {
-        None => None,
-        Some(nonce) if nonce.secret_files.is_empty() => {
-            let carried = previous
-                .filter(|p| p.config.dpop.nonce.as_ref() == Some(nonce))
-                .and_then(|p| p.gateway.dpop.nonce_issuer().cloned());
-            match carried {
-                Some(issuer) => Some(issuer),
-                None => {
-                    let mut secret = [0u8; 32];
-                    aws_lc_rs::rand::fill(&mut secret).map_err(|_| {
-                        config.unusable("dpop.require_nonce", &config.source, "no randomness for a nonce secret")
-                    })?;
-                    Some(Arc::new(NonceIssuer::new(&[secret.to_vec()], nonce.window.as_secs())))
-                }
-            }
-        }
-        Some(nonce) => {
-            let mut secrets = Vec::with_capacity(nonce.secret_files.len());
-            for path in &nonce.secret_files {
-                let secret = std::fs::read(path).map_err(|e| config.unusable("dpop.nonce_secrets", path, e))?;
-                let secret = secret.trim_ascii().to_vec();
-                if secret.len() < 16 {
-                    return Err(config.unusable(
-                        "dpop.nonce_secrets",
-                        path,
-                        "a nonce secret needs at least 16 bytes (e.g. `openssl rand -base64 32`)",
-                    ));
-                }
-                secrets.push(secret);
-            }
-            Some(Arc::new(NonceIssuer::new(&secrets, nonce.window.as_secs())))
-        }
-    };
-    Ok(DpopVerifier::new(settings, nonces, replay, metrics.clone()))
-}
-
-async fn key_store(
-    config: &Config,
-    settings: &TokenSettings,
-    metrics: &Arc<Metrics>,
-    previous: Option<&Prepared>,
-    policy: KeysPolicy,
-) -> Result<Arc<KeyStore>, ConfigError> {
-    let key = format!("{}.jwks", settings.section);
-    let source = &settings.jwks;
-    if let JwksSource::File(path) = source {
-        let store = KeyStore::from_file(&settings.issuer, path).map_err(|e| config.unusable(key, path, e))?;
-        return Ok(Arc::new(store));
-    }
-    let carried = previous.and_then(|p| {
-        p.gateway
-            .validator
-            .issuers()
-            .iter()
-            .find(|i| i.settings.issuer == settings.issuer && i.keys.same_remote(source, &settings.remote))
-            .map(|i| i.keys.clone())
-    });
-    if let Some(store) = carried {
-        return Ok(store);
-    }
-    let store = KeyStore::remote(
-        &settings.issuer,
-        source.clone(),
-        settings.remote.clone(),
-        metrics.clone(),
-    )
-    .map_err(|e| config.unusable(key.clone(), &config.source, e))?;
-    let store = Arc::new(store);
-    match (store.fetch().await, policy) {
-        (Ok(ttl), _) => KeyStore::spawn_refresher(&store, ttl),
-        (Err(e), KeysPolicy::Require) => return Err(config.unusable(key, &config.source, e)),
-        (Err(e), KeysPolicy::StartUnready) => {
-            tracing::error!(issuer = %settings.issuer, error = %e, "issuer keys unavailable; not ready until they load");
-            KeyStore::spawn_refresher(&store, settings.remote.refresh_min);
-        }
-    }
-    Ok(store)
-}
+pub use crate::prepare::{KeysPolicy, Prepared, prepare};
 
 /// The sockets the gateway serves on, bound by the caller (port 0 works).
 pub struct Listeners {

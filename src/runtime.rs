@@ -11,8 +11,8 @@ use arc_swap::ArcSwap;
 use crate::config::{Config, ConfigError};
 use crate::fingerprint::Fingerprint;
 use crate::metrics::Metrics;
+use crate::prepare::{KeysPolicy, Prepared, prepare};
 use crate::proxy::Gateway;
-use crate::{KeysPolicy, Prepared};
 
 /// Why a reload was attempted, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +85,7 @@ impl Live {
     ) -> Result<(), ConfigError> {
         let previous = self.current();
         let result = match Config::load(&self.config_path) {
-            Ok(config) => crate::prepare(config, self.metrics.clone(), Some(&previous), KeysPolicy::Require).await,
+            Ok(config) => prepare(config, self.metrics.clone(), Some(&previous), KeysPolicy::Require).await,
             Err(e) => Err(e),
         };
         match result {

@@ -57,7 +57,7 @@ pub async fn run(config_path: &Path, certs: &Path, keep_running: bool) -> Result
     // The upstream address above exists only in memory; a reload from the file would lose it.
     config.reload.watch_files = false;
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
-    let prepared = crate::prepare(config, metrics.clone(), None, crate::KeysPolicy::Require)
+    let prepared = crate::prepare::prepare(config, metrics.clone(), None, crate::prepare::KeysPolicy::Require)
         .await
         .map_err(setup)?;
     let listen = prepared.config.server.listen;
