@@ -1,4 +1,5 @@
 //! The `bindgate` command line: parses arguments, dispatches, exits with a meaningful code.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
