@@ -38,7 +38,8 @@ impl Algorithm {
     pub const DEFAULT_ALLOWED: [Algorithm; 4] =
         [Algorithm::ES256, Algorithm::RS256, Algorithm::PS256, Algorithm::EdDSA];
 
-    const ALL: [Algorithm; 9] = [
+    /// Every algorithm bindgate can verify.
+    pub const ALL: [Algorithm; 9] = [
         Algorithm::ES256,
         Algorithm::ES384,
         Algorithm::RS256,
