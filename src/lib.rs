@@ -15,6 +15,7 @@ pub mod body_deadline;
 pub mod client_io;
 pub mod config;
 pub mod connection;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod dpop;
 pub mod error;
