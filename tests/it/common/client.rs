@@ -116,31 +116,9 @@ impl TlsClient {
     pub async fn send_on(&self, tls: TlsStream<TcpStream>, req: Request<Full<Bytes>>) -> Result<Reply, String> {
         let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         let exchange = async {
-            let response = match self.alpn {
-                Alpn::Http1 => {
-                    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    tokio::spawn(conn);
-                    sender.send_request(req).await.map_err(|e| format!("{e:?}"))?
-                }
-                Alpn::H2 => {
-                    let (mut sender, conn) =
-                        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                            .await
-                            .map_err(|e| e.to_string())?;
-                    tokio::spawn(conn);
-                    sender.send_request(req).await.map_err(|e| format!("{e:?}"))?
-                }
-            };
-            let (parts, body) = response.into_parts();
-            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-            Ok(Reply {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-                resumed,
-            })
+            let mut reply = self.keep_on(tls).await?.send(req).await?;
+            reply.resumed = resumed;
+            Ok(reply)
         };
         tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
             .await
@@ -224,6 +202,11 @@ impl TlsClient {
     /// Opens a connection and keeps it for [`KeptConnection::send`].
     pub async fn keep(&self, addr: SocketAddr) -> Result<KeptConnection, String> {
         let tls = self.connect(addr).await.map_err(|e| format!("handshake: {e}"))?;
+        self.keep_on(tls).await
+    }
+
+    /// HTTP over an established TLS connection, as ALPN chose.
+    async fn keep_on(&self, tls: TlsStream<TcpStream>) -> Result<KeptConnection, String> {
         let io = TokioIo::new(tls);
         let (sender, conn) = match self.alpn {
             Alpn::Http1 => {
