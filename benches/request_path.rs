@@ -4,7 +4,7 @@
 //!
 //! The fixture is the real thing: dev certificates and an issuer key written
 //! by `bindgate dev-certs` into a temp dir, a configuration parsed from TOML
-//! and prepared by the same `bindgate::prepare` that `bindgate run` uses.
+//! and prepared by the same `bindgate::app::prepare` that `bindgate run` uses.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,12 +13,12 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bindgate::config::Config;
-use bindgate::connection::Connection;
+use bindgate::conn::Connection;
+use bindgate::conn::identity::{self, ClientIdentity};
 use bindgate::dev::mint::{MintRequest, Minter};
-use bindgate::headers::{self, ForwardContext};
-use bindgate::identity::{self, ClientIdentity};
+use bindgate::gateway::forward::{self, ForwardContext};
+use bindgate::gateway::{self, RequestNotes};
 use bindgate::metrics::Metrics;
-use bindgate::proxy::{self, RequestNotes};
 use bindgate::{KeysPolicy, Prepared};
 use http::Request;
 
@@ -63,7 +63,7 @@ fn fixture() -> &'static Fixture {
         };
         let cached = prepare(16 << 20);
         let uncached = prepare(0);
-        let leaf_der = bindgate::pem::certificates(&dir.path().join("client-a.pem")).unwrap()[0].to_vec();
+        let leaf_der = bindgate::conn::pem::certificates(&dir.path().join("client-a.pem")).unwrap()[0].to_vec();
         let conn = Arc::new(Connection::new(
             SocketAddr::from(([127, 0, 0, 1], 40000)),
             Some(ClientIdentity::from_der(&leaf_der).unwrap()),
@@ -194,7 +194,7 @@ fn token_validation_cached(bencher: divan::Bencher) {
 /// Printed on stderr; one sample, a few seconds of verifications.
 #[divan::bench(sample_count = 1, sample_size = 1)]
 fn token_cache_hit_rate_newest_oldest() {
-    use bindgate::token::{Issuer, TokenValidator, now_seconds};
+    use bindgate::auth::token::{Issuer, TokenValidator, now_seconds};
     let f = fixture();
     let issuers = f.cached.gateway.validator.issuers().iter();
     let issuers = issuers.map(|i| Issuer {
@@ -247,7 +247,7 @@ fn header_rewrite(bencher: divan::Bencher) {
     bencher
         .with_inputs(|| template.clone())
         .bench_local_values(|mut headers| {
-            headers::rewrite_request(&mut headers, &ctx, &f.cached.gateway.forward).unwrap();
+            forward::rewrite_request(&mut headers, &ctx, &f.cached.gateway.forward).unwrap();
             headers
         });
 }
@@ -281,7 +281,7 @@ fn admit_and_rewrite(prepared: &Prepared, f: &Fixture, req: &mut Request<()>) {
     let gateway = &prepared.gateway;
     let admitted = f
         .runtime
-        .block_on(proxy::admit(gateway, &f.conn, req, &mut notes))
+        .block_on(gateway::admit(gateway, &f.conn, req, &mut notes))
         .unwrap();
     let ctx = ForwardContext {
         authority: &admitted.authority,
@@ -289,5 +289,5 @@ fn admit_and_rewrite(prepared: &Prepared, f: &Fixture, req: &mut Request<()>) {
         identity: f.conn.identity.as_ref(),
         claims: admitted.verified.as_ref().map(|v| &v.claims),
     };
-    headers::rewrite_request(req.headers_mut(), &ctx, &gateway.forward).unwrap();
+    forward::rewrite_request(req.headers_mut(), &ctx, &gateway.forward).unwrap();
 }

@@ -6,47 +6,27 @@
 //! tests can bind port 0 the same way.
 #![forbid(unsafe_code)]
 
-pub mod access;
-pub mod activity;
-pub mod admin;
-pub mod binding;
+pub mod app;
+pub mod auth;
 pub mod body;
-pub mod body_deadline;
-pub mod client_io;
 pub mod config;
-pub mod connection;
+pub mod conn;
 #[cfg(feature = "dev")]
 pub mod dev;
-pub mod dpop;
 pub mod error;
-pub mod fingerprint;
-pub mod framing;
-pub mod headers;
-pub mod identity;
-pub mod inbound;
+pub mod gateway;
+pub mod http;
 pub mod lock;
 pub mod metrics;
-pub mod park;
-pub mod pem;
-pub mod policy;
-pub mod prepare;
-pub mod proxy;
-pub mod reject;
-pub mod reload;
-pub mod revocation;
-pub mod runtime;
 pub mod server;
 pub mod throttle;
-pub mod tls;
-pub mod token;
-pub mod upstream;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use crate::prepare::{KeysPolicy, Prepared, prepare};
+pub use crate::app::prepare::{KeysPolicy, Prepared, prepare};
 
 /// The sockets the gateway serves on, bound by the caller (port 0 works).
 pub struct Listeners {
@@ -56,15 +36,15 @@ pub struct Listeners {
 
 /// Serves until `shutdown` completes, then stops accepting and drains.
 /// Watches the configured files for changes meanwhile.
-pub async fn run(live: Arc<runtime::Live>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+pub async fn run(live: Arc<app::live::Live>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stopped| *stopped).await;
     };
     let admin = listeners
         .admin
-        .map(|listener| tokio::spawn(admin::serve(listener, live.clone(), stopped(stop_rx.clone()))));
-    let watcher = tokio::spawn(reload::watch_files(live.clone(), stopped(stop_rx.clone())));
+        .map(|listener| tokio::spawn(app::admin::serve(listener, live.clone(), stopped(stop_rx.clone()))));
+    let watcher = tokio::spawn(app::reload::watch_files(live.clone(), stopped(stop_rx.clone())));
     server::serve(listeners.proxy, live, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = watcher.await;

@@ -10,9 +10,9 @@ use clap::{Parser, Subcommand};
 #[cfg(feature = "dev")]
 mod dev_cli;
 
+use bindgate::app::live::{Live, ReloadTrigger};
 use bindgate::config::{Config, EXIT_INVALID_CONFIG, format_duration};
 use bindgate::metrics::Metrics;
-use bindgate::runtime::{Live, ReloadTrigger};
 use bindgate::{KeysPolicy, Prepared};
 
 #[derive(Parser)]
@@ -105,10 +105,10 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 }
 
 fn thumbprint(path: &std::path::Path) -> ExitCode {
-    match bindgate::pem::certificates(path) {
+    match bindgate::conn::pem::certificates(path) {
         Ok(chain) => {
             let leaf = chain.first().map(|c| c.as_ref()).unwrap_or_default();
-            println!("{}", bindgate::identity::x5t_s256(leaf));
+            println!("{}", bindgate::conn::identity::x5t_s256(leaf));
             ExitCode::SUCCESS
         }
         Err(e) => fail(format_args!("{}: {e}", path.display())),

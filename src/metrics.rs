@@ -56,7 +56,7 @@ impl Histogram {
 }
 
 /// Process-wide metrics. Request outcomes are keyed by route, status and the
-/// stable reason label from `reject.rs` (or `forwarded`).
+/// stable reason label from `gateway/reject.rs` (or `forwarded`).
 #[derive(Debug)]
 pub struct Metrics {
     requests: Counters<(Arc<str>, u16, &'static str)>,

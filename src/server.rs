@@ -14,14 +14,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::activity::{Activity, InFlight, QuietTimer, RequestBody, ResponseBody};
-use crate::client_io::ClientIo;
+use crate::app::live::Live;
 use crate::config::Limits;
-use crate::connection::Connection;
-use crate::framing::{FramingLog, FramingScanner};
-use crate::identity::ClientIdentity;
-use crate::proxy;
-use crate::runtime::Live;
+use crate::conn::Connection;
+use crate::conn::activity::{Activity, InFlight, QuietTimer, RequestBody, ResponseBody};
+use crate::conn::framing::{FramingLog, FramingScanner};
+use crate::conn::identity::ClientIdentity;
+use crate::conn::io::ClientIo;
+use crate::gateway;
 
 /// Accepts connections on `listener` until `shutdown` completes, then stops
 /// accepting and lets in-flight requests finish for up to `limits.shutdown_grace`.
@@ -185,7 +185,7 @@ impl ConnectionTask {
             requests.request_started();
             let response_in_flight = InFlight::enter(&requests);
             let req = req.map(|body| RequestBody::new(body, InFlight::enter(&requests)));
-            let handled = proxy::handle(live.gateway(), conn.clone(), req);
+            let handled = gateway::handle(live.gateway(), conn.clone(), req);
             async move {
                 let response = handled.await?;
                 Ok::<_, std::convert::Infallible>(response.map(|body| ResponseBody::new(body, response_in_flight)))
@@ -196,7 +196,7 @@ impl ConnectionTask {
             // every connection's task, HTTP/1.1 ones included.
             Box::pin(serve_http2(&http2_builder(limits), io, service, drain, &close)).await
         } else {
-            crate::park::serve(&http1_builder(limits), io, service, activity, drain, &metrics).await
+            crate::conn::park::serve(&http1_builder(limits), io, service, activity, drain, &metrics).await
         };
         if let Err(e) = served {
             tracing::debug!(%peer, error = %e, "connection ended with an error");

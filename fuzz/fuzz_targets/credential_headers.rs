@@ -6,8 +6,8 @@
 //! hyper would have refused them before the gateway saw the request.
 #![no_main]
 
-use bindgate::dpop::check::DpopVerifier;
-use bindgate::token::extract;
+use bindgate::auth::dpop::check::DpopVerifier;
+use bindgate::auth::token::extract;
 use http::Uri;
 use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use bindgate::config::Config;
-use bindgate::dpop::check::{DpopVerifier, RequestTarget};
-use bindgate::dpop::store::ReplayStore;
+use bindgate::auth::dpop::check::{DpopVerifier, RequestTarget};
+use bindgate::auth::dpop::store::ReplayStore;
 use bindgate::metrics::Metrics;
 use libfuzzer_sys::fuzz_target;
 

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use bindgate::framing::{Framing, FramingLog, FramingScanner};
+use bindgate::conn::framing::{Framing, FramingLog, FramingScanner};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! DPoP proof's `htu` claim and the request URI are both reduced to.
 #![no_main]
 
-use bindgate::dpop::htu;
+use bindgate::auth::dpop::htu;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

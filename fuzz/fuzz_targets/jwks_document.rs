@@ -2,7 +2,7 @@
 //! into verification keys, each then asked to choose and verify.
 #![no_main]
 
-use bindgate::token::{Algorithm, KeySet};
+use bindgate::auth::token::{Algorithm, KeySet};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

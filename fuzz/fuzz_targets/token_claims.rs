@@ -2,7 +2,7 @@
 //! and every claim rendered as a forwarded header would be.
 #![no_main]
 
-use bindgate::token::Claims;
+use bindgate::auth::token::Claims;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

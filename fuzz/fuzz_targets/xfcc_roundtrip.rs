@@ -11,7 +11,7 @@
 
 use std::sync::OnceLock;
 
-use bindgate::identity::ClientIdentity;
+use bindgate::conn::identity::ClientIdentity;
 use libfuzzer_sys::fuzz_target;
 use rcgen::string::{BmpString, Ia5String, PrintableString, TeletexString, UniversalString};
 use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue, KeyPair};

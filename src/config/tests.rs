@@ -14,7 +14,10 @@ fn minimal_config_gets_safe_defaults() {
     assert_eq!(config.server.client_auth, ClientAuth::Required);
     assert_eq!(config.server.cert, Path::new("/etc/bindgate/certs/server.pem"));
     assert_eq!(config.issuers[0].leeway, Duration::from_secs(30));
-    assert_eq!(config.issuers[0].algorithms, crate::token::Algorithm::DEFAULT_ALLOWED);
+    assert_eq!(
+        config.issuers[0].algorithms,
+        crate::auth::token::Algorithm::DEFAULT_ALLOWED
+    );
     assert_eq!(config.issuers[0].typ, TypPolicy::Lenient);
     assert!(!config.forward.strip_authorization);
     assert_eq!(config.forward.claim_headers[0].0.as_str(), "x-auth-subject");
@@ -64,10 +67,10 @@ fn claim_header_cannot_shadow_gateway_headers() {
     let text = format!("{MINIMAL}\n[forward]\nclaim_headers = {{ \"x-forwarded-client-cert\" = \"sub\" }}\n");
     let config = parse(&text).unwrap();
     assert!(matches!(
-        crate::headers::check_claim_headers(&config).unwrap_err(),
+        crate::gateway::forward::check_claim_headers(&config).unwrap_err(),
         ConfigError::InvalidValue { key, .. } if key == "forward.claim_headers"
     ));
-    assert!(crate::headers::check_claim_headers(&parse(MINIMAL).unwrap()).is_ok());
+    assert!(crate::gateway::forward::check_claim_headers(&parse(MINIMAL).unwrap()).is_ok());
 }
 
 #[test]

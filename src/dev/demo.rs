@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::mint::{MintRequest, mint};
 use crate::config::{Config, JwksSource};
-use crate::pem;
+use crate::conn::pem;
 
 /// Why the demo could not run or did not show what it should.
 #[derive(Debug, thiserror::Error)]
@@ -57,9 +57,10 @@ pub async fn run(config_path: &Path, certs: &Path, keep_running: bool) -> Result
     // The upstream address above exists only in memory; a reload from the file would lose it.
     config.reload.watch_files = false;
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
-    let prepared = crate::prepare::prepare(config, metrics.clone(), None, crate::prepare::KeysPolicy::Require)
-        .await
-        .map_err(setup)?;
+    let prepared =
+        crate::app::prepare::prepare(config, metrics.clone(), None, crate::app::prepare::KeysPolicy::Require)
+            .await
+            .map_err(setup)?;
     let listen = prepared.config.server.listen;
     let gateway_listener = TcpListener::bind(listen).await.map_err(|e| {
         setup(format!(
@@ -72,7 +73,11 @@ pub async fn run(config_path: &Path, certs: &Path, keep_running: bool) -> Result
         proxy: gateway_listener,
         admin: None,
     };
-    let live = Arc::new(crate::runtime::Live::new(config_path.to_path_buf(), prepared, metrics));
+    let live = Arc::new(crate::app::live::Live::new(
+        config_path.to_path_buf(),
+        prepared,
+        metrics,
+    ));
     let gateway = tokio::spawn(crate::run(live.clone(), listeners, async {
         let _ = stop_rx.await;
     }));

@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rcgen::KeyPair;
 
 use super::keys::{KeyFileError, read_p256_key};
-use crate::identity::x5t_s256;
-use crate::pem;
-use crate::token::jws::sign_es256;
+use crate::auth::token::jws::sign_es256;
+use crate::conn::identity::x5t_s256;
+use crate::conn::pem;
 
 /// What goes into a minted token.
 #[derive(Debug, Clone)]

@@ -11,8 +11,8 @@ use rcgen::KeyPair;
 #[cfg(test)]
 use super::keys::jkt;
 use super::keys::{KeyFileError, read_p256_key};
-use crate::dpop::htu;
-use crate::token::jws::sign_es256;
+use crate::auth::dpop::htu;
+use crate::auth::token::jws::sign_es256;
 
 /// What goes into a proof, besides the key.
 #[derive(Debug, Clone, Default)]
@@ -77,7 +77,7 @@ pub fn proof(key: &KeyPair, req: &ProofRequest<'_>) -> Result<String, MakeProofE
         "iat": iat,
     });
     if let Some(token) = req.token {
-        claims["ath"] = crate::dpop::proof::ath(token).into();
+        claims["ath"] = crate::auth::dpop::proof::ath(token).into();
     }
     if let Some(nonce) = req.nonce {
         claims["nonce"] = nonce.into();
@@ -116,8 +116,8 @@ mod tests {
     use sha2::{Digest, Sha256};
 
     use super::*;
-    use crate::dpop::proof::{ProofContext, ProofError, ProofRules, VerifiedProof, verify};
-    use crate::token::Algorithm;
+    use crate::auth::dpop::proof::{ProofContext, ProofError, ProofRules, VerifiedProof, verify};
+    use crate::auth::token::Algorithm;
 
     const NOW: u64 = 1_800_000_000;
 

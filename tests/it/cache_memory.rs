@@ -11,9 +11,9 @@ use std::cell::Cell;
 use std::path::Path;
 use std::sync::Arc;
 
+use bindgate::auth::token::{Issuer, KeySet, KeyStore, TokenValidator, now_seconds};
 use bindgate::config::Config;
 use bindgate::metrics::Metrics;
-use bindgate::token::{Issuer, KeySet, KeyStore, TokenValidator, now_seconds};
 use serde_json::json;
 
 use crate::common::*;

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::app::fingerprint::Fingerprint;
+use crate::app::prepare::{KeysPolicy, Prepared, prepare};
 use crate::config::{Config, ConfigError};
-use crate::fingerprint::Fingerprint;
+use crate::gateway::Gateway;
 use crate::metrics::Metrics;
-use crate::prepare::{KeysPolicy, Prepared, prepare};
-use crate::proxy::Gateway;
 
 /// Why a reload was attempted, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,8 +22,8 @@ use hyper_util::rt::TokioExecutor;
 
 use super::jwks::{JwksError, KeySet};
 use crate::config::{JwksSource, RemoteJwksSettings};
+use crate::conn::pem;
 use crate::metrics::Metrics;
-use crate::pem;
 
 /// Largest JWKS or metadata document accepted.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;

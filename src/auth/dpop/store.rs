@@ -182,7 +182,7 @@ fn redis_key(key: &ReplayKey) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dpop::replay::replay_key;
+    use crate::auth::dpop::replay::replay_key;
 
     #[test]
     fn redis_keys_are_prefixed_hex() {

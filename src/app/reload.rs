@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use crate::fingerprint::{Fingerprint, fingerprint};
-use crate::runtime::Live;
+use crate::app::fingerprint::{Fingerprint, fingerprint};
+use crate::app::live::Live;
 
 /// Polls until `stop` resolves, reloading when a watched file changes.
 ///

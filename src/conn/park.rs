@@ -26,8 +26,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::activity::{Activity, QuietTimer};
-use crate::client_io::{ClientIo, ReadReadiness};
+use crate::conn::activity::{Activity, QuietTimer};
+use crate::conn::io::{ClientIo, ReadReadiness};
 use crate::metrics::Metrics;
 
 /// How long a connection stays quiescent before it is parked. Long enough

@@ -2,6 +2,10 @@
 //! -> token -> binding -> scopes -> header rewrite -> upstream. [`handle`]
 //! turns any failure into its response and writes the access log exactly once.
 
+pub mod forward;
+pub mod reject;
+pub mod routes;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,25 +14,25 @@ use http::{Request, Response};
 
 use http_body_util::BodyExt;
 
-use crate::access::{AccessRecord, CountedBody, LoggedBody};
-use crate::activity::RequestBody;
-use crate::binding::{self, Proofs, Scheme};
+use self::forward::ForwardContext;
+use self::routes::{Route, RouteTable};
+use crate::auth::binding::{self, Proofs, Scheme};
+use crate::auth::dpop::check::{DPOP_NONCE, DpopError, DpopVerifier, RequestTarget};
+use crate::auth::token::extract::{self, CredentialError};
+use crate::auth::token::{TokenValidator, VerifiedToken};
 use crate::body::{self, Body};
-use crate::body_deadline::{self, BodyDeadline};
 use crate::config::{AuthPolicy, BindingMethods, BindingMode};
 use crate::config::{ForwardSettings, Limits};
-use crate::connection::Connection;
-use crate::dpop::check::{DPOP_NONCE, DpopError, DpopVerifier, RequestTarget};
-use crate::framing::Framing;
-use crate::headers::{self, ForwardContext};
-use crate::inbound::{self, FormScreenError, RequestError};
+use crate::conn::Connection;
+use crate::conn::activity::RequestBody;
+use crate::conn::framing::Framing;
+use crate::conn::revocation::RevocationSet;
+use crate::gateway::reject::{ChallengeContext, Rejection};
+use crate::http::access::{AccessRecord, CountedBody, LoggedBody};
+use crate::http::body_deadline::{self, BodyDeadline};
+use crate::http::inbound::{self, FormScreenError, RequestError};
+use crate::http::upstream::UpstreamError;
 use crate::metrics::Metrics;
-use crate::policy::{self, Route, RouteTable};
-use crate::reject::{ChallengeContext, Rejection};
-use crate::revocation::RevocationSet;
-use crate::token::extract::{self, CredentialError};
-use crate::token::{TokenValidator, VerifiedToken};
-use crate::upstream::UpstreamError;
 
 /// Everything the request path needs, shared by all connections.
 pub struct Gateway {
@@ -52,7 +56,7 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     // Without an access log nothing below needs the request line or byte counts.
-    let access_log = tracing::enabled!(target: "bindgate::access", tracing::Level::INFO);
+    let access_log = tracing::enabled!(target: "bindgate::http::access", tracing::Level::INFO);
     let method = req.method().clone();
     let path = if access_log {
         req.uri().path().to_string()
@@ -174,7 +178,7 @@ async fn authorize_and_forward(
         identity: conn.identity.as_ref(),
         claims: verified.as_ref().map(|v| &v.claims),
     };
-    headers::rewrite_request(&mut parts.headers, &context, &gateway.forward)?;
+    forward::rewrite_request(&mut parts.headers, &context, &gateway.forward)?;
     let upstream_started = Instant::now();
     let response = route.upstream.send(Request::from_parts(parts, body)).await;
     let upstream_time = upstream_started.elapsed();
@@ -189,7 +193,7 @@ async fn authorize_and_forward(
     })?;
 
     let (mut parts, body) = response.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers);
+    forward::strip_hop_by_hop(&mut parts.headers);
     if let Some(nonce) = next_nonce.and_then(|n| http::HeaderValue::from_str(&n).ok()) {
         parts.headers.insert(DPOP_NONCE, nonce);
     }
@@ -275,7 +279,7 @@ pub async fn admit<'g, B>(
                 }
                 Err(e) => return Err(e),
             }
-            policy::check_scopes(route, &verified.claims)?;
+            routes::check_scopes(route, &verified.claims)?;
             Some(verified)
         }
     };
@@ -306,7 +310,7 @@ async fn check_sender(
     methods: BindingMethods,
 ) -> Result<SenderHeld, Rejection> {
     let proof_header = DpopVerifier::proof_header(headers)?;
-    let now = crate::token::now_seconds();
+    let now = crate::auth::token::now_seconds();
     let proof = match credential.scheme {
         Scheme::Bearer => None,
         Scheme::Dpop => {

@@ -11,7 +11,7 @@ use x509_parser::nom::error::ErrorKind;
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
-use crate::identity::IssuerSerial;
+use crate::conn::identity::IssuerSerial;
 
 /// Why a CRL cannot be used.
 #[derive(Debug, thiserror::Error)]

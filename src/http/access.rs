@@ -12,7 +12,7 @@ use http::{Method, Version};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use crate::body::{Body, BoxError};
-use crate::connection::Connection;
+use crate::conn::Connection;
 
 /// Everything the access line reports, collected along the request path.
 pub struct AccessRecord {
@@ -39,7 +39,7 @@ impl AccessRecord {
     fn write(self, bytes_out: u64, completed: bool) {
         let identity = self.conn.identity.as_ref();
         tracing::info!(
-            target: "bindgate::access",
+            target: "bindgate::http::access",
             peer = %self.conn.peer,
             method = %self.method,
             path = %self.path,

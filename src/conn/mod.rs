@@ -2,11 +2,20 @@
 //! the connection layer's product, read by every request on it. Nothing here
 //! knows a route or a token.
 
+pub mod activity;
+pub mod framing;
+pub mod identity;
+pub mod io;
+pub mod park;
+pub mod pem;
+pub mod revocation;
+pub mod tls;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::framing::FramingLog;
-use crate::identity::ClientIdentity;
+use crate::conn::framing::FramingLog;
+use crate::conn::identity::ClientIdentity;
 
 /// What is known about a TLS connection once its handshake is done.
 #[derive(Debug)]

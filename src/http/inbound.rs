@@ -6,8 +6,8 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
 use http::{Request, Version};
 use http_body_util::{BodyExt, Limited};
 
+use crate::auth::token::extract::form_has_access_token;
 use crate::body::{self, Body, BoxError};
-use crate::token::extract::form_has_access_token;
 
 /// Why a request is malformed regardless of who sent it.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +25,7 @@ pub enum RequestError {
     #[error("request body could not be read")]
     BodyUnreadable(#[source] BoxError),
     #[error(transparent)]
-    BodyTimedOut(#[from] crate::body_deadline::BodyTimedOut),
+    BodyTimedOut(#[from] crate::http::body_deadline::BodyTimedOut),
     #[error("request has a header whose name holds an underscore")]
     UnderscoreInHeaderName,
 }
@@ -122,8 +122,8 @@ where
     let collected = Limited::new(incoming, limit).collect().await.map_err(|e| {
         if e.is::<http_body_util::LengthLimitError>() {
             FormScreenError::Request(RequestError::FormTooLarge { limit })
-        } else if crate::body_deadline::timed_out(e.as_ref()) {
-            FormScreenError::Request(crate::body_deadline::BodyTimedOut.into())
+        } else if crate::http::body_deadline::timed_out(e.as_ref()) {
+            FormScreenError::Request(crate::http::body_deadline::BodyTimedOut.into())
         } else {
             FormScreenError::Request(RequestError::BodyUnreadable(e))
         }

@@ -13,8 +13,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+use crate::app::live::Live;
 use crate::body::{self, Body};
-use crate::runtime::Live;
 use crate::server::AcceptBackoff;
 
 /// Serves admin requests until `shutdown` completes.
@@ -65,7 +65,7 @@ async fn not_ready(live: &Live) -> Vec<String> {
     {
         problems.push(format!("the server certificate ({}) is not valid now", server.subject));
     }
-    let mut upstreams: Vec<std::sync::Arc<crate::upstream::Upstream>> = Vec::new();
+    let mut upstreams: Vec<std::sync::Arc<crate::http::upstream::Upstream>> = Vec::new();
     for route in generation.gateway.routes.iter() {
         if !upstreams.iter().any(|u| std::sync::Arc::ptr_eq(u, &route.upstream)) {
             upstreams.push(route.upstream.clone());

@@ -5,7 +5,7 @@
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Uri};
 
-use crate::binding::Scheme;
+use crate::auth::binding::Scheme;
 
 /// Why no usable credential could be taken from a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

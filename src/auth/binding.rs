@@ -4,9 +4,9 @@
 
 use subtle::ConstantTimeEq;
 
+use crate::auth::token::Confirmation;
 use crate::config::BindingMethods;
-use crate::identity::ClientIdentity;
-use crate::token::Confirmation;
+use crate::conn::identity::ClientIdentity;
 
 /// How the request presented its token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{Body, BoxError};
 use crate::config::{Config, ConfigError, UpstreamSettings};
-use crate::pem;
+use crate::conn::pem;
 
 /// Why forwarding failed; the upstream, not the client, is at fault.
 #[derive(Debug, thiserror::Error)]

@@ -276,7 +276,7 @@ mod tests {
     use jsonwebtoken::EncodingKey;
 
     use super::*;
-    use crate::token::claims::NumericDate;
+    use crate::auth::token::claims::NumericDate;
 
     const NOW: f64 = 1_800_000_000.0;
 
@@ -333,7 +333,7 @@ mod tests {
 
     impl TestIssuer {
         fn sign(&self, header: serde_json::Value, claims: serde_json::Value) -> String {
-            crate::token::jws::sign_es256(&self.key.serialize_der(), &header, &claims).unwrap()
+            crate::auth::token::jws::sign_es256(&self.key.serialize_der(), &header, &claims).unwrap()
         }
 
         fn check(

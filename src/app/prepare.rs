@@ -7,14 +7,16 @@ use std::sync::Arc;
 
 use rustls::ServerConfig;
 
+use crate::app::fingerprint;
+use crate::auth::dpop::check::DpopVerifier;
+use crate::auth::dpop::nonce::NonceIssuer;
+use crate::auth::dpop::store::ReplayStore;
+use crate::auth::token::{Issuer, KeyStore, TokenValidator};
 use crate::config::{Config, ConfigError, JwksSource, TokenSettings};
-use crate::dpop::check::DpopVerifier;
-use crate::dpop::nonce::NonceIssuer;
-use crate::dpop::store::ReplayStore;
+use crate::conn::tls;
+use crate::gateway::Gateway;
+use crate::gateway::{forward, routes};
 use crate::metrics::Metrics;
-use crate::proxy::Gateway;
-use crate::token::{Issuer, KeyStore, TokenValidator};
-use crate::{fingerprint, headers, policy, tls};
 
 /// A configuration with every file it names loaded and checked: ready to serve.
 pub struct Prepared {
@@ -46,7 +48,7 @@ pub async fn prepare(
     policy: KeysPolicy,
 ) -> Result<Prepared, ConfigError> {
     let fingerprint = fingerprint::fingerprint(&config.watched_files());
-    headers::check_claim_headers(&config)?;
+    forward::check_claim_headers(&config)?;
     let (tls, revoked) = tls::server_config(&config)?;
     let mut certificates = tls::summaries("server", &config.server.cert)
         .map_err(|e| config.unusable("server.cert", &config.server.cert, e))?;
@@ -68,7 +70,7 @@ pub async fn prepare(
     for loosening in config.loosenings() {
         tracing::warn!(setting = %loosening.setting, "{}", loosening.effect);
     }
-    let routes = policy::RouteTable::build(&config)?;
+    let routes = routes::RouteTable::build(&config)?;
     let dpop = dpop_verifier(&config, &metrics, previous)?;
     let gateway = Arc::new(Gateway {
         realm: config.server.realm.clone(),

@@ -5,15 +5,15 @@
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
-use crate::binding::{BindingError, Scheme};
+use crate::auth::binding::{BindingError, Scheme};
+use crate::auth::dpop::check::{DPOP_NONCE, DpopError};
+use crate::auth::dpop::proof::ProofError;
+use crate::auth::token::TokenError;
+use crate::auth::token::extract::CredentialError;
 use crate::body::{self, Body};
-use crate::dpop::check::{DPOP_NONCE, DpopError};
-use crate::dpop::proof::ProofError;
-use crate::inbound::RequestError;
-use crate::policy::InsufficientScope;
-use crate::token::TokenError;
-use crate::token::extract::CredentialError;
-use crate::upstream::UpstreamError;
+use crate::gateway::routes::InsufficientScope;
+use crate::http::inbound::RequestError;
+use crate::http::upstream::UpstreamError;
 
 /// Why a request was not forwarded, or why forwarding failed.
 #[derive(Debug, thiserror::Error)]

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use crate::auth::token::Claims;
 use crate::config::{AuthPolicy, BindingMethods, BindingMode, Config, ConfigError, RouteSettings};
-use crate::token::Claims;
-use crate::upstream::Upstream;
+use crate::http::upstream::Upstream;
 
 /// One route with its upstream pool.
 pub struct Route {

@@ -12,8 +12,8 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::activity::{Activity, QuietTimer};
-use crate::framing::FramingScanner;
+use crate::conn::activity::{Activity, QuietTimer};
+use crate::conn::framing::FramingScanner;
 
 /// The client connection's I/O with the framing scanner and idle timer attached.
 pub struct ClientIo<IO> {

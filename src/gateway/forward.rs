@@ -9,11 +9,11 @@ use std::cell::Cell;
 use http::header::{AUTHORIZATION, CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::auth::dpop::check::DPOP;
+use crate::auth::token::Claims;
 use crate::config::{Config, ConfigError, ForwardSettings, UnderscoreHeaders};
-use crate::dpop::check::DPOP;
-use crate::identity::ClientIdentity;
-use crate::inbound::RequestError;
-use crate::token::Claims;
+use crate::conn::identity::ClientIdentity;
+use crate::http::inbound::RequestError;
 
 pub const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

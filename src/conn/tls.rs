@@ -12,8 +12,8 @@ use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConf
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::{ClientAuth, Config, ConfigError};
-use crate::pem;
-use crate::revocation::RevocationSet;
+use crate::conn::pem;
+use crate::conn::revocation::RevocationSet;
 
 /// Session cache entries per `ServerConfig`; about 1 KiB each.
 const SESSION_CACHE_ENTRIES: usize = 16 * 1024;
@@ -66,7 +66,7 @@ pub fn summaries(kind: &'static str, path: &std::path::Path) -> Result<Vec<Certi
         let validity = cert.validity();
         out.push(CertificateSummary {
             kind,
-            subject: crate::identity::rfc4514(cert.subject()),
+            subject: crate::conn::identity::rfc4514(cert.subject()),
             not_before: validity.not_before.timestamp(),
             not_after: validity.not_after.timestamp(),
         });
