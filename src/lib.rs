@@ -16,6 +16,7 @@ pub mod dev;
 pub mod error;
 pub mod gateway;
 pub mod http;
+pub mod jose;
 pub mod lock;
 pub mod metrics;
 pub mod server;

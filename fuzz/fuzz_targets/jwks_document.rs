@@ -2,7 +2,8 @@
 //! into verification keys, each then asked to choose and verify.
 #![no_main]
 
-use bindgate::auth::token::{Algorithm, KeySet};
+use bindgate::jose::Algorithm;
+use bindgate::jose::jwk::KeySet;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,8 +2,8 @@
 //! arrives: `base64url(header).base64url(payload).base64url(signature)`.
 #![no_main]
 
-use bindgate::auth::token::Algorithm;
-use bindgate::auth::token::jws;
+use bindgate::jose::Algorithm;
+use bindgate::jose::jws;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

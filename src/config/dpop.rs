@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{ConfigError, Validator};
-use crate::auth::token::Algorithm;
+use crate::jose::Algorithm;
 
 /// Proof algorithms accepted when `dpop.algorithms` is not set: what DPoP
 /// client libraries produce (ES256 first), never `none` or HMAC.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 
-use crate::auth::token::Algorithm;
+use crate::jose::Algorithm;
 use serde::Deserialize;
 
 mod dpop;

@@ -14,10 +14,7 @@ fn minimal_config_gets_safe_defaults() {
     assert_eq!(config.server.client_auth, ClientAuth::Required);
     assert_eq!(config.server.cert, Path::new("/etc/bindgate/certs/server.pem"));
     assert_eq!(config.issuers[0].leeway, Duration::from_secs(30));
-    assert_eq!(
-        config.issuers[0].algorithms,
-        crate::auth::token::Algorithm::DEFAULT_ALLOWED
-    );
+    assert_eq!(config.issuers[0].algorithms, crate::jose::Algorithm::DEFAULT_ALLOWED);
     assert_eq!(config.issuers[0].typ, TypPolicy::Lenient);
     assert!(!config.forward.strip_authorization);
     assert_eq!(config.forward.claim_headers[0].0.as_str(), "x-auth-subject");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{ConfigError, Validator};
-use crate::auth::token::Algorithm;
+use crate::jose::Algorithm;
 
 /// Where an issuer's verification keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rcgen::KeyPair;
 
 use super::keys::{KeyFileError, read_p256_key};
-use crate::auth::token::jws::sign_es256;
 use crate::conn::identity::x5t_s256;
 use crate::conn::pem;
+use crate::jose::jws::sign_es256;
 
 /// What goes into a minted token.
 #[derive(Debug, Clone)]

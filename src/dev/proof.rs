@@ -12,7 +12,7 @@ use rcgen::KeyPair;
 use super::keys::jkt;
 use super::keys::{KeyFileError, read_p256_key};
 use crate::auth::dpop::htu;
-use crate::auth::token::jws::sign_es256;
+use crate::jose::jws::sign_es256;
 
 /// What goes into a proof, besides the key.
 #[derive(Debug, Clone, Default)]
@@ -117,7 +117,7 @@ mod tests {
 
     use super::*;
     use crate::auth::dpop::proof::{ProofContext, ProofError, ProofRules, VerifiedProof, verify};
-    use crate::auth::token::Algorithm;
+    use crate::jose::Algorithm;
 
     const NOW: u64 = 1_800_000_000;
 

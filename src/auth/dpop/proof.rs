@@ -8,10 +8,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::htu::{self, NormalizedUri};
-use crate::auth::token::Algorithm;
 use crate::auth::token::claims::NumericDate;
-use crate::auth::token::jwks::{KeyChoiceError, VerificationKey};
-use crate::auth::token::jws;
+use crate::jose::Algorithm;
+use crate::jose::jwk::{KeyChoiceError, VerificationKey};
+use crate::jose::jws;
 
 /// Why a DPoP proof is invalid. Every variant answers `invalid_dpop_proof`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -217,7 +217,7 @@ mod tests {
 
     impl Client {
         fn proof(&self, header: serde_json::Value, claims: serde_json::Value) -> String {
-            crate::auth::token::jws::sign_es256(&self.key.serialize_der(), &header, &claims).unwrap()
+            crate::jose::jws::sign_es256(&self.key.serialize_der(), &header, &claims).unwrap()
         }
 
         fn header(&self) -> serde_json::Value {

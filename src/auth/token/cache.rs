@@ -295,7 +295,7 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::token::{Algorithm, Claims};
+    use crate::{auth::token::Claims, jose::Algorithm};
 
     fn verified() -> Arc<VerifiedToken> {
         let claims: Claims =

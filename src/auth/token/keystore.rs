@@ -20,9 +20,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::jwks::{JwksError, KeySet};
 use crate::config::{JwksSource, RemoteJwksSettings};
 use crate::conn::pem;
+use crate::jose::jwk::{JwksError, KeySet};
 use crate::metrics::Metrics;
 
 /// Largest JWKS or metadata document accepted.

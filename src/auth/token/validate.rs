@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::Algorithm;
 use super::cache::{self, CachedToken, TokenCache};
 use super::claims::Claims;
-use super::jwks::KeyChoiceError;
-use super::jws::{self, JwsError};
 use super::keystore::KeyStore;
 use crate::config::{TokenSettings, TypPolicy};
+use crate::jose::Algorithm;
+use crate::jose::jwk::KeyChoiceError;
+use crate::jose::jws::{self, JwsError};
 use crate::metrics::Metrics;
 
 /// Why an access token is not accepted. Every variant is an `invalid_token`.
@@ -333,7 +333,7 @@ mod tests {
 
     impl TestIssuer {
         fn sign(&self, header: serde_json::Value, claims: serde_json::Value) -> String {
-            crate::auth::token::jws::sign_es256(&self.key.serialize_der(), &header, &claims).unwrap()
+            crate::jose::jws::sign_es256(&self.key.serialize_der(), &header, &claims).unwrap()
         }
 
         fn check(
