@@ -8,6 +8,7 @@
 
 use bindgate::auth::dpop::check::DpopVerifier;
 use bindgate::auth::token::extract;
+use bindgate::http::form;
 use http::Uri;
 use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
@@ -42,12 +43,12 @@ fuzz_target!(|data: &[u8]| {
             assert!(extract::refuse_token_in_query(&uri).is_ok());
         }
         Err(extract::CredentialError::TokenInQuery) => {
-            assert!(extract::form_has_access_token(
+            assert!(form::form_has_access_token(
                 uri.query().unwrap_or_default().as_bytes()
             ));
         }
         Err(_) => {}
     }
     let _ = DpopVerifier::proof_header(&headers);
-    let _ = extract::form_has_access_token(data);
+    let _ = form::form_has_access_token(data);
 });

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 
 use crate::app::live::Live;
 use crate::body::{self, Body};
-use crate::server::AcceptBackoff;
+use crate::conn::accept::AcceptBackoff;
 
 /// Serves admin requests until `shutdown` completes.
 pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future<Output = ()>) {

@@ -5,16 +5,9 @@
 use subtle::ConstantTimeEq;
 
 use crate::auth::token::Confirmation;
+use crate::auth::token::extract::Scheme;
 use crate::config::BindingMethods;
 use crate::conn::identity::ClientIdentity;
-
-/// How the request presented its token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Scheme {
-    #[default]
-    Bearer,
-    Dpop,
-}
 
 /// What the caller has proven on this request.
 #[derive(Debug, Clone, Copy, Default)]

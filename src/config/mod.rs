@@ -614,7 +614,7 @@ pub fn format_duration(duration: Duration) -> String {
 
 /// The smallest valid configuration, for tests of any section.
 #[cfg(test)]
-pub(super) const MINIMAL_FOR_TESTS: &str = r#"
+pub(crate) const MINIMAL_FOR_TESTS: &str = r#"
         [server]
         listen = "127.0.0.1:8443"
         cert = "certs/server.pem"

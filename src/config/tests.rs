@@ -59,18 +59,6 @@ fn client_ca_may_be_omitted_only_in_any_mode() {
 }
 
 #[test]
-fn claim_header_cannot_shadow_gateway_headers() {
-    // Parsed fine; refused where the forwarding rules are checked.
-    let text = format!("{MINIMAL}\n[forward]\nclaim_headers = {{ \"x-forwarded-client-cert\" = \"sub\" }}\n");
-    let config = parse(&text).unwrap();
-    assert!(matches!(
-        crate::gateway::forward::check_claim_headers(&config).unwrap_err(),
-        ConfigError::InvalidValue { key, .. } if key == "forward.claim_headers"
-    ));
-    assert!(crate::gateway::forward::check_claim_headers(&parse(MINIMAL).unwrap()).is_ok());
-}
-
-#[test]
 fn durations_need_a_unit() {
     assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
     assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));

@@ -2,6 +2,7 @@
 //! the connection layer's product, read by every request on it. Nothing here
 //! knows a route or a token.
 
+pub mod accept;
 pub mod activity;
 pub mod framing;
 pub mod identity;

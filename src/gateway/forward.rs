@@ -1,4 +1,5 @@
-//! Header rewriting between client and upstream: hop-by-hop headers go,
+//! Header rewriting between client and upstream: hop-by-hop headers go
+//! ([`crate::http::hop`]),
 //! spoofable identity headers are always replaced by what the gateway itself
 //! established, never passed through, in any spelling an upstream might read
 //! as theirs (`x_auth_subject` is `HTTP_X_AUTH_SUBJECT` in CGI, as is
@@ -6,13 +7,14 @@
 
 use std::cell::Cell;
 
-use http::header::{AUTHORIZATION, CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::auth::dpop::check::DPOP;
+use crate::auth::dpop::DPOP;
 use crate::auth::token::Claims;
 use crate::config::{Config, ConfigError, ForwardSettings, UnderscoreHeaders};
 use crate::conn::identity::ClientIdentity;
+use crate::http::hop::{HOP_BY_HOP, strip_hop_by_hop_and};
 use crate::http::inbound::RequestError;
 
 pub const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
@@ -20,24 +22,6 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-const PROXY_AUTHORIZATION: HeaderName = HeaderName::from_static("proxy-authorization");
-const PROXY_AUTHENTICATE: HeaderName = HeaderName::from_static("proxy-authenticate");
-
-/// Headers that describe one hop, never the end-to-end message (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: [HeaderName; 9] = [
-    CONNECTION,
-    KEEP_ALIVE,
-    PROXY_CONNECTION,
-    TE,
-    TRAILER,
-    TRANSFER_ENCODING,
-    UPGRADE,
-    PROXY_AUTHORIZATION,
-    PROXY_AUTHENTICATE,
-];
-
 /// Headers the gateway writes itself; configuration may not repurpose them.
 fn is_reserved(name: &HeaderName) -> bool {
     FORWARDING.contains(name) || name == HOST || name == AUTHORIZATION || HOP_BY_HOP.contains(name)
@@ -68,37 +52,6 @@ const FORWARDING: [HeaderName; 5] = [
     X_FORWARDED_HOST,
     FORWARDED,
 ];
-
-/// Removes hop-by-hop headers, including those the `Connection` header names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    strip_hop_by_hop_and(headers, |_| false);
-}
-
-/// Removes hop-by-hop headers and those `also` picks. One pass over the
-/// names the message has, instead of a hash lookup for each name that might
-/// be there (on almost every request, none is).
-fn strip_hop_by_hop_and(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
-    let named = connection_named(headers);
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| HOP_BY_HOP.contains(name) || named.contains(name) || also(name))
-        .cloned()
-        .collect();
-    for name in &doomed {
-        headers.remove(name);
-    }
-}
-
-/// The header names listed in `Connection`.
-fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect()
-}
 
 /// What the gateway knows about the request it is about to forward.
 pub struct ForwardContext<'a> {
@@ -213,17 +166,16 @@ mod tests {
     }
 
     #[test]
-    fn hop_by_hop_and_connection_named_headers_are_removed() {
-        let mut h = inbound(&[
-            ("connection", "keep-alive, x-secret"),
-            ("x-secret", "1"),
-            ("keep-alive", "timeout=5"),
-            ("te", "trailers"),
-            ("x-kept", "yes"),
-        ]);
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert_eq!(h["x-kept"], "yes");
+    fn claim_header_cannot_shadow_gateway_headers() {
+        let parse = |text: &str| Config::parse(text, std::path::Path::new("/etc/bindgate/gateway.toml")).unwrap();
+        let minimal = crate::config::MINIMAL_FOR_TESTS;
+        let text = format!("{minimal}\n[forward]\nclaim_headers = {{ \"x-forwarded-client-cert\" = \"sub\" }}\n");
+        // Parsed fine; refused where the forwarding rules are checked.
+        assert!(matches!(
+            check_claim_headers(&parse(&text)).unwrap_err(),
+            ConfigError::InvalidValue { key, .. } if key == "forward.claim_headers"
+        ));
+        assert!(check_claim_headers(&parse(minimal)).is_ok());
     }
 
     #[test]

@@ -16,9 +16,10 @@ use http_body_util::BodyExt;
 
 use self::forward::ForwardContext;
 use self::routes::{Route, RouteTable};
-use crate::auth::binding::{self, Proofs, Scheme};
-use crate::auth::dpop::check::{DPOP_NONCE, DpopError, DpopVerifier, RequestTarget};
-use crate::auth::token::extract::{self, CredentialError};
+use crate::auth::binding::{self, Proofs};
+use crate::auth::dpop::DPOP_NONCE;
+use crate::auth::dpop::check::{DpopError, DpopVerifier, RequestTarget};
+use crate::auth::token::extract::{self, CredentialError, Scheme};
 use crate::auth::token::{TokenValidator, VerifiedToken};
 use crate::body::{self, Body};
 use crate::config::{AuthPolicy, BindingMethods, BindingMode};
@@ -30,6 +31,7 @@ use crate::conn::revocation::RevocationSet;
 use crate::gateway::reject::{ChallengeContext, Rejection};
 use crate::http::access::{AccessRecord, CountedBody, LoggedBody};
 use crate::http::body_deadline::{self, BodyDeadline};
+use crate::http::hop;
 use crate::http::inbound::{self, FormScreenError, RequestError};
 use crate::http::upstream::UpstreamError;
 use crate::metrics::Metrics;
@@ -193,7 +195,7 @@ async fn authorize_and_forward(
     })?;
 
     let (mut parts, body) = response.into_parts();
-    forward::strip_hop_by_hop(&mut parts.headers);
+    hop::strip_hop_by_hop(&mut parts.headers);
     if let Some(nonce) = next_nonce.and_then(|n| http::HeaderValue::from_str(&n).ok()) {
         parts.headers.insert(DPOP_NONCE, nonce);
     }

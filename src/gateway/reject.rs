@@ -5,11 +5,13 @@
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
-use crate::auth::binding::{BindingError, Scheme};
-use crate::auth::dpop::check::{DPOP_NONCE, DpopError};
+use crate::auth::binding::BindingError;
+use crate::auth::dpop::DPOP_NONCE;
+use crate::auth::dpop::check::DpopError;
 use crate::auth::dpop::proof::ProofError;
 use crate::auth::token::TokenError;
 use crate::auth::token::extract::CredentialError;
+use crate::auth::token::extract::Scheme;
 use crate::body::{self, Body};
 use crate::gateway::routes::InsufficientScope;
 use crate::http::inbound::RequestError;

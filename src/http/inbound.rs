@@ -6,8 +6,8 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
 use http::{Request, Version};
 use http_body_util::{BodyExt, Limited};
 
-use crate::auth::token::extract::form_has_access_token;
 use crate::body::{self, Body, BoxError};
+use crate::http::form::form_has_access_token;
 
 /// Why a request is malformed regardless of who sent it.
 #[derive(Debug, thiserror::Error)]

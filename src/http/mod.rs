@@ -3,5 +3,7 @@
 
 pub mod access;
 pub mod body_deadline;
+pub mod form;
+pub mod hop;
 pub mod inbound;
 pub mod upstream;

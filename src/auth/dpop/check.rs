@@ -5,22 +5,18 @@
 use std::sync::Arc;
 
 use http::HeaderMap;
-use http::header::HeaderName;
 
-use super::htu;
 use super::nonce::{NonceIssuer, NonceStatus};
 use super::proof::{self, ProofContext, ProofError, ProofRules, VerifiedProof};
 use super::replay::{ReplayError, replay_key};
 use super::store::ReplayStore;
+use super::{DPOP, htu};
 use crate::config::{DpopSettings, StoreFailure};
 use crate::metrics::Metrics;
 use crate::throttle::Throttle;
 
 /// How often an ongoing replay store outage is logged; every request is counted.
 pub(crate) const OUTAGE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
-
-pub const DPOP: HeaderName = HeaderName::from_static("dpop");
-pub const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 
 /// Why the DPoP proof of a request is not accepted.
 #[derive(Debug, thiserror::Error)]

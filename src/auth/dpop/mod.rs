@@ -7,3 +7,8 @@ pub mod nonce;
 pub mod proof;
 pub mod replay;
 pub mod store;
+
+use http::header::HeaderName;
+
+pub const DPOP: HeaderName = HeaderName::from_static("dpop");
+pub const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
