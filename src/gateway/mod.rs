@@ -58,7 +58,7 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     // Without an access log nothing below needs the request line or byte counts.
-    let access_log = tracing::enabled!(target: "bindgate::http::access", tracing::Level::INFO);
+    let access_log = tracing::enabled!(target: "bindgate::access", tracing::Level::INFO);
     let method = req.method().clone();
     let path = if access_log {
         req.uri().path().to_string()

@@ -39,7 +39,7 @@ impl AccessRecord {
     fn write(self, bytes_out: u64, completed: bool) {
         let identity = self.conn.identity.as_ref();
         tracing::info!(
-            target: "bindgate::http::access",
+            target: "bindgate::access",
             peer = %self.conn.peer,
             method = %self.method,
             path = %self.path,
