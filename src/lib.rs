@@ -8,19 +8,19 @@
 
 pub mod app;
 pub mod auth;
-pub mod body;
+pub(crate) mod body;
 pub mod config;
 pub mod conn;
 #[cfg(feature = "dev")]
 pub mod dev;
-pub mod error;
+pub(crate) mod error;
 pub mod gateway;
 pub mod http;
 pub mod jose;
-pub mod lock;
+pub(crate) mod lock;
 pub mod metrics;
-pub mod server;
-pub mod throttle;
+pub(crate) mod server;
+pub(crate) mod throttle;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -15,6 +15,7 @@ use bindgate::conn::identity::ClientIdentity;
 use libfuzzer_sys::fuzz_target;
 use rcgen::string::{BmpString, Ia5String, PrintableString, TeletexString, UniversalString};
 use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue, KeyPair};
+use sha2::Digest as _;
 
 fuzz_target!(|data: &[u8]| {
     let mut dn = DistinguishedName::new();
@@ -44,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
     let element = &elements[0];
     assert_eq!(
         element.first(),
-        Some(&("Hash".to_string(), identity.sha256_hex.clone())),
+        Some(&("Hash".to_string(), sha256_hex(cert.der()))),
         "{header:?}"
     );
     let subject = element.iter().find(|(k, _)| k == "Subject").map(|(_, v)| v);
@@ -277,4 +278,8 @@ fn parse_rfc4514(name: &str) -> Result<Vec<Value>, String> {
             Some(_) => i += 1,
         }
     }
+}
+
+fn sha256_hex(der: &[u8]) -> String {
+    sha2::Sha256::digest(der).iter().map(|b| format!("{b:02x}")).collect()
 }

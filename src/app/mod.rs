@@ -1,8 +1,8 @@
 //! The process lifecycle: what a configuration prepares, the live generation
 //! requests read, its replacement on reload, and the admin listener.
 
-pub mod admin;
-pub mod fingerprint;
+pub(crate) mod admin;
+pub(crate) mod fingerprint;
 pub mod live;
-pub mod prepare;
-pub mod reload;
+pub(crate) mod prepare;
+pub(crate) mod reload;

@@ -124,7 +124,6 @@ mod tests {
     fn identity(x5t: &str) -> ClientIdentity {
         ClientIdentity {
             x5t_s256: x5t.to_string(),
-            sha256_hex: String::new(),
             subject: String::new(),
             uris: vec![],
             dns: vec![],

@@ -20,8 +20,7 @@ mod dpop;
 mod loosened;
 mod routes;
 mod token;
-pub use dpop::{DpopSettings, NonceSettings, ReplaySettings, ReplayStoreSettings, StoreFailure};
-pub use loosened::Loosening;
+pub use dpop::{DpopSettings, ReplayStoreSettings, StoreFailure};
 pub use routes::{AuthPolicy, BindingMethods, BindingMode, RouteSettings};
 pub use token::{JwksSource, RemoteJwksSettings, TokenSettings, TypPolicy};
 

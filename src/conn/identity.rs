@@ -16,8 +16,6 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate, X509Name};
 pub struct ClientIdentity {
     /// `x5t#S256`: base64url (no padding) of SHA-256 over the DER as presented.
     pub x5t_s256: String,
-    /// The same digest in lowercase hex, as Envoy's XFCC `Hash` carries it.
-    pub sha256_hex: String,
     /// RFC 4514 string form of the subject.
     pub subject: String,
     pub uris: Vec<String>,
@@ -79,7 +77,6 @@ impl ClientIdentity {
         };
         Ok(ClientIdentity {
             x5t_s256: URL_SAFE_NO_PAD.encode(digest),
-            sha256_hex,
             subject,
             uris,
             dns,
@@ -177,6 +174,10 @@ fn escape_rfc4514(value: &str) -> String {
 mod tests {
     use super::*;
 
+    fn sha256_hex(der: &[u8]) -> String {
+        sha2::Sha256::digest(der).iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     #[test]
     fn thumbprint_is_unpadded_base64url_of_sha256() {
         // SHA-256("abc"), a published test vector.
@@ -205,7 +206,7 @@ mod tests {
             id.xfcc.to_str().unwrap(),
             format!(
                 "Hash={};Subject=\"CN=client-a,O=Acme\\\\, Inc\";URI=spiffe://example.org/ns/a;DNS=svc.example",
-                id.sha256_hex
+                sha256_hex(cert.der())
             )
         );
     }
@@ -246,7 +247,7 @@ mod tests {
             id.xfcc.to_str().unwrap(),
             format!(
                 "Hash={};Subject=\"CN=a\\\\0Ab\\\\00,L=Z\\\\C3\\\\BCrich\"",
-                id.sha256_hex
+                sha256_hex(cert.der())
             )
         );
     }

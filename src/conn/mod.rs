@@ -2,15 +2,15 @@
 //! the connection layer's product, read by every request on it. Nothing here
 //! knows a route or a token.
 
-pub mod accept;
-pub mod activity;
+pub(crate) mod accept;
+pub(crate) mod activity;
 pub mod framing;
 pub mod identity;
-pub mod io;
-pub mod park;
+pub(crate) mod io;
+pub(crate) mod park;
 pub mod pem;
-pub mod revocation;
-pub mod tls;
+pub(crate) mod revocation;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -3,6 +3,6 @@
 
 pub mod certs;
 pub mod demo;
-pub mod keys;
+pub(crate) mod keys;
 pub mod mint;
 pub mod proof;

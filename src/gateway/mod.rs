@@ -3,8 +3,8 @@
 //! turns any failure into its response and writes the access log exactly once.
 
 pub mod forward;
-pub mod reject;
-pub mod routes;
+pub(crate) mod reject;
+pub(crate) mod routes;
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -11,8 +11,9 @@ use std::cell::Cell;
 use std::path::Path;
 use std::sync::Arc;
 
-use bindgate::auth::token::{Issuer, KeySet, KeyStore, TokenValidator, now_seconds};
+use bindgate::auth::token::{Issuer, KeyStore, TokenValidator, now_seconds};
 use bindgate::config::Config;
+use bindgate::jose::jwk::KeySet;
 use bindgate::metrics::Metrics;
 use serde_json::json;
 

@@ -3,9 +3,9 @@
 
 pub mod check;
 pub mod htu;
-pub mod nonce;
-pub mod proof;
-pub mod replay;
+pub(crate) mod nonce;
+pub(crate) mod proof;
+pub(crate) mod replay;
 pub mod store;
 
 use http::header::HeaderName;

@@ -4,12 +4,11 @@
 //! in [`crate::jose`].
 
 mod cache;
-pub mod claims;
+pub(crate) mod claims;
 pub mod extract;
-pub mod keystore;
+pub(crate) mod keystore;
 mod validate;
 
-pub use crate::jose::jwk::{JwksError, KeySet};
 pub use claims::{Claims, Confirmation};
 pub use keystore::KeyStore;
 pub use validate::{Issuer, TokenError, TokenValidator, VerifiedToken, now_seconds};

@@ -298,7 +298,7 @@ mod tests {
         let (mut jwk, _) = crate::dev::certs::ec_p256_jwk(&key);
         jwk["kid"] = "k1".into();
         let keys =
-            super::super::KeySet::from_json(serde_json::json!({ "keys": [jwk] }).to_string().as_bytes()).unwrap();
+            crate::jose::jwk::KeySet::from_json(serde_json::json!({ "keys": [jwk] }).to_string().as_bytes()).unwrap();
         let settings = TokenSettings {
             issuer: "https://issuer.example".into(),
             audience: vec!["https://api.example".into()],
@@ -484,7 +484,7 @@ mod tests {
         let (mut jwk, _) = crate::dev::certs::ec_p256_jwk(&other);
         jwk["kid"] = "k1".into();
         let rotated =
-            super::super::KeySet::from_json(serde_json::json!({ "keys": [jwk] }).to_string().as_bytes()).unwrap();
+            crate::jose::jwk::KeySet::from_json(serde_json::json!({ "keys": [jwk] }).to_string().as_bytes()).unwrap();
         i.validator.issuers()[0].keys.replace_for_test(rotated);
         assert!(matches!(
             i.validator.validate_at(&token, NOW),
