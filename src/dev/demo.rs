@@ -36,106 +36,154 @@ fn setup(e: impl std::fmt::Display) -> DemoError {
 
 /// Runs the demo. With `keep_running`, serves until Ctrl-C afterwards.
 pub async fn run(config_path: &Path, certs: &Path, keep_running: bool) -> Result<(), DemoError> {
-    let mut config = Config::load(config_path).map_err(setup)?;
-    let upstream_listener = TcpListener::bind("127.0.0.1:0").await.map_err(setup)?;
-    let upstream_addr = upstream_listener.local_addr().map_err(setup)?;
-    tokio::spawn(echo_upstream(upstream_listener));
-    config.upstream.url = format!("http://{upstream_addr}")
-        .parse()
-        .map_err(|e| setup(format!("upstream url: {e}")))?;
-
-    let issuer_key = certs.join("issuer-key.pem");
-    let issuer = config
-        .issuers
-        .first()
-        .ok_or_else(|| setup("the configuration trusts no issuer"))?;
-    let keys_from = match &issuer.jwks {
-        JwksSource::File(path) => path.display().to_string(),
-        JwksSource::Url(url) | JwksSource::Discovery(url) => url.to_string(),
-    };
-    let (iss, aud) = (issuer.issuer.clone(), issuer.audience[0].clone());
-    // The upstream address above exists only in memory; a reload from the file would lose it.
-    config.reload.watch_files = false;
-    let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
-    let prepared =
-        crate::app::prepare::prepare(config, metrics.clone(), None, crate::app::prepare::KeysPolicy::Require)
-            .await
-            .map_err(setup)?;
-    let listen = prepared.config.server.listen;
-    let gateway_listener = TcpListener::bind(listen).await.map_err(|e| {
-        setup(format!(
-            "cannot listen on {listen}: {e} (is `bindgate run` already running?)"
-        ))
-    })?;
-    let gateway_addr = gateway_listener.local_addr().map_err(setup)?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let listeners = crate::Listeners {
-        proxy: gateway_listener,
-        admin: None,
-    };
-    let live = Arc::new(crate::app::live::Live::new(
-        config_path.to_path_buf(),
-        prepared,
-        metrics,
-    ));
-    let gateway = tokio::spawn(crate::run(live.clone(), listeners, async {
-        let _ = stop_rx.await;
-    }));
-
+    let demo = Demo::start(config_path, certs).await?;
     println!("bindgate demo");
-    println!("  echo upstream   http://{upstream_addr}");
-    println!("  gateway         https://{gateway_addr}  (keys from {keys_from})");
+    println!("  echo upstream   http://{}", demo.upstream_addr);
+    println!(
+        "  gateway         https://{}  (keys from {})",
+        demo.gateway_addr, demo.keys_from
+    );
     println!();
 
-    let token = mint(&MintRequest {
-        cert: Some(&certs.join("client-a.pem")),
-        dpop_key: None,
-        issuer_key: &issuer_key,
-        iss: &iss,
-        aud: &aud,
-        sub: "demo-user",
-        ttl: Duration::from_secs(3600),
-        scope: None,
-    })
-    .map_err(setup)?;
-    let client_a = DemoClient::new(certs, "client-a")?;
-    let client_b = DemoClient::new(certs, "client-b")?;
+    demo.certificate_bound_scenes().await?;
+    let accepts_dpop = demo.live.current().gateway.routes.find("/hello").methods.dpop;
+    if accepts_dpop && demo.certs.join("dpop-key.pem").exists() {
+        demo.dpop_scenes().await?;
+    }
+    demo.print_try_it(keep_running, accepts_dpop);
 
-    println!("1. client-a calls with a token bound to its own certificate");
-    let (status, _, body) = client_a.get(gateway_addr, "/hello", Some(&token)).await?;
-    println!("   -> {status}");
-    println!("   upstream saw: {body}");
-    expect(status == StatusCode::OK, "client-a with its own token should get 200")?;
+    if keep_running {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    let _ = demo.stop.send(());
+    let _ = demo.gateway.await;
+    Ok(())
+}
 
-    println!("2. client-b replays client-a's token with its own certificate");
-    let (status, challenge, body) = client_b.get(gateway_addr, "/hello", Some(&token)).await?;
-    println!("   -> {status}");
-    println!("   WWW-Authenticate: {challenge}");
-    println!("   {body}");
-    expect(
-        status == StatusCode::UNAUTHORIZED && body.contains("cnf_mismatch"),
-        "replay should get 401 cnf_mismatch",
-    )?;
+/// A gateway serving the shipped configuration in front of an echo upstream.
+struct Demo {
+    certs: std::path::PathBuf,
+    upstream_addr: std::net::SocketAddr,
+    gateway_addr: std::net::SocketAddr,
+    keys_from: String,
+    iss: String,
+    aud: String,
+    live: Arc<crate::app::live::Live>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    gateway: tokio::task::JoinHandle<()>,
+}
 
-    println!("3. client-a calls without a token");
-    let (status, challenge, _) = client_a.get(gateway_addr, "/hello", None).await?;
-    println!("   -> {status}   WWW-Authenticate: {challenge}");
-    expect(status == StatusCode::UNAUTHORIZED, "no token should get 401")?;
+impl Demo {
+    async fn start(config_path: &Path, certs: &Path) -> Result<Demo, DemoError> {
+        let mut config = Config::load(config_path).map_err(setup)?;
+        let upstream_listener = TcpListener::bind("127.0.0.1:0").await.map_err(setup)?;
+        let upstream_addr = upstream_listener.local_addr().map_err(setup)?;
+        tokio::spawn(echo_upstream(upstream_listener));
+        config.upstream.url = format!("http://{upstream_addr}")
+            .parse()
+            .map_err(|e| setup(format!("upstream url: {e}")))?;
 
-    let dpop_key = certs.join("dpop-key.pem");
-    let accepts_dpop = live.current().gateway.routes.find("/hello").methods.dpop;
-    if accepts_dpop && dpop_key.exists() {
-        let token = mint(&MintRequest {
-            cert: None,
-            dpop_key: Some(&dpop_key),
-            issuer_key: &issuer_key,
-            iss: &iss,
-            aud: &aud,
-            sub: "demo-app",
+        let issuer = config
+            .issuers
+            .first()
+            .ok_or_else(|| setup("the configuration trusts no issuer"))?;
+        let keys_from = match &issuer.jwks {
+            JwksSource::File(path) => path.display().to_string(),
+            JwksSource::Url(url) | JwksSource::Discovery(url) => url.to_string(),
+        };
+        let (iss, aud) = (issuer.issuer.clone(), issuer.audience[0].clone());
+        // The upstream address above exists only in memory; a reload from the file would lose it.
+        config.reload.watch_files = false;
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+        let prepared =
+            crate::app::prepare::prepare(config, metrics.clone(), None, crate::app::prepare::KeysPolicy::Require)
+                .await
+                .map_err(setup)?;
+        let listen = prepared.config.server.listen;
+        let gateway_listener = TcpListener::bind(listen).await.map_err(|e| {
+            setup(format!(
+                "cannot listen on {listen}: {e} (is `bindgate run` already running?)"
+            ))
+        })?;
+        let gateway_addr = gateway_listener.local_addr().map_err(setup)?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let listeners = crate::Listeners {
+            proxy: gateway_listener,
+            admin: None,
+        };
+        let live = Arc::new(crate::app::live::Live::new(
+            config_path.to_path_buf(),
+            prepared,
+            metrics,
+        ));
+        let gateway = tokio::spawn(crate::run(live.clone(), listeners, async {
+            let _ = stop_rx.await;
+        }));
+
+        Ok(Demo {
+            certs: certs.to_path_buf(),
+            upstream_addr,
+            gateway_addr,
+            keys_from,
+            iss,
+            aud,
+            live,
+            stop: stop_tx,
+            gateway,
+        })
+    }
+
+    fn mint(&self, cert: Option<&Path>, dpop_key: Option<&Path>, sub: &str) -> Result<String, DemoError> {
+        mint(&MintRequest {
+            cert,
+            dpop_key,
+            issuer_key: &self.certs.join("issuer-key.pem"),
+            iss: &self.iss,
+            aud: &self.aud,
+            sub,
             ttl: Duration::from_secs(3600),
             scope: None,
         })
-        .map_err(setup)?;
+        .map_err(setup)
+    }
+
+    /// Scenes 1-3: a certificate-bound token works for its own client only.
+    async fn certificate_bound_scenes(&self) -> Result<(), DemoError> {
+        let (certs, gateway_addr) = (self.certs.as_path(), self.gateway_addr);
+        let token = self.mint(Some(&certs.join("client-a.pem")), None, "demo-user")?;
+        let client_a = DemoClient::new(certs, "client-a")?;
+        let client_b = DemoClient::new(certs, "client-b")?;
+
+        println!("1. client-a calls with a token bound to its own certificate");
+        let (status, _, body) = client_a.get(gateway_addr, "/hello", Some(&token)).await?;
+        println!("   -> {status}");
+        println!("   upstream saw: {body}");
+        expect(status == StatusCode::OK, "client-a with its own token should get 200")?;
+
+        println!("2. client-b replays client-a's token with its own certificate");
+        let (status, challenge, body) = client_b.get(gateway_addr, "/hello", Some(&token)).await?;
+        println!("   -> {status}");
+        println!("   WWW-Authenticate: {challenge}");
+        println!("   {body}");
+        expect(
+            status == StatusCode::UNAUTHORIZED && body.contains("cnf_mismatch"),
+            "replay should get 401 cnf_mismatch",
+        )?;
+
+        println!("3. client-a calls without a token");
+        let (status, challenge, _) = client_a.get(gateway_addr, "/hello", None).await?;
+        println!("   -> {status}   WWW-Authenticate: {challenge}");
+        expect(status == StatusCode::UNAUTHORIZED, "no token should get 401")?;
+
+        Ok(())
+    }
+
+    /// Scenes 4-5: a DPoP-bound token with a fresh proof, then that proof replayed.
+    async fn dpop_scenes(&self) -> Result<(), DemoError> {
+        let gateway_addr = self.gateway_addr;
+        let dpop_key = self.certs.join("dpop-key.pem");
+        let client_a = DemoClient::new(&self.certs, "client-a")?;
+        let token = self.mint(None, Some(&dpop_key), "demo-app")?;
         let url = format!("https://localhost:{}/hello", gateway_addr.port());
         let proof = crate::dev::proof::proof_with_key_file(
             &dpop_key,
@@ -167,41 +215,38 @@ pub async fn run(config_path: &Path, certs: &Path, keep_running: bool) -> Result
             status == StatusCode::UNAUTHORIZED && body.contains("dpop_replayed"),
             "a replayed proof should get 401 dpop_replayed",
         )?;
+        Ok(())
     }
 
-    let c = certs.display();
-    println!();
-    println!(
-        "Try it by hand{}:",
-        if keep_running {
-            " (the gateway keeps running; Ctrl-C stops it)"
-        } else {
-            ""
-        }
-    );
-    println!("  TOKEN=$(cargo run -q -- mint --cert {c}/client-a.pem)");
-    println!(
-        "  curl --cacert {c}/ca.pem --cert {c}/client-a.pem --key {c}/client-a-key.pem -H \"Authorization: Bearer $TOKEN\" https://localhost:{}/hello",
-        gateway_addr.port()
-    );
-    println!(
-        "  curl --cacert {c}/ca.pem --cert {c}/client-b.pem --key {c}/client-b-key.pem -H \"Authorization: Bearer $TOKEN\" https://localhost:{}/hello",
-        gateway_addr.port()
-    );
-    if accepts_dpop {
-        println!("  DPOP_TOKEN=$(cargo run -q -- mint --dpop-key {c}/dpop-key.pem)");
+    fn print_try_it(&self, keep_running: bool, accepts_dpop: bool) {
+        let gateway_addr = self.gateway_addr;
+        let c = self.certs.display();
+        println!();
         println!(
-            "  curl --cacert {c}/ca.pem --cert {c}/client-a.pem --key {c}/client-a-key.pem -H \"Authorization: DPoP $DPOP_TOKEN\" \\\n       -H \"DPoP: $(cargo run -q -- dpop-proof --key {c}/dpop-key.pem --url https://localhost:{port}/hello --token $DPOP_TOKEN)\" https://localhost:{port}/hello",
-            port = gateway_addr.port()
+            "Try it by hand{}:",
+            if keep_running {
+                " (the gateway keeps running; Ctrl-C stops it)"
+            } else {
+                ""
+            }
         );
+        println!("  TOKEN=$(cargo run -q -- mint --cert {c}/client-a.pem)");
+        println!(
+            "  curl --cacert {c}/ca.pem --cert {c}/client-a.pem --key {c}/client-a-key.pem -H \"Authorization: Bearer $TOKEN\" https://localhost:{}/hello",
+            gateway_addr.port()
+        );
+        println!(
+            "  curl --cacert {c}/ca.pem --cert {c}/client-b.pem --key {c}/client-b-key.pem -H \"Authorization: Bearer $TOKEN\" https://localhost:{}/hello",
+            gateway_addr.port()
+        );
+        if accepts_dpop {
+            println!("  DPOP_TOKEN=$(cargo run -q -- mint --dpop-key {c}/dpop-key.pem)");
+            println!(
+                "  curl --cacert {c}/ca.pem --cert {c}/client-a.pem --key {c}/client-a-key.pem -H \"Authorization: DPoP $DPOP_TOKEN\" \\\n       -H \"DPoP: $(cargo run -q -- dpop-proof --key {c}/dpop-key.pem --url https://localhost:{port}/hello --token $DPOP_TOKEN)\" https://localhost:{port}/hello",
+                port = gateway_addr.port()
+            );
+        }
     }
-
-    if keep_running {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    let _ = stop_tx.send(());
-    let _ = gateway.await;
-    Ok(())
 }
 
 fn expect(ok: bool, what: &str) -> Result<(), DemoError> {
