@@ -171,8 +171,16 @@ impl Metrics {
     /// the current configuration as `(kind, subject, notAfter)`.
     pub fn render(&self, certificates: &[(&str, String, i64)]) -> String {
         let mut out = String::with_capacity(4096);
+        self.render_labelled(&mut out);
+        self.render_unlabelled(&mut out);
+        self.render_certificates(&mut out, certificates);
+        out
+    }
+
+    /// The counter families with labels, and the histograms.
+    fn render_labelled(&self, out: &mut String) {
         family(
-            &mut out,
+            out,
             "bindgate_requests_total",
             "Requests answered, by route, status and reason.",
             rows(&self.requests, |(route, status, reason)| {
@@ -183,7 +191,7 @@ impl Metrics {
             }),
         );
         family(
-            &mut out,
+            out,
             "bindgate_binding_report_only_total",
             "Requests forwarded by report-only routes despite a failed binding check.",
             rows(&self.binding_reports, |(route, reason)| {
@@ -191,7 +199,7 @@ impl Metrics {
             }),
         );
         family(
-            &mut out,
+            out,
             "bindgate_sender_checks_passed_total",
             "Requests whose token binding held, by route and binding (mtls, dpop, mtls+dpop).",
             rows(&self.bindings_held, |(route, binding)| {
@@ -199,7 +207,7 @@ impl Metrics {
             }),
         );
         family(
-            &mut out,
+            out,
             "bindgate_dpop_replay_store_failures_total",
             "DPoP replay-store lookups that failed, by store and what the request got (rejected or accepted).",
             rows(&self.replay_store_failures, |(store, outcome)| {
@@ -207,23 +215,23 @@ impl Metrics {
             }),
         );
         self.request_duration.render(
-            &mut out,
+            out,
             "bindgate_request_duration_seconds",
             "Time from request head to response head, every outcome.",
         );
         self.upstream_duration.render(
-            &mut out,
+            out,
             "bindgate_upstream_duration_seconds",
             "Time for the upstream to answer with a response head.",
         );
         family(
-            &mut out,
+            out,
             "bindgate_tls_handshake_failures_total",
             "TLS handshakes that failed, by reason.",
             rows(&self.handshake_failures, |reason| format!("reason=\"{reason}\"")),
         );
         family(
-            &mut out,
+            out,
             "bindgate_jwks_fetches_total",
             "Fetches of issuer keys, by issuer and result.",
             rows(&self.jwks_fetches, |(issuer, result)| {
@@ -231,13 +239,17 @@ impl Metrics {
             }),
         );
         family(
-            &mut out,
+            out,
             "bindgate_reloads_total",
             "Configuration reloads, by trigger and result.",
             rows(&self.reloads, |(trigger, result)| {
                 format!("trigger=\"{trigger}\",result=\"{result}\"")
             }),
         );
+    }
+
+    /// The counters and gauges that are one number each.
+    fn render_unlabelled(&self, out: &mut String) {
         let single = [
             (
                 "bindgate_tls_handshakes_total",
@@ -279,6 +291,9 @@ impl Metrics {
         for (name, kind, help, value) in single {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         }
+    }
+
+    fn render_certificates(&self, out: &mut String, certificates: &[(&str, String, i64)]) {
         let _ = writeln!(
             out,
             "# HELP bindgate_certificate_expiry_timestamp_seconds notAfter of configured certificates.\n\
@@ -300,7 +315,6 @@ impl Metrics {
                  bindgate_client_certificate_earliest_expiry_timestamp_seconds {earliest}"
             );
         }
-        out
     }
 }
 
