@@ -1,6 +1,9 @@
-//! The server side of TLS: certificate chain and key, how client
-//! certificates are verified, ALPN, and session resumption.
+//! TLS configurations. The server side: certificate chain and key, how
+//! client certificates are verified, ALPN, and session resumption. The client
+//! side, one builder for the upstream pool and the JWKS fetcher: which roots
+//! to trust and, for upstream mTLS, which certificate to present.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
@@ -8,7 +11,7 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::{ClientAuth, Config, ConfigError};
@@ -27,7 +30,7 @@ const SESSION_CACHE_ENTRIES: usize = 16 * 1024;
 /// resume on this one.
 pub fn server_config(config: &Config) -> Result<(Arc<ServerConfig>, RevocationSet), ConfigError> {
     let server = &config.server;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = provider();
     let (verifier, revoked) = client_verifier(config, provider.clone())?;
     let chain = pem::certificates(&server.cert).map_err(|e| config.unusable("server.cert", &server.cert, e))?;
     let key = pem::private_key(&server.key).map_err(|e| config.unusable("server.key", &server.key, e))?;
@@ -44,6 +47,84 @@ pub fn server_config(config: &Config) -> Result<(Arc<ServerConfig>, RevocationSe
     // 0-RTT data could be replayed; never accept it.
     tls.max_early_data_size = 0;
     Ok((Arc::new(tls), revoked))
+}
+
+/// The crypto provider of every TLS configuration, server and client.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// The certificates a TLS client trusts.
+#[derive(Debug, Clone, Copy)]
+pub enum ClientRoots<'a> {
+    /// The CA certificates of a PEM file.
+    File(&'a Path),
+    /// The system's trust store.
+    System,
+    /// None: a plain-http upstream's pool never verifies a certificate.
+    Empty,
+}
+
+/// Why a TLS client configuration could not be built, with the file at
+/// fault, so that each caller can name the setting that names it.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientTlsError {
+    /// The CA file, or without one (`path` is `None`) the system's trust store.
+    #[error("{source}")]
+    Roots {
+        path: Option<PathBuf>,
+        source: pem::PemError,
+    },
+    #[error("{source}")]
+    Certificate { path: PathBuf, source: pem::PemError },
+    #[error("{source}")]
+    Key { path: PathBuf, source: pem::PemError },
+    /// rustls cannot use the key, or it does not fit the certificate.
+    #[error("{source}")]
+    KeyRefused { path: PathBuf, source: rustls::Error },
+    /// The crypto provider supports no safe protocol version.
+    #[error(transparent)]
+    Protocol(rustls::Error),
+}
+
+/// A TLS client configuration trusting `roots` and, given `client_cert`
+/// (certificate chain file, private key file), presenting that certificate.
+///
+/// ALPN is left empty: hyper-rustls sets it from the protocols its connector
+/// enables, and panics on a configuration that already has some.
+pub fn client_config(
+    roots: ClientRoots<'_>,
+    client_cert: Option<(&Path, &Path)>,
+) -> Result<ClientConfig, ClientTlsError> {
+    let roots = match roots {
+        ClientRoots::File(path) => pem::trust_store(Some(path)).map_err(|source| ClientTlsError::Roots {
+            path: Some(path.to_path_buf()),
+            source,
+        })?,
+        ClientRoots::System => pem::trust_store(None).map_err(|source| ClientTlsError::Roots { path: None, source })?,
+        ClientRoots::Empty => RootCertStore::empty(),
+    };
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(ClientTlsError::Protocol)?
+        .with_root_certificates(roots);
+    let Some((cert_path, key_path)) = client_cert else {
+        return Ok(builder.with_no_client_auth());
+    };
+    let chain = pem::certificates(cert_path).map_err(|source| ClientTlsError::Certificate {
+        path: cert_path.to_path_buf(),
+        source,
+    })?;
+    let key = pem::private_key(key_path).map_err(|source| ClientTlsError::Key {
+        path: key_path.to_path_buf(),
+        source,
+    })?;
+    builder
+        .with_client_auth_cert(chain, key)
+        .map_err(|source| ClientTlsError::KeyRefused {
+            path: key_path.to_path_buf(),
+            source,
+        })
 }
 
 /// Subject and validity of a configured certificate, for readiness and metrics.
@@ -202,5 +283,79 @@ impl ClientCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.schemes.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate and its key, and a key of another pair, as PEM files.
+    struct Files {
+        dir: tempfile::TempDir,
+    }
+
+    impl Files {
+        fn new() -> Files {
+            let dir = tempfile::tempdir().unwrap();
+            let issued = rcgen::generate_simple_self_signed(vec!["upstream.example".to_string()]).unwrap();
+            let other = rcgen::KeyPair::generate().unwrap();
+            std::fs::write(dir.path().join("cert.pem"), issued.cert.pem()).unwrap();
+            std::fs::write(dir.path().join("key.pem"), issued.signing_key.serialize_pem()).unwrap();
+            std::fs::write(dir.path().join("other-key.pem"), other.serialize_pem()).unwrap();
+            Files { dir }
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+    }
+
+    #[test]
+    fn roots_and_a_client_certificate_make_a_config_without_alpn() {
+        let f = Files::new();
+        let (cert, key) = (f.path("cert.pem"), f.path("key.pem"));
+        for roots in [ClientRoots::File(&cert), ClientRoots::System, ClientRoots::Empty] {
+            let tls = client_config(roots, None).unwrap();
+            assert!(tls.alpn_protocols.is_empty());
+            assert!(!tls.client_auth_cert_resolver.has_certs());
+        }
+        let tls = client_config(ClientRoots::File(&cert), Some((&cert, &key))).unwrap();
+        assert!(tls.alpn_protocols.is_empty());
+        assert!(tls.client_auth_cert_resolver.has_certs());
+    }
+
+    #[test]
+    fn each_error_names_the_file_at_fault() {
+        let f = Files::new();
+        let (cert, key, other, missing) = (
+            f.path("cert.pem"),
+            f.path("key.pem"),
+            f.path("other-key.pem"),
+            f.path("missing.pem"),
+        );
+        let err = client_config(ClientRoots::File(&missing), Some((&cert, &key))).unwrap_err();
+        assert!(
+            matches!(&err, ClientTlsError::Roots { path: Some(p), .. } if *p == missing),
+            "{err:?}"
+        );
+        assert!(err.to_string().starts_with("cannot read: "), "{err}");
+        let err = client_config(ClientRoots::Empty, Some((&key, &key))).unwrap_err();
+        assert!(
+            matches!(&err, ClientTlsError::Certificate { path, .. } if *path == key),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "holds no PEM certificate");
+        let err = client_config(ClientRoots::Empty, Some((&cert, &cert))).unwrap_err();
+        assert!(
+            matches!(&err, ClientTlsError::Key { path, .. } if *path == cert),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "holds no PEM private key (PKCS#8, PKCS#1 or SEC1)");
+        let err = client_config(ClientRoots::Empty, Some((&cert, &other))).unwrap_err();
+        assert!(
+            matches!(&err, ClientTlsError::KeyRefused { path, .. } if *path == other),
+            "{err:?}"
+        );
     }
 }

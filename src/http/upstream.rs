@@ -1,7 +1,6 @@
 //! The pooled client that carries authorized requests to the upstream, with
 //! bodies streamed both ways.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{PathAndQuery, Scheme};
@@ -14,7 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{Body, BoxError};
 use crate::config::{Config, ConfigError, UpstreamSettings};
-use crate::conn::pem;
+use crate::conn::tls::{self, ClientRoots, ClientTlsError};
 
 /// Why forwarding failed; the upstream, not the client, is at fault.
 #[derive(Debug, thiserror::Error)]
@@ -116,26 +115,98 @@ impl Upstream {
 
 fn client_tls(config: &Config, settings: &UpstreamSettings, url: &Uri) -> Result<rustls::ClientConfig, ConfigError> {
     let roots = match (&settings.ca, url.scheme() == Some(&Scheme::HTTPS)) {
-        (Some(path), _) => pem::trust_store(Some(path)).map_err(|e| config.unusable("upstream.ca", path, e))?,
-        (None, true) => pem::trust_store(None).map_err(|e| config.unusable("upstream.ca", &config.source, e))?,
+        (Some(path), _) => ClientRoots::File(path),
+        (None, true) => ClientRoots::System,
         // Plain http: no certificate is ever verified.
-        (None, false) => rustls::RootCertStore::empty(),
+        (None, false) => ClientRoots::Empty,
     };
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| config.unusable("upstream.url", &config.source, e))?
-        .with_root_certificates(roots);
-    let tls = match &settings.client_cert {
-        None => builder.with_no_client_auth(),
-        Some((cert_path, key_path)) => {
-            let chain =
-                pem::certificates(cert_path).map_err(|e| config.unusable("upstream.client_cert", cert_path, e))?;
-            let key = pem::private_key(key_path).map_err(|e| config.unusable("upstream.client_key", key_path, e))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| config.unusable("upstream.client_key", key_path, e))?
+    let client_cert = settings
+        .client_cert
+        .as_ref()
+        .map(|(cert, key)| (cert.as_path(), key.as_path()));
+    tls::client_config(roots, client_cert).map_err(|e| match e {
+        ClientTlsError::Roots { path, source } => {
+            config.unusable("upstream.ca", path.as_deref().unwrap_or(&config.source), source)
         }
-    };
-    Ok(tls)
+        ClientTlsError::Protocol(e) => config.unusable("upstream.url", &config.source, e),
+        ClientTlsError::Certificate { path, source } => config.unusable("upstream.client_cert", &path, source),
+        ClientTlsError::Key { path, source } => config.unusable("upstream.client_key", &path, source),
+        ClientTlsError::KeyRefused { path, source } => config.unusable("upstream.client_key", &path, source),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    fn config(upstream: &str) -> Config {
+        let text = format!(
+            r#"
+[server]
+listen = "127.0.0.1:8443"
+cert = "certs/server.pem"
+key = "certs/server-key.pem"
+client_ca = "certs/ca.pem"
+
+[upstream]
+{upstream}
+
+[token]
+issuer = "https://issuer.example"
+audience = ["https://api.example"]
+jwks = "certs/jwks.json"
+"#
+        );
+        Config::parse(&text, Path::new("/etc/bindgate/gateway.toml")).unwrap()
+    }
+
+    /// The setting and file an error blames.
+    fn blamed(config: &Config) -> (String, PathBuf, String) {
+        match Upstream::new(config, &config.upstream.url) {
+            Err(ConfigError::UnusableFile {
+                file,
+                key,
+                path,
+                reason,
+            }) => {
+                assert_eq!(file, config.source);
+                (key.into_owned(), path, reason)
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("the pool was built"),
+        }
+    }
+
+    #[test]
+    fn tls_errors_name_the_upstream_setting_and_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let issued = rcgen::generate_simple_self_signed(vec!["upstream.example".to_string()]).unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        let [cert, key, other_key, missing] =
+            ["cert.pem", "key.pem", "other-key.pem", "missing.pem"].map(|name| dir.path().join(name));
+        std::fs::write(&cert, issued.cert.pem()).unwrap();
+        std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
+        std::fs::write(&other_key, other.serialize_pem()).unwrap();
+        let upstream = |ca: &Path, cert: &Path, key: &Path| {
+            config(&format!(
+                "url = \"https://upstream.example\"\nca = {ca:?}\nclient_cert = {cert:?}\nclient_key = {key:?}"
+            ))
+        };
+
+        let (setting, path, reason) = blamed(&upstream(&missing, &cert, &key));
+        assert_eq!((setting.as_str(), path), ("upstream.ca", missing.clone()));
+        assert!(reason.starts_with("cannot read: "), "{reason}");
+        let (setting, path, reason) = blamed(&upstream(&cert, &missing, &key));
+        assert_eq!((setting.as_str(), path), ("upstream.client_cert", missing.clone()));
+        assert!(reason.starts_with("cannot read: "), "{reason}");
+        let (setting, path, reason) = blamed(&upstream(&cert, &cert, &cert));
+        assert_eq!((setting.as_str(), path), ("upstream.client_key", cert.clone()));
+        assert_eq!(reason, "holds no PEM private key (PKCS#8, PKCS#1 or SEC1)");
+        let (setting, path, _) = blamed(&upstream(&cert, &cert, &other_key));
+        assert_eq!((setting.as_str(), path), ("upstream.client_key", other_key.clone()));
+        let good = upstream(&cert, &cert, &key);
+        assert!(Upstream::new(&good, &good.upstream.url).is_ok());
+    }
 }

@@ -6,11 +6,14 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
-/// A compact JWS split into its parts, header decoded, nothing verified yet.
+/// A compact JWS split into its parts, header decoded into `H`, nothing
+/// verified yet. Access tokens read a [`JoseHeader`]; DPoP proofs read their
+/// own, which also takes the `jwk` a token's header is never trusted for.
 #[derive(Debug)]
-pub struct CompactJws<'a> {
-    pub header: JoseHeader,
+pub struct CompactJws<'a, H = JoseHeader> {
+    pub header: H,
     /// `base64url(header) "." base64url(payload)`: what the signature covers.
     pub signing_input: &'a str,
     pub payload_b64: &'a str,
@@ -41,20 +44,34 @@ pub enum JwsError {
     HeaderNotJson(String),
 }
 
-/// Splits and decodes the header of `token` without verifying anything.
-pub fn parse(token: &str) -> Result<CompactJws<'_>, JwsError> {
+/// Whether [`parse_with`] refuses an empty part before decoding anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmptyParts {
+    /// As [`NotThreeParts`](JwsError::NotThreeParts): a JWT has no empty part.
+    Refuse,
+    /// Decoded like any other, so an empty part fails at the check that
+    /// reads it (the header, the signature or the claims), under that check's name.
+    Decode,
+}
+
+/// Splits `token` and decodes its header, refusing empty parts, without verifying anything.
+pub fn parse<H: DeserializeOwned>(token: &str) -> Result<CompactJws<'_, H>, JwsError> {
+    parse_with(token, EmptyParts::Refuse)
+}
+
+/// Splits `token` and decodes its header as `H`, without verifying anything.
+pub fn parse_with<H: DeserializeOwned>(token: &str, empty: EmptyParts) -> Result<CompactJws<'_, H>, JwsError> {
     let mut parts = token.split('.');
     let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(JwsError::NotThreeParts);
     };
-    if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
+    if empty == EmptyParts::Refuse && (header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty()) {
         return Err(JwsError::NotThreeParts);
     }
     let header_json = decode_part(header_b64, "header")?;
-    let header: JoseHeader =
-        serde_json::from_slice(&header_json).map_err(|e| JwsError::HeaderNotJson(e.to_string()))?;
+    let header: H = serde_json::from_slice(&header_json).map_err(|e| JwsError::HeaderNotJson(e.to_string()))?;
     let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
     Ok(CompactJws {
         header,
@@ -95,6 +112,11 @@ mod tests {
         URL_SAFE_NO_PAD.encode(s)
     }
 
+    /// The access-token header, which most of these tests read.
+    fn parse(token: &str) -> Result<CompactJws<'_>, JwsError> {
+        super::parse(token)
+    }
+
     #[test]
     fn splits_header_payload_and_signature() {
         let token = format!(
@@ -127,5 +149,42 @@ mod tests {
     fn duplicate_header_parameters_are_refused() {
         let token = format!("{}.e30.c2ln", b64(r#"{"alg":"ES256","alg":"none"}"#));
         assert!(matches!(parse(&token).unwrap_err(), JwsError::HeaderNotJson(_)));
+    }
+
+    #[test]
+    fn the_header_is_read_into_the_callers_type() {
+        #[derive(Debug, Deserialize)]
+        struct WithJwk {
+            alg: String,
+            jwk: serde_json::Value,
+        }
+        let token = format!("{}.e30.c2ln", b64(r#"{"alg":"ES256","jwk":{"kty":"EC"}}"#));
+        let jws = super::parse::<WithJwk>(&token).unwrap();
+        assert_eq!(jws.header.alg, "ES256");
+        assert_eq!(jws.header.jwk["kty"], "EC");
+        let missing = format!("{}.e30.c2ln", b64(r#"{"alg":"ES256"}"#));
+        assert!(matches!(
+            super::parse::<WithJwk>(&missing).unwrap_err(),
+            JwsError::HeaderNotJson(_)
+        ));
+    }
+
+    #[test]
+    fn empty_parts_are_decoded_when_asked() {
+        let h = b64(r#"{"alg":"ES256"}"#);
+        let token = format!("{h}..");
+        assert_eq!(parse(&token).unwrap_err(), JwsError::NotThreeParts);
+        let jws = parse_with::<JoseHeader>(&token, EmptyParts::Decode).unwrap();
+        assert_eq!(jws.signing_input, format!("{h}."));
+        assert_eq!((jws.payload_b64, jws.signature_b64), ("", ""));
+        // An empty header decodes to no JSON at all.
+        assert!(matches!(
+            parse_with::<JoseHeader>(".e30.c2ln", EmptyParts::Decode).unwrap_err(),
+            JwsError::HeaderNotJson(_)
+        ));
+        assert_eq!(
+            parse_with::<JoseHeader>("a.b", EmptyParts::Decode).unwrap_err(),
+            JwsError::NotThreeParts
+        );
     }
 }

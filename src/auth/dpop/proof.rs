@@ -11,7 +11,7 @@ use super::htu::{self, NormalizedUri};
 use crate::auth::token::claims::NumericDate;
 use crate::jose::Algorithm;
 use crate::jose::jwk::{KeyChoiceError, VerificationKey};
-use crate::jose::jws;
+use crate::jose::jws::{self, EmptyParts, JwsError};
 
 /// Why a DPoP proof is invalid. Every variant answers `invalid_dpop_proof`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,15 +100,10 @@ const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
 
 /// Checks `proof` against `rules` and the request in `ctx`.
 pub fn verify(proof: &str, rules: &ProofRules, ctx: &ProofContext<'_>) -> Result<VerifiedProof, ProofError> {
-    let malformed = |e: &dyn std::fmt::Display| ProofError::Malformed(e.to_string());
-    let mut parts = proof.split('.');
-    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(ProofError::Malformed("expected three dot-separated parts".to_string()));
-    };
-    let header_json = jws::decode_part(header_b64, "header").map_err(|e| malformed(&e))?;
-    let header: ProofHeader = serde_json::from_slice(&header_json).map_err(|e| malformed(&e))?;
+    // Empty parts are decoded, not refused up front: an empty signature is a
+    // bad signature and empty claims are malformed claims, each with its own reason.
+    let jws = jws::parse_with::<ProofHeader>(proof, EmptyParts::Decode).map_err(malformed)?;
+    let header = jws.header;
     if !header
         .typ
         .as_deref()
@@ -129,11 +124,9 @@ pub fn verify(proof: &str, rules: &ProofRules, ctx: &ProofContext<'_>) -> Result
     if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
         return Err(ProofError::PrivateKey);
     }
-    // The signing input is the proof up to its second dot.
-    let signing_input = &proof[..header_b64.len() + 1 + payload_b64.len()];
-    let jkt = verify_signature(jwk, alg, signing_input, signature_b64)?;
+    let jkt = verify_signature(jwk, alg, jws.signing_input, jws.signature_b64)?;
 
-    let payload = jws::decode_part(payload_b64, "payload").map_err(|e| malformed(&e))?;
+    let payload = jws::decode_part(jws.payload_b64, "payload").map_err(malformed)?;
     let claims: ProofClaims =
         serde_json::from_slice(&payload).map_err(|e| ProofError::ClaimsMalformed(e.to_string()))?;
     if claims.jti.is_empty() || claims.jti.len() > 256 {
@@ -167,6 +160,15 @@ pub fn verify(proof: &str, rules: &ProofRules, ctx: &ProofContext<'_>) -> Result
         jti: claims.jti,
         iat,
         nonce: claims.nonce,
+    })
+}
+
+/// The proof's own wording of a shape error, as clients have always been told it.
+fn malformed(e: JwsError) -> ProofError {
+    ProofError::Malformed(match e {
+        JwsError::NotThreeParts => "expected three dot-separated parts".to_string(),
+        JwsError::HeaderNotJson(reason) => reason,
+        e @ JwsError::NotBase64Url(_) => e.to_string(),
     })
 }
 
@@ -349,5 +351,48 @@ mod tests {
         let other = client();
         let proof = other.proof(c.header(), claims("tok"));
         assert_eq!(check(&proof, "tok").map(|_| ()), Err(ProofError::BadSignature));
+    }
+
+    #[test]
+    fn shape_errors_keep_their_wording_and_empty_parts_fail_where_they_are_read() {
+        let c = client();
+        let b64 = |s: &str| URL_SAFE_NO_PAD.encode(s);
+        let header = b64(&c.header().to_string());
+        let malformed = |m: &str| Err(ProofError::Malformed(m.to_string()));
+        assert_eq!(
+            check("a.b", "tok").map(|_| ()),
+            malformed("expected three dot-separated parts")
+        );
+        assert_eq!(
+            check("a.b.c.d", "tok").map(|_| ()),
+            malformed("expected three dot-separated parts")
+        );
+        assert_eq!(
+            check("eyJ=.e30.c2ln", "tok").map(|_| ()),
+            malformed("the header part is not unpadded base64url")
+        );
+        assert_eq!(
+            check(".e30.c2ln", "tok").map(|_| ()),
+            malformed("EOF while parsing a value at line 1 column 0")
+        );
+        assert_eq!(
+            check("e30.e30.c2ln", "tok").map(|_| ()),
+            malformed("missing field `alg` at line 1 column 2")
+        );
+        let unsigned = c.proof(c.header(), claims("tok"));
+        let unsigned = &unsigned[..unsigned.rfind('.').unwrap() + 1];
+        assert_eq!(check(unsigned, "tok").map(|_| ()), Err(ProofError::BadSignature));
+        // Signed as given, so the payload is read past a good signature.
+        let signed = |payload: &str| {
+            let input = format!("{header}.{payload}");
+            let key = jsonwebtoken::EncodingKey::from_ec_der(&c.key.serialize_der());
+            let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::ES256).unwrap();
+            format!("{input}.{signature}")
+        };
+        assert!(matches!(check(&signed(""), "tok"), Err(ProofError::ClaimsMalformed(_))));
+        assert_eq!(
+            check(&signed("e30="), "tok").map(|_| ()),
+            malformed("the payload part is not unpadded base64url")
+        );
     }
 }

@@ -21,7 +21,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::config::{JwksSource, RemoteJwksSettings};
-use crate::conn::pem;
+use crate::conn::tls::{self, ClientRoots, ClientTlsError};
 use crate::jose::jwk::{JwksError, KeySet};
 use crate::metrics::Metrics;
 
@@ -355,20 +355,17 @@ fn max_age(value: &str) -> Option<Duration> {
 fn https_client(
     settings: &RemoteJwksSettings,
 ) -> Result<Client<HttpsConnector<HttpConnector>, Empty<Bytes>>, FetchError> {
-    let roots = pem::trust_store(settings.ca.as_deref()).map_err(|e| {
-        let path = settings
-            .ca
-            .as_deref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        FetchError::Client(format!("{path}: {e}"))
+    let roots = match settings.ca.as_deref() {
+        Some(path) => ClientRoots::File(path),
+        None => ClientRoots::System,
+    };
+    let tls = tls::client_config(roots, None).map_err(|e| match e {
+        ClientTlsError::Roots { path, source } => {
+            let path = path.map(|p| p.display().to_string()).unwrap_or_default();
+            FetchError::Client(format!("{path}: {source}"))
+        }
+        other => FetchError::Client(other.to_string()),
     })?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| FetchError::Client(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(settings.timeout));
@@ -392,5 +389,28 @@ mod tests {
         assert_eq!(max_age("no-store"), Some(Duration::ZERO));
         assert_eq!(max_age("public"), None);
         assert_eq!(max_age("max-age=soon"), None);
+    }
+
+    #[test]
+    fn an_unusable_ca_is_named_in_the_client_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let settings = |ca: Option<std::path::PathBuf>| RemoteJwksSettings {
+            ca,
+            refresh: Duration::from_secs(300),
+            refresh_min: Duration::from_secs(30),
+            refresh_max: Duration::from_secs(3600),
+            refetch_cooldown: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+        };
+        let io = std::fs::read(&missing).unwrap_err();
+        match https_client(&settings(Some(missing.clone()))) {
+            Err(FetchError::Client(reason)) => {
+                assert_eq!(reason, format!("{}: cannot read: {io}", missing.display()))
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("a client trusting a missing CA file"),
+        }
+        assert!(https_client(&settings(None)).is_ok());
     }
 }

@@ -11,7 +11,7 @@ use super::keystore::KeyStore;
 use crate::config::{TokenSettings, TypPolicy};
 use crate::jose::Algorithm;
 use crate::jose::jwk::KeyChoiceError;
-use crate::jose::jws::{self, JwsError};
+use crate::jose::jws::{self, JoseHeader, JwsError};
 use crate::metrics::Metrics;
 
 /// Why an access token is not accepted. Every variant is an `invalid_token`.
@@ -115,7 +115,7 @@ impl TokenValidator {
             return Err(TokenError::TooLarge { limit: self.max_size });
         }
         if !self.cache.enabled() {
-            let jws = jws::parse(token).map_err(TokenError::Malformed)?;
+            let jws = jws::parse::<JoseHeader>(token).map_err(TokenError::Malformed)?;
             return self.issuer_for(&jws)?.1.validate(jws, now).map(Arc::new);
         }
         let digest = cache::digest(token);
@@ -134,7 +134,7 @@ impl TokenValidator {
             self.cache.remove(&digest);
         }
         self.metrics.record_token_cache(false);
-        let jws = jws::parse(token).map_err(TokenError::Malformed)?;
+        let jws = jws::parse::<JoseHeader>(token).map_err(TokenError::Malformed)?;
         let (index, issuer) = self.issuer_for(&jws)?;
         let generation = issuer.keys.generation();
         let verified = Arc::new(issuer.validate(jws, now)?);
@@ -149,7 +149,7 @@ impl TokenValidator {
     }
 
     fn issuer_of(&self, token: &str) -> Result<(usize, &Issuer), TokenError> {
-        let jws = jws::parse(token).map_err(TokenError::Malformed)?;
+        let jws = jws::parse::<JoseHeader>(token).map_err(TokenError::Malformed)?;
         self.issuer_for(&jws)
     }
 
