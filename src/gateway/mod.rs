@@ -28,12 +28,11 @@ use crate::conn::Connection;
 use crate::conn::activity::RequestBody;
 use crate::conn::framing::Framing;
 use crate::conn::revocation::RevocationSet;
-use crate::gateway::reject::{ChallengeContext, Rejection};
+use crate::gateway::reject::{ChallengeContext, Fault, Rejection};
 use crate::http::access::{AccessRecord, CountedBody, LoggedBody};
-use crate::http::body_deadline::{self, BodyDeadline};
+use crate::http::body_deadline::BodyDeadline;
 use crate::http::hop;
-use crate::http::inbound::{self, FormScreenError, RequestError};
-use crate::http::upstream::UpstreamError;
+use crate::http::inbound::{self, RequestError};
 use crate::metrics::Metrics;
 
 /// Everything the request path needs, shared by all connections.
@@ -75,8 +74,15 @@ pub async fn handle(
         Err(rejection) => {
             let verdict = rejection.verdict();
             let reason = verdict.reason;
-            if let Rejection::Upstream(e) = &rejection {
-                tracing::warn!(error = %crate::error::error_chain(e), "upstream request failed");
+            match verdict.fault {
+                Fault::Upstream => {
+                    tracing::warn!(error = %crate::error::error_chain(&rejection), "upstream request failed");
+                }
+                // A client's mistakes are in its access line and the metrics:
+                // a warning each would let any client flood the log.
+                Fault::Client => {}
+                // Logged where they arise (key fetches, the replay store), at most so often.
+                Fault::Gateway => {}
             }
             let methods = notes.methods.unwrap_or(BindingMethods::MTLS);
             let mut response = rejection.to_response(&ChallengeContext {
@@ -162,12 +168,7 @@ async fn authorize_and_forward(
     // From here on the body is read: by the form screen, then by the upstream.
     let pace = gateway.limits.body_pace;
     let req = req.map(|body| BodyDeadline::new(body, pace));
-    let req = inbound::screen_form(req, gateway.limits.max_form_bytes)
-        .await
-        .map_err(|e| match e {
-            FormScreenError::Request(e) => Rejection::Request(e),
-            FormScreenError::TokenInForm => Rejection::Credential(CredentialError::TokenInForm),
-        })?;
+    let req = inbound::screen_form(req, gateway.limits.max_form_bytes).await?;
 
     let (mut parts, body) = req.into_parts();
     let body = match &notes.bytes_in {
@@ -186,13 +187,7 @@ async fn authorize_and_forward(
     let upstream_time = upstream_started.elapsed();
     gateway.metrics.upstream_duration.observe(upstream_time);
     notes.upstream_us = Some(upstream_time.as_micros() as u64);
-    let response = response.map_err(|e| match &e {
-        // The upstream request failed on the client's body: the client's fault, not the upstream's.
-        UpstreamError::Unavailable(cause) if body_deadline::timed_out(cause.as_ref()) => {
-            Rejection::Request(body_deadline::BodyTimedOut.into())
-        }
-        _ => Rejection::Upstream(e),
-    })?;
+    let response = response?;
 
     let (mut parts, body) = response.into_parts();
     hop::strip_hop_by_hop(&mut parts.headers);
