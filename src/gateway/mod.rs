@@ -1,8 +1,11 @@
 //! The request path, top to bottom: request checks -> route -> credentials
-//! -> token -> binding -> scopes -> header rewrite -> upstream. [`handle`]
-//! turns any failure into its response and writes the access log exactly once.
+//! -> token -> binding -> scopes -> form screen -> header rewrite ->
+//! upstream. [`handle`] turns any rejection into its response; its
+//! [`Outcome`] counts and logs every request exactly once, also one whose
+//! client left before the answer.
 
 pub mod forward;
+pub(crate) mod outcome;
 pub(crate) mod reject;
 pub(crate) mod routes;
 
@@ -10,11 +13,12 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Request, Response};
-
+use http::{Request, Response, Version};
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 
 use self::forward::ForwardContext;
+pub use self::outcome::{Outcome, RequestNotes};
 use self::routes::{Route, RouteTable};
 use crate::auth::binding::{self, Proofs};
 use crate::auth::dpop::DPOP_NONCE;
@@ -28,12 +32,11 @@ use crate::conn::Connection;
 use crate::conn::activity::RequestBody;
 use crate::conn::framing::Framing;
 use crate::conn::revocation::RevocationSet;
-use crate::gateway::reject::{ChallengeContext, Rejection};
-use crate::http::access::{AccessRecord, CountedBody, LoggedBody};
-use crate::http::body_deadline::{self, BodyDeadline};
+use crate::gateway::reject::{ChallengeContext, Fault, Rejection};
+use crate::http::access::CountedBody;
+use crate::http::body_deadline::BodyDeadline;
 use crate::http::hop;
-use crate::http::inbound::{self, FormScreenError, RequestError};
-use crate::http::upstream::UpstreamError;
+use crate::http::inbound::{self, RequestError};
 use crate::metrics::Metrics;
 
 /// Everything the request path needs, shared by all connections.
@@ -50,156 +53,136 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
 }
 
-/// Serves one request; never fails, since every error becomes a response.
+/// The reason label of a request that went upstream.
+const FORWARDED: &str = "forwarded";
+
+/// Serves one request; never fails, since every rejection becomes a response.
 pub async fn handle(
     gateway: Arc<Gateway>,
     conn: Arc<Connection>,
     req: Request<RequestBody>,
 ) -> Result<Response<Body>, Infallible> {
-    let started = Instant::now();
-    // Without an access log nothing below needs the request line or byte counts.
-    let access_log = tracing::enabled!(target: "bindgate::access", tracing::Level::INFO);
-    let method = req.method().clone();
-    let path = if access_log {
-        req.uri().path().to_string()
-    } else {
-        String::new()
+    // Dropped before `gateway` and `conn`, also when hyper drops this future.
+    let mut outcome = Outcome::begin(&gateway.metrics, &conn, &req);
+    let (response, reason) = match authorize_and_forward(&gateway, &conn, req, outcome.notes_mut()).await {
+        Ok(response) => (response, FORWARDED),
+        Err(rejection) => answer(&gateway, &conn, &outcome, &rejection),
     };
-    let version = req.version();
-    let mut notes = RequestNotes {
-        bytes_in: access_log.then(Arc::default),
-        ..RequestNotes::default()
-    };
-    let (response, reason) = match authorize_and_forward(&gateway, &conn, req, &mut notes).await {
-        Ok(response) => (response, "forwarded"),
-        Err(rejection) => {
-            let verdict = rejection.verdict();
-            let reason = verdict.reason;
-            if let Rejection::Upstream(e) = &rejection {
-                tracing::warn!(error = %crate::error::error_chain(e), "upstream request failed");
-            }
-            let methods = notes.methods.unwrap_or(BindingMethods::MTLS);
-            let mut response = rejection.to_response(&ChallengeContext {
-                realm: &gateway.realm,
-                bearer: methods.mtls,
-                dpop: methods.dpop,
-                dpop_algs: gateway.dpop.algs(),
-                presented: notes.scheme,
-            });
-            if verdict.close_connection {
-                if version < http::Version::HTTP_2 {
-                    response
-                        .headers_mut()
-                        .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-                } else {
-                    // Kept as a permit if the connection task is not waiting yet.
-                    conn.close_requested.notify_one();
-                }
-            }
-            (response, reason)
+    Ok(outcome.respond(response, reason))
+}
+
+/// The response to a rejection and its reason label: the verdict applied
+/// the same way whatever the reason.
+fn answer(
+    gateway: &Gateway,
+    conn: &Connection,
+    outcome: &Outcome<'_>,
+    rejection: &Rejection,
+) -> (Response<Body>, &'static str) {
+    let verdict = rejection.verdict();
+    match verdict.fault {
+        Fault::Upstream => {
+            tracing::warn!(error = %crate::error::error_chain(rejection), "upstream request failed");
         }
-    };
-    let head = started.elapsed();
-    static NO_ROUTE: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("-"));
-    let route = notes.route.as_ref().unwrap_or(&NO_ROUTE);
-    let status = response.status().as_u16();
-    gateway.metrics.record_request(route, status, reason, head);
-    if let Some(violation) = notes.binding_violation {
-        gateway.metrics.record_binding_report(route, violation);
+        // A client's mistakes are in its access line and the metrics:
+        // a warning each would let any client flood the log.
+        Fault::Client => {}
+        // Logged where they arise (key fetches, the replay store), at most so often.
+        Fault::Gateway => {}
     }
-    if let Some(binding) = notes.binding {
-        gateway.metrics.record_binding_held(route, binding);
+    let notes = outcome.notes();
+    let methods = notes.methods.unwrap_or(BindingMethods::MTLS);
+    let mut response = rejection.to_response(&ChallengeContext {
+        realm: &gateway.realm,
+        bearer: methods.mtls,
+        dpop: methods.dpop,
+        dpop_algs: gateway.dpop.algs(),
+        presented: notes.scheme,
+    });
+    if verdict.close_connection {
+        close_after(&mut response, outcome.version(), conn);
     }
-    if !access_log {
-        return Ok(response);
-    }
-    let record = AccessRecord {
-        conn: conn.clone(),
-        method,
-        path,
-        version,
-        status,
-        reason,
-        route: notes.route,
-        binding_violation: notes.binding_violation,
-        binding: notes.binding,
-        started,
-        head_us: head.as_micros() as u64,
-        upstream_us: notes.upstream_us,
-        bytes_in: notes.bytes_in.unwrap_or_default(),
-    };
-    Ok(response.map(|body| LoggedBody::new(body, record).boxed()))
+    (response, verdict.reason)
 }
 
-/// What the request path learned that the access log and metrics report.
-#[derive(Default)]
-pub struct RequestNotes {
-    route: Option<Arc<str>>,
-    /// Set when a report-only route forwarded a request that failed the binding check.
-    binding_violation: Option<&'static str>,
-    /// The binding methods of the route, once it is known.
-    methods: Option<BindingMethods>,
-    scheme: Scheme,
-    /// Which bindings held: `mtls`, `dpop` or `mtls+dpop`.
-    binding: Option<&'static str>,
-    upstream_us: Option<u64>,
-    /// Request body bytes, counted only for the access log.
-    bytes_in: Option<Arc<std::sync::atomic::AtomicU64>>,
+/// Makes `response` the connection's last.
+fn close_after(response: &mut Response<Body>, version: Version, conn: &Connection) {
+    if version < Version::HTTP_2 {
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    } else {
+        // Kept as a permit if the connection task is not waiting yet.
+        conn.close_requested.notify_one();
+    }
 }
 
+/// The request path in request order; each `?` is a rejection [`handle`] answers.
 async fn authorize_and_forward(
     gateway: &Gateway,
     conn: &Connection,
     mut req: Request<RequestBody>,
     notes: &mut RequestNotes,
 ) -> Result<Response<Body>, Rejection> {
-    let Admitted {
-        route,
-        authority,
-        verified,
-        next_nonce,
-    } = admit(gateway, conn, &mut req, notes).await?;
-    // From here on the body is read: by the form screen, then by the upstream.
+    let admitted = admit(gateway, conn, &mut req, notes).await?;
+    // Only an admitted request may make us read its body: the form screen, then the upstream.
     let pace = gateway.limits.body_pace;
     let req = req.map(|body| BodyDeadline::new(body, pace));
-    let req = inbound::screen_form(req, gateway.limits.max_form_bytes)
-        .await
-        .map_err(|e| match e {
-            FormScreenError::Request(e) => Rejection::Request(e),
-            FormScreenError::TokenInForm => Rejection::Credential(CredentialError::TokenInForm),
-        })?;
+    let req = inbound::screen_form(req, gateway.limits.max_form_bytes).await?;
+    let req = rewrite(req, conn, &admitted, notes, &gateway.forward)?;
+    let response = send_upstream(gateway, admitted.route, req, notes).await?;
+    Ok(to_client(response, admitted.next_nonce))
+}
 
+/// The request as the upstream gets it: headers rewritten, and its body
+/// counted when the access log reports it.
+fn rewrite(
+    req: Request<Body>,
+    conn: &Connection,
+    admitted: &Admitted<'_>,
+    notes: &RequestNotes,
+    settings: &ForwardSettings,
+) -> Result<Request<Body>, Rejection> {
     let (mut parts, body) = req.into_parts();
     let body = match &notes.bytes_in {
         Some(counter) => CountedBody::new(body, counter.clone()).boxed(),
         None => body,
     };
     let context = ForwardContext {
-        authority: &authority,
+        authority: &admitted.authority,
         forwarded_for: &conn.forwarded_for,
         identity: conn.identity.as_ref(),
-        claims: verified.as_ref().map(|v| &v.claims),
+        claims: admitted.verified.as_ref().map(|v| &v.claims),
     };
-    forward::rewrite_request(&mut parts.headers, &context, &gateway.forward)?;
-    let upstream_started = Instant::now();
-    let response = route.upstream.send(Request::from_parts(parts, body)).await;
-    let upstream_time = upstream_started.elapsed();
-    gateway.metrics.upstream_duration.observe(upstream_time);
-    notes.upstream_us = Some(upstream_time.as_micros() as u64);
-    let response = response.map_err(|e| match &e {
-        // The upstream request failed on the client's body: the client's fault, not the upstream's.
-        UpstreamError::Unavailable(cause) if body_deadline::timed_out(cause.as_ref()) => {
-            Rejection::Request(body_deadline::BodyTimedOut.into())
-        }
-        _ => Rejection::Upstream(e),
-    })?;
+    forward::rewrite_request(&mut parts.headers, &context, settings)?;
+    Ok(Request::from_parts(parts, body))
+}
 
+/// Sends `req` to the route's upstream and waits for the response head,
+/// timed whether or not one comes.
+async fn send_upstream(
+    gateway: &Gateway,
+    route: &Route,
+    req: Request<Body>,
+    notes: &mut RequestNotes,
+) -> Result<Response<Incoming>, Rejection> {
+    let started = Instant::now();
+    let response = route.upstream.send(req).await;
+    let waited = started.elapsed();
+    gateway.metrics.upstream_duration.observe(waited);
+    notes.upstream_us = Some(waited.as_micros() as u64);
+    Ok(response?)
+}
+
+/// The upstream's response as the client gets it: no hop-by-hop headers,
+/// and a newer DPoP nonce when there is one.
+fn to_client(response: Response<Incoming>, next_nonce: Option<String>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     hop::strip_hop_by_hop(&mut parts.headers);
     if let Some(nonce) = next_nonce.and_then(|n| http::HeaderValue::from_str(&n).ok()) {
         parts.headers.insert(DPOP_NONCE, nonce);
     }
-    Ok(Response::from_parts(parts, body::stream(body)))
+    Response::from_parts(parts, body::stream(body))
 }
 
 /// What a request admitted upstream carries with it.
@@ -239,50 +222,20 @@ pub async fn admit<'g, B>(
         .map(|normalized| std::mem::replace(req.uri_mut(), normalized).path().to_string());
     let route = gateway.routes.find(req.uri().path());
     notes.route = Some(route.prefix.clone());
-
     notes.methods = Some(route.methods);
-    let mut next_nonce = None;
-    let verified = match route.auth {
+    let (verified, next_nonce) = match route.auth {
         AuthPolicy::None => {
             extract::refuse_token_in_query(req.uri())?;
-            None
+            (None, None)
         }
         AuthPolicy::Bound => {
-            let credential = extract::credential(req.headers(), req.uri())?;
-            notes.scheme = credential.scheme;
-            if credential.scheme == Scheme::Dpop && !route.methods.dpop {
-                return Err(CredentialError::UnsupportedScheme.into());
-            }
-            let verified = gateway.validator.validate(credential.token).await?;
             let target = RequestTarget {
                 method: req.method().as_str(),
                 authority: &authority,
                 path: original_path.as_deref().unwrap_or(req.uri().path()),
             };
-            match check_sender(
-                gateway,
-                conn,
-                req.headers(),
-                &target,
-                credential,
-                &verified,
-                route.methods,
-            )
-            .await
-            {
-                Ok(held) => {
-                    notes.binding = Some(held.binding);
-                    next_nonce = held.next_nonce;
-                }
-                // A nonce challenge is a protocol step, not a verdict: even report-only routes make it.
-                Err(e @ Rejection::Dpop(DpopError::NonceRequired { .. })) => return Err(e),
-                Err(e) if route.binding == BindingMode::Report => {
-                    notes.binding_violation = Some(e.verdict().reason);
-                }
-                Err(e) => return Err(e),
-            }
-            routes::check_scopes(route, &verified.claims)?;
-            Some(verified)
+            let (verified, next_nonce) = authorize(gateway, conn, req, &target, route, notes).await?;
+            (Some(verified), next_nonce)
         }
     };
     Ok(Admitted {
@@ -291,6 +244,49 @@ pub async fn admit<'g, B>(
         verified,
         next_nonce,
     })
+}
+
+/// Credential, token, sender constraint and scopes, for a route that
+/// requires a bound token. Returns the token and a newer DPoP nonce.
+async fn authorize<B>(
+    gateway: &Gateway,
+    conn: &Connection,
+    req: &Request<B>,
+    target: &RequestTarget<'_>,
+    route: &Route,
+    notes: &mut RequestNotes,
+) -> Result<(Arc<VerifiedToken>, Option<String>), Rejection> {
+    let credential = extract::credential(req.headers(), req.uri())?;
+    notes.scheme = credential.scheme;
+    if credential.scheme == Scheme::Dpop && !route.methods.dpop {
+        return Err(CredentialError::UnsupportedScheme.into());
+    }
+    let verified = gateway.validator.validate(credential.token).await?;
+    let sender = check_sender(
+        gateway,
+        conn,
+        req.headers(),
+        target,
+        credential,
+        &verified,
+        route.methods,
+    )
+    .await;
+    let next_nonce = match sender {
+        Ok(held) => {
+            notes.binding = Some(held.binding);
+            held.next_nonce
+        }
+        // A nonce challenge is a protocol step, not a verdict: even report-only routes make it.
+        Err(e @ Rejection::Dpop(DpopError::NonceRequired { .. })) => return Err(e),
+        Err(e) if route.binding == BindingMode::Report => {
+            notes.binding_violation = Some(e.verdict().reason);
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    routes::check_scopes(route, &verified.claims)?;
+    Ok((verified, next_nonce))
 }
 
 /// What a passed sender check leaves for the response and the log.

@@ -1,6 +1,6 @@
 //! Every way a request can fail, mapped in one place to its status,
-//! `WWW-Authenticate` challenge (RFC 6750 section 3), JSON body and the
-//! stable reason label used in logs and metrics.
+//! `WWW-Authenticate` challenge (RFC 6750 section 3), JSON body, the stable
+//! reason label used in logs and metrics, and who is at fault.
 
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
@@ -14,7 +14,8 @@ use crate::auth::token::extract::CredentialError;
 use crate::auth::token::extract::Scheme;
 use crate::body::{self, Body};
 use crate::gateway::routes::InsufficientScope;
-use crate::http::inbound::RequestError;
+use crate::http::body_deadline::{self, BodyTimedOut};
+use crate::http::inbound::{FormScreenError, RequestError};
 use crate::http::upstream::UpstreamError;
 
 /// Why a request was not forwarded, or why forwarding failed.
@@ -22,6 +23,10 @@ use crate::http::upstream::UpstreamError;
 pub enum Rejection {
     #[error(transparent)]
     Request(#[from] RequestError),
+    /// The form body screen: an `access_token` in the form, or a body that
+    /// could not be read whole.
+    #[error(transparent)]
+    Form(#[from] FormScreenError),
     #[error(transparent)]
     Credential(#[from] CredentialError),
     #[error(transparent)]
@@ -32,11 +37,26 @@ pub enum Rejection {
     Dpop(#[from] DpopError),
     #[error(transparent)]
     Scope(#[from] InsufficientScope),
+    /// Built by the `From` below, which first rules out the client's body.
     #[error(transparent)]
-    Upstream(#[from] UpstreamError),
+    Upstream(UpstreamError),
     /// A CRL loaded after the connection's handshake revokes its certificate.
     #[error("the client certificate has been revoked")]
     ClientCertRevoked,
+}
+
+impl From<UpstreamError> for Rejection {
+    /// hyper's client fails the upstream request when the client's body
+    /// fails under it; a body that came too slowly is the client's fault, and
+    /// the client is told so, not that the upstream is unavailable.
+    fn from(e: UpstreamError) -> Rejection {
+        match &e {
+            UpstreamError::Unavailable(cause) if body_deadline::timed_out(cause.as_ref()) => {
+                Rejection::Request(BodyTimedOut.into())
+            }
+            UpstreamError::Unavailable(_) | UpstreamError::Timeout => Rejection::Upstream(e),
+        }
+    }
 }
 
 /// The RFC 6750 error code carried in the challenge, when there is one.
@@ -75,6 +95,18 @@ pub struct ChallengeContext<'a> {
     pub presented: Scheme,
 }
 
+/// Who a failed request is to blame on: it decides the status class and
+/// whether the gateway's own log hears of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The request itself (4xx): reported to the client, not logged.
+    Client,
+    /// The upstream failed or was too slow (502, 504).
+    Upstream,
+    /// The gateway cannot decide yet: keys or the replay store unavailable (503).
+    Gateway,
+}
+
 /// How one rejection is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict {
@@ -87,8 +119,10 @@ pub struct Verdict {
     pub reason: &'static str,
     /// Close the connection after this response (HTTP/1.1 `Connection: close`).
     pub close_connection: bool,
+    pub fault: Fault,
 }
 
+/// The client's fault, the usual case.
 const fn verdict(status: StatusCode, challenge: Challenge, error: &'static str, reason: &'static str) -> Verdict {
     Verdict {
         status,
@@ -97,6 +131,7 @@ const fn verdict(status: StatusCode, challenge: Challenge, error: &'static str, 
         error,
         reason,
         close_connection: false,
+        fault: Fault::Client,
     }
 }
 
@@ -120,12 +155,22 @@ fn invalid_dpop_proof(reason: &'static str) -> Verdict {
 }
 
 fn unavailable(reason: &'static str) -> Verdict {
-    verdict(
-        StatusCode::SERVICE_UNAVAILABLE,
-        Challenge::None,
-        "temporarily_unavailable",
-        reason,
-    )
+    Verdict {
+        fault: Fault::Gateway,
+        ..verdict(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Challenge::None,
+            "temporarily_unavailable",
+            reason,
+        )
+    }
+}
+
+fn upstream_failed(status: StatusCode, error: &'static str, reason: &'static str) -> Verdict {
+    Verdict {
+        fault: Fault::Upstream,
+        ..verdict(status, Challenge::None, error, reason)
+    }
 }
 
 const BAD_REQUEST: StatusCode = StatusCode::BAD_REQUEST;
@@ -136,120 +181,23 @@ fn invalid_token(reason: &'static str) -> Verdict {
 }
 
 impl Rejection {
-    /// The one mapping from reason to response. No wildcard arms: a new
-    /// variant does not compile until it is mapped here.
+    /// The one mapping from reason to response, one function per concern.
+    /// No wildcard arms: a new variant does not compile until it is mapped.
     pub fn verdict(&self) -> Verdict {
-        use Challenge::{Bare, Error, None};
         match self {
-            Rejection::Request(e) => match e {
-                RequestError::MissingHost => verdict(BAD_REQUEST, None, "invalid_request", "host_missing"),
-                RequestError::MultipleHosts => verdict(BAD_REQUEST, None, "invalid_request", "host_duplicate"),
-                // RFC 9112 section 6.1: close after answering a message with ambiguous framing.
-                RequestError::AmbiguousFraming => {
-                    closing(verdict(BAD_REQUEST, None, "invalid_request", "ambiguous_framing"))
-                }
-                RequestError::FormTooLarge { .. } => {
-                    verdict(StatusCode::PAYLOAD_TOO_LARGE, None, "invalid_request", "form_too_large")
-                }
-                RequestError::BodyUnreadable(_) => verdict(BAD_REQUEST, None, "invalid_request", "body_unreadable"),
-                // The rest of a body that came too slowly is not worth waiting for.
-                RequestError::BodyTimedOut(_) => closing(verdict(
-                    StatusCode::REQUEST_TIMEOUT,
-                    None,
-                    "invalid_request",
-                    "body_timeout",
-                )),
-                RequestError::PathNotNormalized => verdict(BAD_REQUEST, None, "invalid_request", "path_not_normalized"),
-                RequestError::UnderscoreInHeaderName => {
-                    verdict(BAD_REQUEST, None, "invalid_request", "header_name_underscore")
-                }
-            },
-            Rejection::Credential(e) => match e {
-                CredentialError::Missing => verdict(UNAUTHORIZED, Bare, "unauthorized", "token_missing"),
-                CredentialError::UnsupportedScheme => verdict(UNAUTHORIZED, Bare, "unauthorized", "scheme_unsupported"),
-                CredentialError::MultipleAuthorization => {
-                    verdict(BAD_REQUEST, Error, "invalid_request", "authorization_duplicate")
-                }
-                CredentialError::MalformedAuthorization => {
-                    verdict(BAD_REQUEST, Error, "invalid_request", "authorization_malformed")
-                }
-                CredentialError::TokenInQuery => verdict(BAD_REQUEST, Error, "invalid_request", "token_in_query"),
-                CredentialError::TokenInForm => verdict(BAD_REQUEST, Error, "invalid_request", "token_in_form"),
-            },
-            Rejection::Token(e) => invalid_token(match e {
-                // Not the token's fault: the issuer's keys have not loaded yet.
-                TokenError::KeysUnavailable => return unavailable("keys_unavailable"),
-                TokenError::TooLarge { .. } => "token_too_large",
-                TokenError::Malformed(_) => "token_malformed",
-                TokenError::AlgorithmNotAllowed(_) => "alg_not_allowed",
-                TokenError::UnsupportedCritical(_) => "crit_unsupported",
-                TokenError::TypeRejected(_) => "typ_rejected",
-                TokenError::UnknownKid => "unknown_kid",
-                TokenError::KidRequired => "kid_required",
-                TokenError::KeyAlgorithmMismatch(_) => "alg_key_mismatch",
-                TokenError::BadSignature => "bad_signature",
-                TokenError::ClaimsMalformed(_) => "claims_malformed",
-                TokenError::WrongIssuer => "wrong_issuer",
-                TokenError::WrongAudience => "wrong_audience",
-                TokenError::Expired => "token_expired",
-                TokenError::NotYetValid => "token_not_yet_valid",
-                TokenError::LifetimeExceeded { .. } => "token_lifetime_exceeded",
-            }),
-            Rejection::Binding(e) => invalid_token(match e {
-                BindingError::CnfMissing => "cnf_missing",
-                BindingError::CnfUnsupported => "cnf_unsupported",
-                BindingError::ThumbprintMalformed => "cnf_malformed",
-                BindingError::CertificateMissing => "client_cert_missing",
-                BindingError::CertificateMismatch => "cnf_mismatch",
-                BindingError::JktMalformed => "jkt_malformed",
-                BindingError::JktMismatch => "jkt_mismatch",
-                BindingError::DpopTokenWithBearer => return in_dpop(invalid_token("dpop_token_with_bearer")),
-                BindingError::NotDpopBound => "token_not_dpop_bound",
-                BindingError::MethodNotAccepted => "binding_method_not_accepted",
-            }),
-            Rejection::Dpop(e) => match e {
-                DpopError::ProofMissing => invalid_dpop_proof("dpop_proof_missing"),
-                DpopError::MultipleProofs => invalid_dpop_proof("dpop_proof_duplicate"),
-                DpopError::ProofTooLarge { .. } => invalid_dpop_proof("dpop_proof_too_large"),
-                DpopError::Replayed => invalid_dpop_proof("dpop_replayed"),
-                DpopError::NonceRequired { .. } => in_dpop(verdict(
-                    UNAUTHORIZED,
-                    Challenge::Error,
-                    "use_dpop_nonce",
-                    "use_dpop_nonce",
-                )),
-                DpopError::ReplayStoreUnavailable => unavailable("replay_store_unavailable"),
-                DpopError::ReplayCacheFull => unavailable("replay_cache_full"),
-                DpopError::Proof(e) => invalid_dpop_proof(match e {
-                    ProofError::Malformed(_) => "dpop_malformed",
-                    ProofError::WrongType => "dpop_typ",
-                    ProofError::AlgorithmNotAllowed => "dpop_alg_not_allowed",
-                    ProofError::MissingJwk => "dpop_jwk_missing",
-                    ProofError::PrivateKey => "dpop_jwk_private",
-                    ProofError::UnusableJwk(_) => "dpop_jwk_unusable",
-                    ProofError::BadSignature => "dpop_bad_signature",
-                    ProofError::ClaimsMalformed(_) => "dpop_claims_malformed",
-                    ProofError::MethodMismatch => "dpop_htm_mismatch",
-                    ProofError::UriMismatch => "dpop_htu_mismatch",
-                    ProofError::IatOutOfWindow => "dpop_iat_out_of_window",
-                    ProofError::AthMissing => "dpop_ath_missing",
-                    ProofError::AthMismatch => "dpop_ath_mismatch",
-                }),
-            },
+            Rejection::Request(e) => request(e),
+            Rejection::Form(e) => form(e),
+            Rejection::Credential(e) => credential(e),
+            Rejection::Token(e) => token(e),
+            Rejection::Binding(e) => binding(e),
+            Rejection::Dpop(e) => dpop(e),
             Rejection::Scope(_) => verdict(
                 StatusCode::FORBIDDEN,
                 Challenge::InsufficientScope,
                 "insufficient_scope",
                 "insufficient_scope",
             ),
-            Rejection::Upstream(e) => match e {
-                UpstreamError::Unavailable(_) => {
-                    verdict(StatusCode::BAD_GATEWAY, None, "bad_gateway", "upstream_unavailable")
-                }
-                UpstreamError::Timeout => {
-                    verdict(StatusCode::GATEWAY_TIMEOUT, None, "gateway_timeout", "upstream_timeout")
-                }
-            },
+            Rejection::Upstream(e) => upstream(e),
             Rejection::ClientCertRevoked => closing(invalid_token("client_cert_revoked")),
         }
     }
@@ -268,6 +216,22 @@ impl Rejection {
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        for challenge in self.challenges(&verdict, ctx, &description) {
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                headers.append(WWW_AUTHENTICATE, value);
+            }
+        }
+        if let Rejection::Dpop(DpopError::NonceRequired { nonce }) = self
+            && let Ok(value) = HeaderValue::from_str(nonce)
+        {
+            headers.insert(DPOP_NONCE, value);
+        }
+        response
+    }
+
+    /// The `WWW-Authenticate` values: none, bare ones for each scheme the
+    /// route accepts, or one carrying the verdict's error code.
+    fn challenges(&self, verdict: &Verdict, ctx: &ChallengeContext<'_>, description: &str) -> Vec<String> {
         let realm = ctx.realm;
         let dpop_scheme = match verdict.scheme {
             ChallengeScheme::Dpop => ctx.dpop || ctx.presented == Scheme::Dpop,
@@ -281,7 +245,7 @@ impl Rejection {
         let with_error = |error: &str| {
             format!("{scheme} realm=\"{realm}\", error=\"{error}\", error_description=\"{description}\"{algs}")
         };
-        let challenges = match verdict.challenge {
+        match verdict.challenge {
             Challenge::None => vec![],
             Challenge::Bare => {
                 let mut bare = Vec::with_capacity(2);
@@ -295,24 +259,143 @@ impl Rejection {
             }
             Challenge::Error => vec![with_error(verdict.error)],
             Challenge::InsufficientScope => {
-                let scope = match self {
-                    Rejection::Scope(e) => header_safe(&e.required),
-                    _ => String::new(),
+                // Only a scope rejection has this challenge; it names what the route requires.
+                let scope = if let Rejection::Scope(e) = self {
+                    header_safe(&e.required)
+                } else {
+                    String::new()
                 };
                 vec![format!("{}, scope=\"{scope}\"", with_error("insufficient_scope"))]
             }
-        };
-        for challenge in challenges {
-            if let Ok(value) = HeaderValue::from_str(&challenge) {
-                headers.append(WWW_AUTHENTICATE, value);
-            }
         }
-        if let Rejection::Dpop(DpopError::NonceRequired { nonce }) = self
-            && let Ok(value) = HeaderValue::from_str(nonce)
-        {
-            headers.insert(DPOP_NONCE, value);
+    }
+}
+
+fn request(e: &RequestError) -> Verdict {
+    use Challenge::None;
+    match e {
+        RequestError::MissingHost => verdict(BAD_REQUEST, None, "invalid_request", "host_missing"),
+        RequestError::MultipleHosts => verdict(BAD_REQUEST, None, "invalid_request", "host_duplicate"),
+        // RFC 9112 section 6.1: close after answering a message with ambiguous framing.
+        RequestError::AmbiguousFraming => closing(verdict(BAD_REQUEST, None, "invalid_request", "ambiguous_framing")),
+        RequestError::FormTooLarge { .. } => {
+            verdict(StatusCode::PAYLOAD_TOO_LARGE, None, "invalid_request", "form_too_large")
         }
-        response
+        RequestError::BodyUnreadable(_) => verdict(BAD_REQUEST, None, "invalid_request", "body_unreadable"),
+        // The rest of a body that came too slowly is not worth waiting for.
+        RequestError::BodyTimedOut(_) => closing(verdict(
+            StatusCode::REQUEST_TIMEOUT,
+            None,
+            "invalid_request",
+            "body_timeout",
+        )),
+        RequestError::PathNotNormalized => verdict(BAD_REQUEST, None, "invalid_request", "path_not_normalized"),
+        RequestError::UnderscoreInHeaderName => verdict(BAD_REQUEST, None, "invalid_request", "header_name_underscore"),
+    }
+}
+
+fn form(e: &FormScreenError) -> Verdict {
+    match e {
+        // A body too large, unreadable or too slow is answered as anywhere else.
+        FormScreenError::Request(e) => request(e),
+        FormScreenError::TokenInForm => verdict(BAD_REQUEST, Challenge::Error, "invalid_request", "token_in_form"),
+    }
+}
+
+fn credential(e: &CredentialError) -> Verdict {
+    use Challenge::{Bare, Error};
+    match e {
+        CredentialError::Missing => verdict(UNAUTHORIZED, Bare, "unauthorized", "token_missing"),
+        CredentialError::UnsupportedScheme => verdict(UNAUTHORIZED, Bare, "unauthorized", "scheme_unsupported"),
+        CredentialError::MultipleAuthorization => {
+            verdict(BAD_REQUEST, Error, "invalid_request", "authorization_duplicate")
+        }
+        CredentialError::MalformedAuthorization => {
+            verdict(BAD_REQUEST, Error, "invalid_request", "authorization_malformed")
+        }
+        CredentialError::TokenInQuery => verdict(BAD_REQUEST, Error, "invalid_request", "token_in_query"),
+    }
+}
+
+fn token(e: &TokenError) -> Verdict {
+    invalid_token(match e {
+        // Not the token's fault: the issuer's keys have not loaded yet.
+        TokenError::KeysUnavailable => return unavailable("keys_unavailable"),
+        TokenError::TooLarge { .. } => "token_too_large",
+        TokenError::Malformed(_) => "token_malformed",
+        TokenError::AlgorithmNotAllowed(_) => "alg_not_allowed",
+        TokenError::UnsupportedCritical(_) => "crit_unsupported",
+        TokenError::TypeRejected(_) => "typ_rejected",
+        TokenError::UnknownKid => "unknown_kid",
+        TokenError::KidRequired => "kid_required",
+        TokenError::KeyAlgorithmMismatch(_) => "alg_key_mismatch",
+        TokenError::BadSignature => "bad_signature",
+        TokenError::ClaimsMalformed(_) => "claims_malformed",
+        TokenError::WrongIssuer => "wrong_issuer",
+        TokenError::WrongAudience => "wrong_audience",
+        TokenError::Expired => "token_expired",
+        TokenError::NotYetValid => "token_not_yet_valid",
+        TokenError::LifetimeExceeded { .. } => "token_lifetime_exceeded",
+    })
+}
+
+fn binding(e: &BindingError) -> Verdict {
+    invalid_token(match e {
+        BindingError::CnfMissing => "cnf_missing",
+        BindingError::CnfUnsupported => "cnf_unsupported",
+        BindingError::ThumbprintMalformed => "cnf_malformed",
+        BindingError::CertificateMissing => "client_cert_missing",
+        BindingError::CertificateMismatch => "cnf_mismatch",
+        BindingError::JktMalformed => "jkt_malformed",
+        BindingError::JktMismatch => "jkt_mismatch",
+        BindingError::DpopTokenWithBearer => return in_dpop(invalid_token("dpop_token_with_bearer")),
+        BindingError::NotDpopBound => "token_not_dpop_bound",
+        BindingError::MethodNotAccepted => "binding_method_not_accepted",
+    })
+}
+
+fn dpop(e: &DpopError) -> Verdict {
+    match e {
+        DpopError::ProofMissing => invalid_dpop_proof("dpop_proof_missing"),
+        DpopError::MultipleProofs => invalid_dpop_proof("dpop_proof_duplicate"),
+        DpopError::ProofTooLarge { .. } => invalid_dpop_proof("dpop_proof_too_large"),
+        DpopError::Replayed => invalid_dpop_proof("dpop_replayed"),
+        DpopError::NonceRequired { .. } => in_dpop(verdict(
+            UNAUTHORIZED,
+            Challenge::Error,
+            "use_dpop_nonce",
+            "use_dpop_nonce",
+        )),
+        DpopError::ReplayStoreUnavailable => unavailable("replay_store_unavailable"),
+        DpopError::ReplayCacheFull => unavailable("replay_cache_full"),
+        DpopError::Proof(e) => invalid_dpop_proof(proof_reason(e)),
+    }
+}
+
+fn proof_reason(e: &ProofError) -> &'static str {
+    match e {
+        ProofError::Malformed(_) => "dpop_malformed",
+        ProofError::WrongType => "dpop_typ",
+        ProofError::AlgorithmNotAllowed => "dpop_alg_not_allowed",
+        ProofError::MissingJwk => "dpop_jwk_missing",
+        ProofError::PrivateKey => "dpop_jwk_private",
+        ProofError::UnusableJwk(_) => "dpop_jwk_unusable",
+        ProofError::BadSignature => "dpop_bad_signature",
+        ProofError::ClaimsMalformed(_) => "dpop_claims_malformed",
+        ProofError::MethodMismatch => "dpop_htm_mismatch",
+        ProofError::UriMismatch => "dpop_htu_mismatch",
+        ProofError::IatOutOfWindow => "dpop_iat_out_of_window",
+        ProofError::AthMissing => "dpop_ath_missing",
+        ProofError::AthMismatch => "dpop_ath_mismatch",
+    }
+}
+
+fn upstream(e: &UpstreamError) -> Verdict {
+    match e {
+        UpstreamError::Unavailable(_) => {
+            upstream_failed(StatusCode::BAD_GATEWAY, "bad_gateway", "upstream_unavailable")
+        }
+        UpstreamError::Timeout => upstream_failed(StatusCode::GATEWAY_TIMEOUT, "gateway_timeout", "upstream_timeout"),
     }
 }
 
@@ -377,6 +460,60 @@ mod tests {
             challenge(UpstreamError::Timeout.into()),
             (StatusCode::GATEWAY_TIMEOUT, None)
         );
+    }
+
+    #[test]
+    fn a_token_in_a_form_is_the_clients_fault_with_an_invalid_request_challenge() {
+        let v = Rejection::from(FormScreenError::TokenInForm).verdict();
+        assert_eq!(
+            (v.status, v.challenge, v.error, v.reason, v.close_connection, v.fault),
+            (
+                BAD_REQUEST,
+                Challenge::Error,
+                "invalid_request",
+                "token_in_form",
+                false,
+                Fault::Client
+            )
+        );
+        let (_, header) = challenge(FormScreenError::TokenInForm.into());
+        assert!(
+            header
+                .unwrap()
+                .contains("error_description=\"access tokens are not accepted in a form body\"")
+        );
+    }
+
+    #[test]
+    fn a_form_body_that_fails_to_arrive_is_answered_as_the_request_error_it_is() {
+        let form = Rejection::from(FormScreenError::from(RequestError::FormTooLarge { limit: 1 })).verdict();
+        let request = Rejection::from(RequestError::FormTooLarge { limit: 1 }).verdict();
+        assert_eq!(form, request);
+        let slow = Rejection::from(FormScreenError::from(RequestError::from(BodyTimedOut))).verdict();
+        assert_eq!((slow.reason, slow.close_connection), ("body_timeout", true));
+    }
+
+    #[test]
+    fn an_upstream_failing_on_a_slow_client_body_is_the_clients_timeout() {
+        let rejection = Rejection::from(UpstreamError::Unavailable(Box::new(BodyTimedOut)));
+        assert!(matches!(rejection, Rejection::Request(RequestError::BodyTimedOut(_))));
+        let v = rejection.verdict();
+        assert_eq!(
+            (v.status, v.reason, v.close_connection, v.fault),
+            (StatusCode::REQUEST_TIMEOUT, "body_timeout", true, Fault::Client)
+        );
+    }
+
+    #[test]
+    fn each_verdict_names_who_is_at_fault() {
+        let fault = |r: Rejection| r.verdict().fault;
+        let refused: crate::body::BoxError = "connection refused".into();
+        assert_eq!(fault(UpstreamError::Unavailable(refused).into()), Fault::Upstream);
+        assert_eq!(fault(UpstreamError::Timeout.into()), Fault::Upstream);
+        assert_eq!(fault(TokenError::KeysUnavailable.into()), Fault::Gateway);
+        assert_eq!(fault(DpopError::ReplayStoreUnavailable.into()), Fault::Gateway);
+        assert_eq!(fault(TokenError::Expired.into()), Fault::Client);
+        assert_eq!(fault(Rejection::ClientCertRevoked), Fault::Client);
     }
 
     fn dpop_route(presented: Scheme) -> ChallengeContext<'static> {

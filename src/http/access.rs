@@ -1,5 +1,6 @@
 //! The access log: one line per request, written when the response body has
-//! been sent (or abandoned), so it can say how many bytes went each way.
+//! been sent (or abandoned), so it can say how many bytes went each way; for
+//! a request abandoned before its response, by whoever saw it go.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ pub struct AccessRecord {
     /// Which bindings held: `mtls`, `dpop` or `mtls+dpop`.
     pub binding: Option<&'static str>,
     pub started: Instant,
-    /// Time until the response head was ready.
+    /// Time until the response head was ready (or until the client left, if first).
     pub head_us: u64,
     pub upstream_us: Option<u64>,
     /// Request body bytes read from the client (and forwarded).
@@ -36,7 +37,9 @@ pub struct AccessRecord {
 }
 
 impl AccessRecord {
-    fn write(self, bytes_out: u64, completed: bool) {
+    /// Writes the line: `bytes_out` body bytes sent, `completed` if the body
+    /// was sent to its end.
+    pub fn write(self, bytes_out: u64, completed: bool) {
         let identity = self.conn.identity.as_ref();
         tracing::info!(
             target: "bindgate::access",

@@ -136,9 +136,11 @@ where
 }
 
 /// The outcomes of [`screen_form`] that stop the request.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum FormScreenError {
-    Request(RequestError),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("access tokens are not accepted in a form body")]
     TokenInForm,
 }
 

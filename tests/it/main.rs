@@ -12,6 +12,7 @@ mod accept_limits;
 mod binding;
 mod cache_memory;
 mod cli;
+mod client_gone;
 mod dpop;
 mod dpop_shared;
 mod drain;

@@ -1,6 +1,6 @@
 //! Finding the access token in a request: exactly one `Authorization`
 //! header with the `Bearer` or `DPoP` scheme, and never a token in the query
-//! string or a form body.
+//! string (form bodies: `http::inbound::screen_form`).
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Uri};
@@ -28,8 +28,6 @@ pub enum CredentialError {
     MalformedAuthorization,
     #[error("access tokens are not accepted in the query string")]
     TokenInQuery,
-    #[error("access tokens are not accepted in a form body")]
-    TokenInForm,
 }
 
 /// The token of a request and the scheme it came with.
