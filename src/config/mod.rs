@@ -16,10 +16,12 @@ use http::HeaderName;
 use crate::jose::Algorithm;
 use serde::Deserialize;
 
+mod dn;
 mod dpop;
 mod loosened;
 mod routes;
 mod token;
+pub use dn::{DistinguishedName, DnError};
 pub use dpop::{DpopSettings, ReplayStoreSettings, StoreFailure};
 pub use routes::{AuthPolicy, BindingMethods, BindingMode, RouteSettings};
 pub use token::{JwksSource, RemoteJwksSettings, TokenSettings, TypPolicy};
