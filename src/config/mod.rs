@@ -173,6 +173,8 @@ pub struct Limits {
     pub token_cache_bytes: usize,
     /// How fast a request body must arrive.
     pub body_pace: BodyPace,
+    /// Largest body the authorization server's token endpoint reads.
+    pub max_token_request_bytes: usize,
 }
 
 /// `limits.body_read_timeout` and `limits.body_min_rate`: a request body may
@@ -328,6 +330,7 @@ struct RawLimits {
     token_cache_bytes: Option<usize>,
     body_read_timeout: Option<String>,
     body_min_rate: Option<u64>,
+    max_token_request_bytes: Option<usize>,
 }
 
 // ---- validation: raw -> typed, one error per bad key ----
@@ -525,6 +528,11 @@ impl Validator<'_> {
         if max_connections == 0 {
             return Err(self.invalid("limits.max_connections", "must be at least 1"));
         }
+        // A client assertion and a DPoP-bound request already take about 1 KiB.
+        let max_token_request_bytes = raw.max_token_request_bytes.unwrap_or(64 * 1024);
+        if max_token_request_bytes < 1024 {
+            return Err(self.invalid("limits.max_token_request_bytes", "must be at least 1024"));
+        }
         Ok(Limits {
             handshake_timeout: self.duration(
                 "limits.handshake_timeout",
@@ -543,6 +551,7 @@ impl Validator<'_> {
             idle_timeout: self.duration("limits.idle_timeout", raw.idle_timeout, Duration::from_secs(60))?,
             token_cache_bytes: raw.token_cache_bytes.unwrap_or(16 * 1024 * 1024),
             body_pace: self.body_pace(raw.body_read_timeout, raw.body_min_rate)?,
+            max_token_request_bytes,
         })
     }
 
