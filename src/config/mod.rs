@@ -16,10 +16,17 @@ use http::HeaderName;
 use crate::jose::Algorithm;
 use serde::Deserialize;
 
+mod authorization_server;
+mod dn;
 mod dpop;
 mod loosened;
 mod routes;
 mod token;
+pub use authorization_server::{
+    AuthorizationServerSettings, CertificateSubject, ClientAuthMethod, GrantType, RefreshRotation, RefreshSettings,
+    RegisteredClient, StoreLocation,
+};
+pub use dn::{DistinguishedName, DnError};
 pub use dpop::{DpopSettings, ReplayStoreSettings, StoreFailure};
 pub use routes::{AuthPolicy, BindingMethods, BindingMode, RouteSettings};
 pub use token::{JwksSource, RemoteJwksSettings, TokenSettings, TypPolicy};
@@ -94,6 +101,8 @@ pub struct Config {
     /// `[[route]]` entries, as written; the route table is built from them.
     pub routes: Vec<RouteSettings>,
     pub dpop: DpopSettings,
+    /// `[authorization_server]`: absent, no authorization server runs.
+    pub authorization_server: Option<AuthorizationServerSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +180,8 @@ pub struct Limits {
     pub token_cache_bytes: usize,
     /// How fast a request body must arrive.
     pub body_pace: BodyPace,
+    /// Largest body the authorization server's token endpoint reads.
+    pub max_token_request_bytes: usize,
 }
 
 /// `limits.body_read_timeout` and `limits.body_min_rate`: a request body may
@@ -183,7 +194,8 @@ pub struct BodyPace {
 }
 
 impl Config {
-    /// Reads and validates `path`. Files named inside are checked when loaded, not here.
+    /// Reads and validates `path`. Files named inside are checked when loaded,
+    /// not here; the one exception is an authorization-server client's JWKS file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
             file: path.to_path_buf(),
@@ -196,24 +208,30 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             file: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+            message: authorization_server::redact_passwords(e.to_string().trim_end()).into_owned(),
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let v = Validator {
             file: path,
             base: &base,
         };
+        let server = v.server(raw.server)?;
+        let admin = raw.admin.map(|a| v.admin(a)).transpose()?;
         Ok(Config {
             source: path.to_path_buf(),
-            server: v.server(raw.server)?,
             upstream: v.upstream(raw.upstream)?,
             issuers: v.issuers(raw.token, raw.issuer)?,
             forward: v.forward(raw.forward.unwrap_or_default())?,
-            admin: raw.admin.map(|a| v.admin(a)).transpose()?,
             limits: v.limits(raw.limits.unwrap_or_default())?,
             reload: v.reload(raw.reload.unwrap_or_default())?,
             routes: v.routes(raw.route)?,
             dpop: v.dpop(raw.dpop.unwrap_or_default())?,
+            authorization_server: raw
+                .authorization_server
+                .map(|a| v.authorization_server(a, &server, admin.as_ref()))
+                .transpose()?,
+            server,
+            admin,
         })
     }
 
@@ -235,6 +253,9 @@ impl Config {
         }
         if let Some(nonce) = &self.dpop.nonce {
             files.extend(nonce.secret_files.iter().cloned());
+        }
+        if let Some(authorization_server) = &self.authorization_server {
+            authorization_server.add_watched_files(&mut files);
         }
         files
     }
@@ -267,6 +288,7 @@ struct RawConfig {
     #[serde(default)]
     route: Vec<routes::RawRoute>,
     dpop: Option<dpop::RawDpop>,
+    authorization_server: Option<authorization_server::RawAuthorizationServer>,
 }
 
 #[derive(Deserialize, Default)]
@@ -326,6 +348,7 @@ struct RawLimits {
     token_cache_bytes: Option<usize>,
     body_read_timeout: Option<String>,
     body_min_rate: Option<u64>,
+    max_token_request_bytes: Option<usize>,
 }
 
 // ---- validation: raw -> typed, one error per bad key ----
@@ -523,6 +546,11 @@ impl Validator<'_> {
         if max_connections == 0 {
             return Err(self.invalid("limits.max_connections", "must be at least 1"));
         }
+        // A client assertion and a DPoP-bound request already take about 1 KiB.
+        let max_token_request_bytes = raw.max_token_request_bytes.unwrap_or(64 * 1024);
+        if max_token_request_bytes < 1024 {
+            return Err(self.invalid("limits.max_token_request_bytes", "must be at least 1024"));
+        }
         Ok(Limits {
             handshake_timeout: self.duration(
                 "limits.handshake_timeout",
@@ -541,6 +569,7 @@ impl Validator<'_> {
             idle_timeout: self.duration("limits.idle_timeout", raw.idle_timeout, Duration::from_secs(60))?,
             token_cache_bytes: raw.token_cache_bytes.unwrap_or(16 * 1024 * 1024),
             body_pace: self.body_pace(raw.body_read_timeout, raw.body_min_rate)?,
+            max_token_request_bytes,
         })
     }
 

@@ -152,3 +152,14 @@ fn headers_with_underscores_defaults_to_drop_and_names_its_key_when_wrong() {
     assert!(message.starts_with("/etc/bindgate/gateway.toml:"), "{message}");
     assert!(message.contains("headers_with_underscores"), "{message}");
 }
+
+#[test]
+fn max_token_request_bytes_defaults_to_64_kib_and_has_a_floor() {
+    assert_eq!(parse(MINIMAL).unwrap().limits.max_token_request_bytes, 64 * 1024);
+    let with = |n: usize| parse(&format!("{MINIMAL}\n[limits]\nmax_token_request_bytes = {n}\n"));
+    assert_eq!(with(16384).unwrap().limits.max_token_request_bytes, 16384);
+    assert!(matches!(
+        with(1000).unwrap_err(),
+        ConfigError::InvalidValue { key, .. } if key == "limits.max_token_request_bytes"
+    ));
+}

@@ -194,7 +194,7 @@ impl Validator<'_> {
         })
     }
 
-    fn https_url(&self, key: Cow<'static, str>, text: &str) -> Result<http::Uri, ConfigError> {
+    pub(super) fn https_url(&self, key: Cow<'static, str>, text: &str) -> Result<http::Uri, ConfigError> {
         let url: http::Uri = text
             .parse()
             .map_err(|e| self.invalid(key.clone(), format!("{text:?} is not a URL: {e}")))?;
