@@ -9,8 +9,11 @@ use clap::{Parser, Subcommand};
 
 #[cfg(feature = "dev")]
 mod dev_cli;
+mod signals;
 
-use bindgate::app::live::{Live, ReloadTrigger};
+use signals::Signals;
+
+use bindgate::app::live::Live;
 use bindgate::config::{Config, EXIT_INVALID_CONFIG, format_duration};
 use bindgate::metrics::Metrics;
 use bindgate::{KeysPolicy, Prepared};
@@ -115,28 +118,6 @@ fn thumbprint(path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// SIGHUP re-reads the configuration and every file it names; a broken
-/// new configuration is logged and the current one stays in service.
-fn reload_on_sighup(live: Arc<Live>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::hangup()) {
-            Ok(mut hup) => {
-                tokio::spawn(async move {
-                    while hup.recv().await.is_some() {
-                        tracing::info!("SIGHUP: reloading");
-                        let _ = live.reload(ReloadTrigger::Signal).await;
-                    }
-                });
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP; reload by file change only"),
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = live;
-}
-
 /// One worker per CPU this process may run on (a sidecar pinned to one core,
 /// or a container with a CPU quota, gets one). With one, a current-thread
 /// runtime: no work-stealing machinery and no cross-thread wake-ups to pay for.
@@ -238,6 +219,7 @@ fn run(path: PathBuf) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async move {
+        let signals = Signals::install();
         let metrics = Arc::new(Metrics::default());
         let prepared = match load(&path, metrics.clone(), KeysPolicy::StartUnready).await {
             Ok(p) => p,
@@ -248,8 +230,8 @@ fn run(path: PathBuf) -> ExitCode {
             Err(message) => return fail(message),
         };
         let live = Arc::new(Live::new(path, prepared, metrics));
-        reload_on_sighup(live.clone());
-        bindgate::run(live, listeners, shutdown_signal()).await;
+        let shutdown = signals.serve(live.clone());
+        bindgate::run(live, listeners, shutdown).await;
         ExitCode::SUCCESS
     })
 }
@@ -272,24 +254,4 @@ async fn bind(config: &Config) -> Result<bindgate::Listeners, String> {
         None => None,
     };
     Ok(bindgate::Listeners { proxy, admin })
-}
-
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: draining"),
-            _ = int.recv() => tracing::info!("SIGINT: draining"),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
