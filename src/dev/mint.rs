@@ -10,6 +10,7 @@ use super::keys::{KeyFileError, read_p256_key};
 use crate::conn::identity::x5t_s256;
 use crate::conn::pem;
 use crate::jose::jws::sign_es256;
+use crate::jose::sign::SignError;
 
 /// What goes into a minted token.
 #[derive(Debug, Clone)]
@@ -41,7 +42,7 @@ pub enum MintError {
     #[error("nothing to bind the token to: give a client certificate, a DPoP key, or both")]
     NoBinding,
     #[error("cannot sign: {0}")]
-    Sign(#[from] jsonwebtoken::errors::Error),
+    Sign(#[from] SignError),
 }
 
 /// Mints an ES256 token whose `cnf` binds it to the thumbprint of `cert`
