@@ -9,8 +9,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
-use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
+
+use crate::jose::jwk::{ThumbprintInput, thumbprint};
 
 /// Why the dev material could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -123,9 +124,11 @@ pub fn ec_p256_jwk(key: &KeyPair) -> (serde_json::Value, String) {
         .split_at(point.len().saturating_sub(1) / 2);
     let x = URL_SAFE_NO_PAD.encode(x);
     let y = URL_SAFE_NO_PAD.encode(y);
-    // RFC 7638: required members only, lexicographic order, no whitespace.
-    let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-    let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
+    let kid = thumbprint(ThumbprintInput::Ec {
+        crv: "P-256",
+        x: &x,
+        y: &y,
+    });
     let jwk = serde_json::json!({
         "kty": "EC", "crv": "P-256", "x": x, "y": y,
         "kid": kid, "alg": "ES256", "use": "sig",
