@@ -12,7 +12,8 @@ use crate::{fail, runtime};
 #[derive(Subcommand)]
 pub enum DevCommand {
     /// Write a development PKI: CA, server certificate for localhost, two client certificates, an issuer key and its
-    /// JWKS, and a client's DPoP key (dpop-key.pem).
+    /// JWKS, a client's DPoP key (dpop-key.pem), and the authorization server's Ed25519 signing key
+    /// (as-signing-key.pem, mode 0600).
     DevCerts {
         /// Output directory.
         #[arg(long, default_value = "certs")]
@@ -38,7 +39,8 @@ pub enum DevCommand {
         /// thumbprint of its public key. Sign the matching proofs with `bindgate dpop-proof --key`.
         #[arg(long)]
         dpop_key: Option<PathBuf>,
-        /// The issuer's signing key (EC P-256 or Ed25519, PKCS#8 PEM).
+        /// The issuer's signing key (EC P-256 or Ed25519, PKCS#8 PEM); certs/as-signing-key.pem signs as the
+        /// embedded authorization server does.
         #[arg(long, default_value = "certs/issuer-key.pem")]
         key: PathBuf,
         #[arg(long, default_value = "https://issuer.example")]
