@@ -12,7 +12,8 @@ use crate::{fail, runtime};
 #[derive(Subcommand)]
 pub enum DevCommand {
     /// Write a development PKI: CA, server certificate for localhost, two client certificates, an issuer key and its
-    /// JWKS, and a client's DPoP key (dpop-key.pem).
+    /// JWKS, a client's DPoP key (dpop-key.pem), and the authorization server's Ed25519 signing key
+    /// (as-signing-key.pem, mode 0600).
     DevCerts {
         /// Output directory.
         #[arg(long, default_value = "certs")]
@@ -24,7 +25,8 @@ pub enum DevCommand {
     /// Print a development access token signed by the dev issuer key and bound to a client certificate, a DPoP key,
     /// or both.
     #[command(
-        long_about = "Print a development access token (ES256, typ at+jwt) signed by the dev issuer key.\n\n\
+        long_about = "Print a development access token (typ at+jwt) signed by the dev issuer key: ES256 for an EC P-256 key, \
+            EdDSA for an Ed25519 key.\n\n\
             The token is bound through its `cnf` claim: to a client certificate with --cert (cnf.\"x5t#S256\", \
             RFC 8705), to a DPoP key with --dpop-key (cnf.jkt, RFC 9449), or to both. At least one is required.",
         group(clap::ArgGroup::new("binding").args(["cert", "dpop_key"]).multiple(true).required(true))
@@ -37,7 +39,8 @@ pub enum DevCommand {
         /// thumbprint of its public key. Sign the matching proofs with `bindgate dpop-proof --key`.
         #[arg(long)]
         dpop_key: Option<PathBuf>,
-        /// The issuer's signing key (EC P-256, PKCS#8 PEM).
+        /// The issuer's signing key (EC P-256 or Ed25519, PKCS#8 PEM); certs/as-signing-key.pem signs as the
+        /// embedded authorization server does.
         #[arg(long, default_value = "certs/issuer-key.pem")]
         key: PathBuf,
         #[arg(long, default_value = "https://issuer.example")]

@@ -9,8 +9,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
-use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
+
+use crate::jose::jwk::{ThumbprintInput, thumbprint};
 
 /// Why the dev material could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +29,7 @@ pub enum DevCertsError {
 }
 
 /// The files written, relative to the output directory.
-pub const FILES: [&str; 11] = [
+pub const FILES: [&str; 12] = [
     "ca.pem",
     "ca-key.pem",
     "server.pem",
@@ -40,14 +41,15 @@ pub const FILES: [&str; 11] = [
     "issuer-key.pem",
     "jwks.json",
     "dpop-key.pem",
+    "as-signing-key.pem",
 ];
 
 /// How long the dev material stays valid: long enough that a checked-in copy keeps working.
 const VALIDITY_DAYS: i64 = 3650;
 
 /// Writes a dev CA, a server certificate for localhost, two client
-/// certificates, an ES256 issuer key with its JWKS, and a client's DPoP key
-/// into `out`.
+/// certificates, an ES256 issuer key with its JWKS, a client's DPoP key and
+/// the embedded authorization server's Ed25519 signing key into `out`.
 pub fn write(out: &Path, force: bool) -> Result<Vec<PathBuf>, DevCertsError> {
     if !force && let Some(existing) = FILES.iter().map(|f| out.join(f)).find(|p| p.exists()) {
         return Err(DevCertsError::Exists(existing));
@@ -70,15 +72,16 @@ pub fn write(out: &Path, force: bool) -> Result<Vec<PathBuf>, DevCertsError> {
     let server_cert = server_params.signed_by(&server_key, &ca)?;
 
     let mut written = Vec::new();
-    let mut put = |name: &str, contents: String| -> Result<(), DevCertsError> {
+    let mut put_readable = |name: &str, contents: String, readable: Readable| -> Result<(), DevCertsError> {
         let path = out.join(name);
-        std::fs::write(&path, contents).map_err(|source| DevCertsError::Write {
+        write_file(&path, contents.as_bytes(), readable).map_err(|source| DevCertsError::Write {
             path: path.clone(),
             source,
         })?;
         written.push(path);
         Ok(())
     };
+    let mut put = |name: &str, contents: String| put_readable(name, contents, Readable::ByAll);
     put("ca.pem", ca_cert.pem())?;
     put("ca-key.pem", ca_key.serialize_pem())?;
     put("server.pem", server_cert.pem())?;
@@ -99,7 +102,40 @@ pub fn write(out: &Path, force: bool) -> Result<Vec<PathBuf>, DevCertsError> {
     put("jwks.json", jwks_for(&issuer_key))?;
     // A DPoP client makes its own key pair; no certificate vouches for it.
     put("dpop-key.pem", KeyPair::generate()?.serialize_pem())?;
+    // What `[authorization_server] signing_keys` names; EdDSA, so the dev
+    // setup exercises the algorithm the dev issuer key does not.
+    let as_key = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+    put_readable("as-signing-key.pem", as_key.serialize_pem(), Readable::ByOwnerOnly)?;
     Ok(written)
+}
+
+/// Who may read a file `write` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Readable {
+    ByAll,
+    /// Mode 0600 on Unix: a key that signs tokens the gateway trusts.
+    ByOwnerOnly,
+}
+
+fn write_file(path: &Path, contents: &[u8], readable: Readable) -> std::io::Result<()> {
+    #[cfg(unix)]
+    if readable == Readable::ByOwnerOnly {
+        use std::io::Write as _;
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        // A file overwritten with --force keeps its old mode through open():
+        // narrow it before the key goes in.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        return file.write_all(contents);
+    }
+    #[cfg(not(unix))]
+    let _ = readable;
+    std::fs::write(path, contents)
 }
 
 fn params(sans: &[&str], common_name: &str) -> Result<CertificateParams, rcgen::Error> {
@@ -123,9 +159,11 @@ pub fn ec_p256_jwk(key: &KeyPair) -> (serde_json::Value, String) {
         .split_at(point.len().saturating_sub(1) / 2);
     let x = URL_SAFE_NO_PAD.encode(x);
     let y = URL_SAFE_NO_PAD.encode(y);
-    // RFC 7638: required members only, lexicographic order, no whitespace.
-    let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-    let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
+    let kid = thumbprint(ThumbprintInput::Ec {
+        crv: "P-256",
+        x: &x,
+        y: &y,
+    });
     let jwk = serde_json::json!({
         "kty": "EC", "crv": "P-256", "x": x, "y": y,
         "kid": kid, "alg": "ES256", "use": "sig",
@@ -137,4 +175,35 @@ fn jwks_for(key: &KeyPair) -> String {
     let (jwk, _) = ec_p256_jwk(key);
     let doc = serde_json::json!({ "keys": [jwk] });
     serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jose::Algorithm;
+    use crate::jose::sign::SigningKey;
+
+    #[test]
+    fn writes_every_listed_file_and_an_ed25519_signing_key_for_the_authorization_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = write(dir.path(), false).unwrap();
+        let expected: Vec<PathBuf> = FILES.iter().map(|f| dir.path().join(f)).collect();
+        assert_eq!(written, expected);
+        let key = SigningKey::from_pem_file(&dir.path().join("as-signing-key.pem")).unwrap();
+        assert_eq!(key.alg(), Algorithm::EdDSA);
+        assert!(matches!(write(dir.path(), false), Err(DevCertsError::Exists(_))));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_signing_key_is_readable_by_its_owner_only_even_when_overwritten() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("as-signing-key.pem");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write(dir.path(), true).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 }

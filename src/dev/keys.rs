@@ -38,7 +38,7 @@ pub fn read_p256_key(path: &Path) -> Result<KeyPair, KeyFileError> {
 /// The RFC 7638 SHA-256 thumbprint of `key`'s public JWK: the `cnf.jkt` of
 /// a token bound to it.
 pub fn jkt(key: &KeyPair) -> String {
-    // `ec_p256_jwk` already derives its `kid` as exactly this thumbprint.
+    // `ec_p256_jwk` derives its `kid` as exactly this thumbprint, through `jose::jwk::thumbprint`.
     let (_, thumbprint) = super::certs::ec_p256_jwk(key);
     thumbprint
 }

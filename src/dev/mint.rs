@@ -4,12 +4,10 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rcgen::KeyPair;
-
 use super::keys::{KeyFileError, read_p256_key};
 use crate::conn::identity::x5t_s256;
 use crate::conn::pem;
-use crate::jose::jws::sign_es256;
+use crate::jose::sign::{SignError, SigningKey, SigningKeyError};
 
 /// What goes into a minted token.
 #[derive(Debug, Clone)]
@@ -37,15 +35,18 @@ pub enum MintError {
     },
     #[error(transparent)]
     Key(#[from] KeyFileError),
+    #[error("issuer key {0}")]
+    IssuerKey(#[from] SigningKeyError),
     /// A token bound to nothing would be a bearer token: exactly what the gateway refuses.
     #[error("nothing to bind the token to: give a client certificate, a DPoP key, or both")]
     NoBinding,
     #[error("cannot sign: {0}")]
-    Sign(#[from] jsonwebtoken::errors::Error),
+    Sign(#[from] SignError),
 }
 
-/// Mints an ES256 token whose `cnf` binds it to the thumbprint of `cert`
-/// (`x5t#S256`), of the public key of `dpop_key` (`jkt`), or both.
+/// Mints a token signed with the issuer key (ES256 for EC P-256, EdDSA for
+/// Ed25519) whose `cnf` binds it to the thumbprint of `cert` (`x5t#S256`),
+/// of the public key of `dpop_key` (`jkt`), or both.
 pub fn mint(req: &MintRequest<'_>) -> Result<String, MintError> {
     Minter::new(req)?.mint(0)
 }
@@ -55,8 +56,8 @@ pub fn mint(req: &MintRequest<'_>) -> Result<String, MintError> {
 pub struct Minter<'a> {
     req: &'a MintRequest<'a>,
     cnf: serde_json::Map<String, serde_json::Value>,
-    key_pair: KeyPair,
-    kid: String,
+    /// Signs as the authorization server does, so its `kid` is the same thumbprint.
+    issuer: SigningKey,
 }
 
 impl<'a> Minter<'a> {
@@ -77,14 +78,8 @@ impl<'a> Minter<'a> {
         if cnf.is_empty() {
             return Err(MintError::NoBinding);
         }
-        let key_pair = read_p256_key(req.issuer_key)?;
-        let (_, kid) = super::certs::ec_p256_jwk(&key_pair);
-        Ok(Minter {
-            req,
-            cnf,
-            key_pair,
-            kid,
-        })
+        let issuer = SigningKey::from_pem_file(req.issuer_key)?;
+        Ok(Minter { req, cnf, issuer })
     }
 
     /// The `serial`-th token: its `jti` differs from every other serial's.
@@ -104,8 +99,7 @@ impl<'a> Minter<'a> {
         if let Some(scope) = req.scope {
             claims["scope"] = serde_json::Value::String(scope.to_string());
         }
-        let header = serde_json::json!({ "alg": "ES256", "typ": "at+jwt", "kid": self.kid });
-        Ok(sign_es256(&self.key_pair.serialize_der(), &header, &claims)?)
+        Ok(self.issuer.sign("at+jwt", &claims)?)
     }
 }
 
@@ -132,9 +126,18 @@ mod tests {
         }
 
         fn cnf(&self, cert: Option<&str>, dpop_key: Option<&str>) -> Result<serde_json::Value, MintError> {
+            self.cnf_with_issuer(cert, dpop_key, "issuer-key.pem")
+        }
+
+        fn cnf_with_issuer(
+            &self,
+            cert: Option<&str>,
+            dpop_key: Option<&str>,
+            issuer_key: &str,
+        ) -> Result<serde_json::Value, MintError> {
             let cert = cert.map(|c| self.path(c));
             let dpop_key = dpop_key.map(|k| self.path(k));
-            let issuer_key = self.path("issuer-key.pem");
+            let issuer_key = self.path(issuer_key);
             let token = mint(&MintRequest {
                 cert: cert.as_deref(),
                 dpop_key: dpop_key.as_deref(),
@@ -176,6 +179,46 @@ mod tests {
             f.cnf(Some("client-a.pem"), Some("dpop-key.pem")).unwrap(),
             serde_json::json!({ "x5t#S256": f.x5t(), "jkt": f.jkt() })
         );
+    }
+
+    #[test]
+    fn the_token_names_the_key_the_dev_jwks_publishes_and_verifies_with_it() {
+        let f = Files::new();
+        let issuer_key = f.path("issuer-key.pem");
+        let cert = f.path("client-a.pem");
+        let token = mint(&MintRequest {
+            cert: Some(&cert),
+            dpop_key: None,
+            issuer_key: &issuer_key,
+            iss: "https://issuer.example",
+            aud: "https://api.example",
+            sub: "dev-user",
+            ttl: Duration::from_secs(60),
+            scope: None,
+        })
+        .unwrap();
+        let jws = crate::jose::jws::parse::<crate::jose::jws::JoseHeader>(&token).unwrap();
+        assert_eq!(jws.header.alg, "ES256");
+        assert_eq!(jws.header.typ.as_deref(), Some("at+jwt"));
+        let keys = crate::jose::jwk::KeySet::from_file(&f.path("jwks.json")).unwrap();
+        let key = keys
+            .choose(jws.header.kid.as_deref(), crate::jose::Algorithm::ES256)
+            .unwrap();
+        assert!(key.verify(
+            crate::jose::Algorithm::ES256,
+            jws.signing_input.as_bytes(),
+            jws.signature_b64
+        ));
+    }
+
+    #[test]
+    fn an_issuer_key_of_another_type_is_refused_with_its_path() {
+        let f = Files::new();
+        let err = f
+            .cnf_with_issuer(Some("client-a.pem"), None, "client-a.pem")
+            .unwrap_err();
+        assert!(matches!(err, MintError::IssuerKey(_)), "{err}");
+        assert!(err.to_string().contains("client-a.pem"), "{err}");
     }
 
     #[test]

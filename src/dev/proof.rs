@@ -13,6 +13,7 @@ use super::keys::jkt;
 use super::keys::{KeyFileError, read_p256_key};
 use crate::auth::dpop::htu;
 use crate::jose::jws::sign_es256;
+use crate::jose::sign::SignError;
 
 /// What goes into a proof, besides the key.
 #[derive(Debug, Clone, Default)]
@@ -45,7 +46,7 @@ pub enum MakeProofError {
     #[error("the system random number generator failed")]
     Random,
     #[error("cannot sign: {0}")]
-    Sign(#[from] jsonwebtoken::errors::Error),
+    Sign(#[from] SignError),
 }
 
 /// Reads the client key at `key_path` and makes a proof for `req`.

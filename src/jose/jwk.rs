@@ -35,6 +35,7 @@ enum KeyKind {
 }
 
 /// One public key with what it may verify.
+#[derive(Clone)]
 pub struct VerificationKey {
     pub kid: Option<String>,
     kind: KeyKind,
@@ -44,6 +45,7 @@ pub struct VerificationKey {
 }
 
 /// How a key checks signatures.
+#[derive(Clone)]
 enum Verifier {
     /// EC and Ed25519 keys, parsed once for aws-lc-rs rather than on every
     /// verification as `jsonwebtoken` does: a few microseconds per token.
@@ -97,7 +99,9 @@ impl VerificationKey {
     }
 }
 
-/// A key set, as loaded from the issuer's JWKS.
+/// A key set, as loaded from the issuer's JWKS. Clone, so the authorization
+/// server's key ring can hand the gateway a copy of the set it publishes.
+#[derive(Clone)]
 pub struct KeySet {
     keys: Vec<VerificationKey>,
     /// SHA-256 of the document the keys came from: a refetch that returns the
@@ -208,6 +212,41 @@ impl VerificationKey {
     pub fn from_jwk(jwk: serde_json::Value) -> Result<(VerificationKey, Jwk), JwksError> {
         parse_key(0, jwk)?.ok_or(JwksError::NoKeys)
     }
+}
+
+/// The members of a public JWK that its RFC 7638 thumbprint covers: the
+/// required members of its key type and nothing else, so `kid`, `alg` and
+/// `use` never change a thumbprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThumbprintInput<'a> {
+    Ec { crv: &'a str, x: &'a str, y: &'a str },
+    Okp { crv: &'a str, x: &'a str },
+    Rsa { e: &'a str, n: &'a str },
+}
+
+/// The RFC 7638 SHA-256 thumbprint of a public key, unpadded base64url: the
+/// `kid` of the keys bindgate signs with (stable across restarts and hosts)
+/// and the `cnf.jkt` naming a DPoP key.
+pub fn thumbprint(key: ThumbprintInput<'_>) -> String {
+    // Section 3.2: the required members in lexicographic order of their names, no whitespace.
+    let members: Vec<(&str, &str)> = match key {
+        ThumbprintInput::Ec { crv, x, y } => vec![("crv", crv), ("kty", "EC"), ("x", x), ("y", y)],
+        ThumbprintInput::Okp { crv, x } => vec![("crv", crv), ("kty", "OKP"), ("x", x)],
+        ThumbprintInput::Rsa { e, n } => vec![("e", e), ("kty", "RSA"), ("n", n)],
+    };
+    let mut canonical = String::from("{");
+    for (i, (name, value)) in members.into_iter().enumerate() {
+        if i > 0 {
+            canonical.push(',');
+        }
+        canonical.push('"');
+        canonical.push_str(name);
+        canonical.push_str("\":");
+        // A JSON string as serde_json writes it: escaped where JSON requires, UTF-8 otherwise.
+        canonical.push_str(&serde_json::Value::from(value).to_string());
+    }
+    canonical.push('}');
+    URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(canonical.as_bytes()))
 }
 
 /// A set's key `index`, with the JWK it was parsed from; `None` for a key meant for encryption.
@@ -420,6 +459,37 @@ mod tests {
                 "{alg}: garbage signature"
             );
         }
+    }
+
+    #[test]
+    fn thumbprints_match_the_rfc_examples() {
+        // RFC 7638 section 3.1.
+        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+        assert_eq!(
+            thumbprint(ThumbprintInput::Rsa { e: "AQAB", n }),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+        // RFC 8037 appendix A.3.
+        assert_eq!(
+            thumbprint(ThumbprintInput::Okp {
+                crv: "Ed25519",
+                x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+            }),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+    }
+
+    #[test]
+    fn an_ec_thumbprint_agrees_with_the_library() {
+        let jwk: Jwk = serde_json::from_str(&ec_key("ignored")).unwrap();
+        assert_eq!(
+            thumbprint(ThumbprintInput::Ec {
+                crv: "P-256",
+                x: P256_X,
+                y: P256_Y
+            }),
+            jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256).unwrap()
+        );
     }
 
     #[test]

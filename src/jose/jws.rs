@@ -8,6 +8,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use super::Algorithm;
+use super::sign::{SignError, SigningKey};
+
 /// A compact JWS split into its parts, header decoded into `H`, nothing
 /// verified yet. Access tokens read a [`JoseHeader`]; DPoP proofs read their
 /// own, which also takes the `jwk` a token's header is never trusted for.
@@ -87,21 +90,19 @@ pub fn decode_part(part: &str, which: &'static str) -> Result<Vec<u8>, JwsError>
 }
 
 /// Signs exactly `header` and `claims` as a compact JWS with the EC P-256
-/// key `pkcs8_der`: what `bindgate mint` and `dpop-proof` do, and what tests
-/// use to craft tokens and proofs byte for byte.
+/// key `pkcs8_der`: what `bindgate mint` and `dpop-proof` do, and what
+/// tests use to craft tokens and proofs byte for byte. The signature is made
+/// as every other is, by [`SigningKey`].
 pub fn sign_es256(
     pkcs8_der: &[u8],
     header: &serde_json::Value,
     claims: &serde_json::Value,
-) -> Result<String, jsonwebtoken::errors::Error> {
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
-    let signing_key = jsonwebtoken::EncodingKey::from_ec_der(pkcs8_der);
-    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &signing_key, jsonwebtoken::Algorithm::ES256)?;
-    Ok(format!("{input}.{signature}"))
+) -> Result<String, SignError> {
+    let key = SigningKey::from_pkcs8_der(pkcs8_der).map_err(|_| SignError::NotP256Key)?;
+    if key.alg() != Algorithm::ES256 {
+        return Err(SignError::NotP256Key);
+    }
+    key.sign_with_header(header, claims)
 }
 
 #[cfg(test)]

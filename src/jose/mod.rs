@@ -1,10 +1,11 @@
 //! JOSE, shared by whatever verifies and whatever signs: the algorithms
-//! ([`Algorithm`]), the JWS compact form ([`jws`]: parsing and signing) and
-//! JWKs ([`jwk`]: key sets, parsed keys, thumbprints). A leaf: it knows no
-//! request, token policy or configuration.
+//! ([`Algorithm`]), the JWS compact form ([`jws`]: parsing), JWKs ([`jwk`]:
+//! key sets, parsed keys, thumbprints) and the keys that sign ([`sign`]). A
+//! leaf: it knows no request, token policy or configuration.
 
 pub mod jwk;
 pub mod jws;
+pub mod sign;
 
 use std::fmt;
 
