@@ -2,3 +2,7 @@
 //! its gateway checks. Served on its own listener by the same accept loop and
 //! connection task as the gateway (`server.rs`); it never issues an unbound
 //! token.
+
+// The token, introspection and revocation endpoints read their bodies with it next.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod form;
