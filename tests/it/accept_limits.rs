@@ -20,6 +20,18 @@ async fn out_of_file_descriptors_the_gateway_backs_off_logs_once_and_serves_agai
         200
     );
 
+    // The client's connection must be gone first: its descriptor, freed
+    // during the episode below, would let one accept succeed and end it.
+    let admin = gw.admin.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            metric(&admin_get(admin, "/metrics").await.1, "bindgate_connections_open") == Some(0.0)
+        })
+        .await,
+        "{}",
+        gw.stderr()
+    );
+
     // A few descriptors above what the warm gateway holds.
     let open = std::fs::read_dir(format!("/proc/{}/fd", gw.pid())).unwrap().count();
     let limit = format!("--nofile={}:{}", open + 6, open + 6);
