@@ -6,3 +6,6 @@
 // The token, introspection and revocation endpoints read their bodies with it next.
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod form;
+// The token endpoint mints with it next.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod access_token;
