@@ -2,7 +2,8 @@
 //! `application/x-www-form-urlencoded` (RFC 6749 section 3.2), read within a
 //! bound and parsed strictly. A parameter given twice is refused rather than
 //! resolved (RFC 6749 section 3.1: "MUST NOT be included more than once"),
-//! since two components could each read a different one of them.
+//! since two components could each read a different one of them. The one
+//! exception is `resource`, which RFC 8707 section 2 lets a client repeat.
 
 use http::HeaderValue;
 use http_body_util::BodyExt;
@@ -40,7 +41,10 @@ impl FormError {
     }
 }
 
-/// The parameters of a form, each name at most once. Parameters without a
+/// The parameters RFC 8707 allows more than once.
+const REPEATABLE: [&str; 1] = ["resource"];
+
+/// The parameters of a form, each name at most once (but see [`REPEATABLE`]). Parameters without a
 /// value count as absent (RFC 6749 section 3.1), but still as given for the
 /// duplicate check: `scope=&scope=admin` is refused, not read as `admin`.
 #[derive(Debug, Default)]
@@ -49,6 +53,14 @@ pub struct Form {
 }
 
 impl Form {
+    /// Every value of a repeatable parameter, in the order given; empty ones skipped.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.params
+            .iter()
+            .filter(move |(n, v)| n == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The value of `name`, if given with a value.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.params
@@ -68,7 +80,7 @@ impl Form {
                 None => (pair, &[][..]),
             };
             let name = decode(name)?;
-            if params.iter().any(|(n, _)| *n == name) {
+            if !REPEATABLE.contains(&name.as_str()) && params.iter().any(|(n, _)| *n == name) {
                 return Err(FormError::Duplicate(name));
             }
             params.push((name, decode(value)?));
@@ -158,6 +170,13 @@ mod tests {
             Form::parse(b"scope=a&sc%6Fpe=b").unwrap_err(),
             FormError::Duplicate("scope".into())
         );
+    }
+
+    #[test]
+    fn resource_may_be_repeated_as_rfc_8707_allows() {
+        let form = Form::parse(b"resource=https%3A%2F%2Fa&scope=x&resource=https%3A%2F%2Fb&resource=").unwrap();
+        assert_eq!(form.get_all("resource").collect::<Vec<_>>(), ["https://a", "https://b"]);
+        assert_eq!(form.get_all("scope").collect::<Vec<_>>(), ["x"]);
     }
 
     #[test]

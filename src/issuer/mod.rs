@@ -9,3 +9,6 @@ pub(crate) mod form;
 // The token endpoint mints with it next.
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod access_token;
+// The token endpoint decides its grants with it next.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod grant;
