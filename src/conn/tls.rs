@@ -160,56 +160,13 @@ fn client_verifier(
     provider: Arc<CryptoProvider>,
 ) -> Result<(Arc<dyn ClientCertVerifier>, RevocationSet), ConfigError> {
     let server = &config.server;
-    let roots = match &server.client_ca {
-        Some(path) => Some(Arc::new(client_roots(config, path)?)),
-        None => None,
-    };
-    let mut crls = Vec::new();
-    let mut revoked = RevocationSet::default();
-    for path in &server.crls {
-        let file = pem::crls(path).map_err(|e| config.unusable("server.crl", path, e))?;
-        // Parsed here, file by file, so that a broken CRL is blamed on its file.
-        revoked
-            .add_file(&file)
-            .map_err(|e| config.unusable("server.crl", path, e))?;
-        crls.extend(file);
-    }
-    // Revocation is checked for the client's own certificate; a CA whose
-    // leaves present without a CRL in the list fails closed.
-    let webpki = |roots: Arc<RootCertStore>, crls: Vec<CertificateRevocationListDer<'static>>| {
-        let builder = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
-        if crls.is_empty() {
-            builder
-        } else {
-            builder.with_crls(crls).only_check_end_entity_revocation()
-        }
-    };
-    let build = |roots: Arc<RootCertStore>, optional: bool| {
-        let builder = webpki(roots.clone(), crls.clone());
-        let built = if optional {
-            builder.allow_unauthenticated().build()
-        } else {
-            builder.build()
-        };
-        built.map_err(|e| match e {
-            rustls::server::VerifierBuilderError::InvalidCrl(_) => {
-                // webpki refused what x509-parser read: find the file it refuses alone.
-                let culprit = server
-                    .crls
-                    .iter()
-                    .find(|path| pem::crls(path).is_ok_and(|file| webpki(roots.clone(), file).build().is_err()));
-                let path = culprit.or(server.crls.first()).cloned().unwrap_or_default();
-                config.unusable("server.crl", &path, format!("is not a usable CRL: {e}"))
-            }
-            _ => {
-                let path = server.client_ca.clone().unwrap_or_default();
-                config.unusable("server.client_ca", &path, e)
-            }
-        })
-    };
-    match (server.client_auth, roots) {
-        (ClientAuth::Required, Some(roots)) => Ok((build(roots, false)?, revoked)),
-        (ClientAuth::Optional, Some(roots)) => Ok((build(roots, true)?, revoked)),
+    let trust = server.client_ca.as_deref().map(|ca| ClientTrust {
+        ca: ("server.client_ca", ca),
+        crls: ("server.crl", &server.crls),
+    });
+    match (server.client_auth, trust) {
+        (ClientAuth::Required, Some(trust)) => client_cert_verifier(config, &trust, CertificateRequirement::Required),
+        (ClientAuth::Optional, Some(trust)) => client_cert_verifier(config, &trust, CertificateRequirement::Optional),
         // The handshake checks no chain and no CRL here; neither do requests.
         (ClientAuth::Any, _) => Ok((
             Arc::new(AnyCertificate {
@@ -225,8 +182,69 @@ fn client_verifier(
     }
 }
 
-fn client_roots(config: &Config, path: &std::path::Path) -> Result<RootCertStore, ConfigError> {
-    pem::trust_store(Some(path)).map_err(|e| config.unusable("server.client_ca", path, e))
+/// Where trust in client certificates comes from: a CA file and the CRLs
+/// that revoke some of its leaves, each with the config key that names it,
+/// so that an unusable file is blamed on the setting that named it.
+pub(crate) struct ClientTrust<'a> {
+    pub ca: (&'static str, &'a Path),
+    pub crls: (&'static str, &'a [PathBuf]),
+}
+
+/// Whether a verifier lets a handshake without a client certificate through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CertificateRequirement {
+    Required,
+    Optional,
+}
+
+/// The WebPKI verifier of client certificates chained to `trust`'s CA,
+/// and the set of certificates its CRLs revoke. The gateway's handshake
+/// uses it, and so does the authorization server's `tls_client_auth`, so
+/// chain, validity, EKU and revocation rules are the same for both.
+pub(crate) fn client_cert_verifier(
+    config: &Config,
+    trust: &ClientTrust<'_>,
+    requirement: CertificateRequirement,
+) -> Result<(Arc<dyn ClientCertVerifier>, RevocationSet), ConfigError> {
+    let provider = provider();
+    let (ca_key, ca_path) = trust.ca;
+    let (crl_key, crl_paths) = trust.crls;
+    let roots = Arc::new(pem::trust_store(Some(ca_path)).map_err(|e| config.unusable(ca_key, ca_path, e))?);
+    let mut crls = Vec::new();
+    let mut revoked = RevocationSet::default();
+    for path in crl_paths {
+        let file = pem::crls(path).map_err(|e| config.unusable(crl_key, path, e))?;
+        // Parsed here, file by file, so that a broken CRL is blamed on its file.
+        revoked.add_file(&file).map_err(|e| config.unusable(crl_key, path, e))?;
+        crls.extend(file);
+    }
+    // Revocation is checked for the client's own certificate; a CA whose
+    // leaves present without a CRL in the list fails closed.
+    let webpki = |roots: Arc<RootCertStore>, crls: Vec<CertificateRevocationListDer<'static>>| {
+        let builder = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
+        if crls.is_empty() {
+            builder
+        } else {
+            builder.with_crls(crls).only_check_end_entity_revocation()
+        }
+    };
+    let builder = webpki(roots.clone(), crls);
+    let built = match requirement {
+        CertificateRequirement::Optional => builder.allow_unauthenticated().build(),
+        CertificateRequirement::Required => builder.build(),
+    };
+    let verifier = built.map_err(|e| match e {
+        rustls::server::VerifierBuilderError::InvalidCrl(_) => {
+            // webpki refused what x509-parser read: find the file it refuses alone.
+            let culprit = crl_paths
+                .iter()
+                .find(|path| pem::crls(path).is_ok_and(|file| webpki(roots.clone(), file).build().is_err()));
+            let path = culprit.or(crl_paths.first()).cloned().unwrap_or_default();
+            config.unusable(crl_key, &path, format!("is not a usable CRL: {e}"))
+        }
+        _ => config.unusable(ca_key, ca_path, e),
+    })?;
+    Ok((verifier, revoked))
 }
 
 /// RFC 8705 section 2.2 "self-signed certificate mutual TLS": any

@@ -3,12 +3,12 @@
 //! connection task as the gateway (`server.rs`); it never issues an unbound
 //! token.
 
-// The token, introspection and revocation endpoints read their bodies with it next.
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) mod form;
-// The token endpoint mints with it next.
+// The token endpoint, next, is the first caller of these four; until then
+// they are exercised by their unit tests only.
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod access_token;
-// The token endpoint decides its grants with it next.
+pub(crate) mod client_auth;
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod form;
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod grant;

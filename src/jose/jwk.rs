@@ -41,6 +41,9 @@ pub struct VerificationKey {
     kind: KeyKind,
     /// The JWK's own `alg`, when the issuer pinned one.
     pinned_alg: Option<Algorithm>,
+    /// RFC 7638 SHA-256 thumbprint, so a key met in another form (a
+    /// certificate's public key) can be recognised without comparing encodings.
+    thumbprint: String,
     verifier: Verifier,
 }
 
@@ -74,6 +77,11 @@ impl VerificationKey {
                 jsonwebtoken::crypto::verify(signature_b64, signing_input, key, alg.to_jsonwebtoken()).unwrap_or(false)
             }
         }
+    }
+
+    /// The RFC 7638 SHA-256 thumbprint of the key, unpadded base64url.
+    pub fn thumbprint(&self) -> &str {
+        &self.thumbprint
     }
 
     /// Whether a signature made with `alg` may be checked with this key.
@@ -160,6 +168,11 @@ impl KeySet {
             keys: Vec::new(),
             document_digest: [0; 32],
         }
+    }
+
+    /// Every key, in document order.
+    pub fn keys(&self) -> impl Iterator<Item = &VerificationKey> {
+        self.keys.iter()
     }
 
     /// Whether a key with this `kid` is in the set.
@@ -296,10 +309,29 @@ fn parse_key(index: usize, value: serde_json::Value) -> Result<Option<(Verificat
         Some(parsed) => Verifier::Parsed(parsed),
         None => Verifier::Library(DecodingKey::from_jwk(&jwk).map_err(|e| unusable(e.to_string()))?),
     };
+    let thumbprint = thumbprint(match (&jwk.algorithm, kind) {
+        (AlgorithmParameters::EllipticCurve(ec), KeyKind::EcP256) => ThumbprintInput::Ec {
+            crv: "P-256",
+            x: &ec.x,
+            y: &ec.y,
+        },
+        (AlgorithmParameters::EllipticCurve(ec), _) => ThumbprintInput::Ec {
+            crv: "P-384",
+            x: &ec.x,
+            y: &ec.y,
+        },
+        (AlgorithmParameters::OctetKeyPair(okp), _) => ThumbprintInput::Okp {
+            crv: "Ed25519",
+            x: &okp.x,
+        },
+        (AlgorithmParameters::RSA(rsa), _) => ThumbprintInput::Rsa { e: &rsa.e, n: &rsa.n },
+        _ => return Err(unusable("unsupported key type".to_string())),
+    });
     let key = VerificationKey {
         kid: jwk.common.key_id.clone(),
         kind,
         pinned_alg,
+        thumbprint,
         verifier,
     };
     if let Some(pinned) = key.pinned_alg
@@ -489,6 +521,29 @@ mod tests {
                 y: P256_Y
             }),
             jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256).unwrap()
+        );
+    }
+
+    #[test]
+    fn each_key_of_a_set_knows_its_thumbprint() {
+        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+        let document = serde_json::json!({"keys": [
+            serde_json::from_str::<serde_json::Value>(&ec_key("ec")).unwrap(),
+            {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "ed"},
+            {"kty": "RSA", "e": "AQAB", "n": n, "kid": "rsa", "alg": "RS256"},
+        ]});
+        let set = KeySet::from_json(document.to_string().as_bytes()).unwrap();
+        let thumbprints: Vec<&str> = set.keys().map(VerificationKey::thumbprint).collect();
+        let ec: Jwk = serde_json::from_str(&ec_key("ec")).unwrap();
+        let ec_thumbprint = ec.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256).unwrap();
+        assert_eq!(
+            thumbprints,
+            [
+                ec_thumbprint.as_str(),
+                // RFC 8037 appendix A.3 and RFC 7638 section 3.1: kid and alg do not count.
+                "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k",
+                "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+            ]
         );
     }
 
