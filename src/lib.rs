@@ -16,7 +16,7 @@ pub mod dev;
 pub(crate) mod error;
 pub mod gateway;
 pub mod http;
-pub(crate) mod issuer;
+pub mod issuer;
 pub mod jose;
 pub(crate) mod lock;
 pub mod metrics;
