@@ -236,7 +236,8 @@ fn run(path: PathBuf) -> ExitCode {
     })
 }
 
-/// Binds the proxy and admin sockets and prints the addresses actually bound.
+/// Binds the proxy, admin and authorization server sockets and prints the
+/// addresses actually bound.
 async fn bind(config: &Config) -> Result<bindgate::Listeners, String> {
     async fn listen(addr: std::net::SocketAddr, what: &str) -> Result<tokio::net::TcpListener, String> {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -253,5 +254,13 @@ async fn bind(config: &Config) -> Result<bindgate::Listeners, String> {
         Some(admin) => Some(listen(admin.listen, "admin").await?),
         None => None,
     };
-    Ok(bindgate::Listeners { proxy, admin })
+    let authorization_server = match &config.authorization_server {
+        Some(settings) => Some(listen(settings.listen, "authorization server").await?),
+        None => None,
+    };
+    Ok(bindgate::Listeners {
+        proxy,
+        admin,
+        authorization_server,
+    })
 }
