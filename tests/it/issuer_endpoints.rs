@@ -368,6 +368,32 @@ async fn a_bad_signing_key_file_stops_the_start_naming_the_key_and_the_file() {
 }
 
 #[tokio::test]
+async fn check_prints_the_authorization_server_its_keys_and_its_clients() {
+    let s = Setup::new().await;
+    let (signer, next) = (
+        SigningKeyFile::ed25519(s.path(), "signer"),
+        SigningKeyFile::p256(s.path(), "next"),
+    );
+    let config = s.write_config("gateway", &spec_with(&s, &[&signer, &next]));
+    let (status, stdout, stderr) = run_cli_async(&["check", "--config", config.to_str().unwrap()]).await;
+    assert!(status.success(), "{stderr}");
+    for expected in [
+        format!("  authorization server {AS_ISSUER}\n"),
+        "    listen     127.0.0.1:0\n".to_string(),
+        format!("    key        EdDSA kid {} (signs)\n", signer.kid),
+        format!("    key        ES256 kid {} (published, not signing)\n", next.kid),
+        "    client     svc-a (auth = \"tls_client_auth\", grant_types = [\"client_credentials\"], binding = [\"mtls\", \"dpop\"])\n".to_string(),
+        "    client     app (auth = \"private_key_jwt\", grant_types = [\"client_credentials\"], binding = [\"dpop\"])\n".to_string(),
+    ] {
+        assert!(stdout.contains(&expected), "no {expected:?} in\n{stdout}");
+    }
+    let plain = s.write_config("plain", &ConfigSpec::default());
+    let (status, stdout, _) = run_cli_async(&["check", "--config", plain.to_str().unwrap()]).await;
+    assert!(status.success());
+    assert!(!stdout.contains("authorization server"), "{stdout}");
+}
+
+#[tokio::test]
 async fn sigterm_drains_the_authorization_server_listener_with_the_proxy() {
     let s = Setup::new().await;
     let key = SigningKeyFile::ed25519(s.path(), "as-key");
