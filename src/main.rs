@@ -210,7 +210,31 @@ fn check(path: PathBuf) -> ExitCode {
         println!("    keys       {} ({})", keys.len(), kids.join(", "));
         println!("    algorithms {}", algs.join(", "));
     }
+    if let Some(issuer) = &prepared.issuer {
+        print_authorization_server(issuer);
+    }
     ExitCode::SUCCESS
+}
+
+/// The authorization server part of `check`, in the configuration's own words.
+fn print_authorization_server(issuer: &bindgate::issuer::Issuer) {
+    let s = &issuer.settings;
+    println!("  authorization server {}", s.issuer);
+    println!("    listen     {}", s.listen);
+    for (index, key) in issuer.keys.keys().enumerate() {
+        let role = if index == 0 { "signs" } else { "published, not signing" };
+        println!("    key        {} kid {} ({role})", key.alg().name(), key.kid());
+    }
+    for client in &s.clients {
+        let grants: Vec<String> = client.grant_types.iter().map(|g| format!("{:?}", g.name())).collect();
+        println!(
+            "    client     {} (auth = \"{}\", grant_types = [{}], binding = {})",
+            client.client_id,
+            client.auth.name(),
+            grants.join(", "),
+            client.binding.config_list()
+        );
+    }
 }
 
 fn run(path: PathBuf) -> ExitCode {
@@ -236,7 +260,8 @@ fn run(path: PathBuf) -> ExitCode {
     })
 }
 
-/// Binds the proxy and admin sockets and prints the addresses actually bound.
+/// Binds the proxy, admin and authorization server sockets and prints the
+/// addresses actually bound.
 async fn bind(config: &Config) -> Result<bindgate::Listeners, String> {
     async fn listen(addr: std::net::SocketAddr, what: &str) -> Result<tokio::net::TcpListener, String> {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -253,5 +278,13 @@ async fn bind(config: &Config) -> Result<bindgate::Listeners, String> {
         Some(admin) => Some(listen(admin.listen, "admin").await?),
         None => None,
     };
-    Ok(bindgate::Listeners { proxy, admin })
+    let authorization_server = match &config.authorization_server {
+        Some(settings) => Some(listen(settings.listen, "authorization server").await?),
+        None => None,
+    };
+    Ok(bindgate::Listeners {
+        proxy,
+        admin,
+        authorization_server,
+    })
 }

@@ -66,6 +66,9 @@ pub struct Metrics {
     jwks_fetches: Counters<(Arc<str>, &'static str)>,
     handshake_failures: Counters<&'static str>,
     reloads: Counters<(&'static str, &'static str)>,
+    /// The authorization server's requests, apart from the gateway's: its
+    /// endpoints are not routes, and its traffic must not move the gateway's numbers.
+    as_requests: Counters<(Arc<str>, u16)>,
     handshakes: AtomicU64,
     token_cache_hits: AtomicU64,
     token_cache_misses: AtomicU64,
@@ -88,6 +91,7 @@ impl Default for Metrics {
             jwks_fetches: Counters::default(),
             handshake_failures: Counters::default(),
             reloads: Counters::default(),
+            as_requests: Counters::default(),
             handshakes: AtomicU64::new(0),
             token_cache_hits: AtomicU64::new(0),
             token_cache_misses: AtomicU64::new(0),
@@ -106,6 +110,12 @@ impl Metrics {
     pub fn record_request(&self, route: &Arc<str>, status: u16, reason: &'static str, duration: Duration) {
         increment(&self.requests, (route.clone(), status, reason));
         self.request_duration.observe(duration);
+    }
+
+    /// An authorization server request was answered; `endpoint` is its
+    /// path as served, or `-` for a path it does not serve.
+    pub fn record_as_request(&self, endpoint: &Arc<str>, status: u16) {
+        increment(&self.as_requests, (endpoint.clone(), status));
     }
 
     /// A report-only route forwarded a request whose binding check failed.
@@ -236,6 +246,14 @@ impl Metrics {
             "Fetches of issuer keys, by issuer and result.",
             rows(&self.jwks_fetches, |(issuer, result)| {
                 format!("issuer=\"{}\",result=\"{result}\"", escape_label(issuer))
+            }),
+        );
+        family(
+            out,
+            "bindgate_as_requests_total",
+            "Authorization server requests answered, by endpoint and status.",
+            rows(&self.as_requests, |(endpoint, status)| {
+                format!("endpoint=\"{}\",status=\"{status}\"", escape_label(endpoint))
             }),
         );
         family(

@@ -1,6 +1,9 @@
 //! The accept loop and the per-connection handler: TLS handshake (bounded
 //! in time), client identity read once, then HTTP/1.1 or h2, as ALPN
-//! chose, until the client leaves or the gateway drains.
+//! chose, until the client leaves or the gateway drains. Both sites, the
+//! gateway and the authorization server, are served by this one shell, each
+//! on its own listener: the same limits, idle parking, drain and connection
+//! metrics, and one access-line format.
 
 use std::future::Future;
 use std::pin::pin;
@@ -22,13 +25,35 @@ use crate::conn::activity::{Activity, InFlight, QuietTimer, RequestBody, Respons
 use crate::conn::framing::{FramingLog, FramingScanner};
 use crate::conn::identity::ClientIdentity;
 use crate::conn::io::ClientIo;
-use crate::gateway;
+use crate::{gateway, issuer};
 
-/// Accepts connections on `listener` until `shutdown` completes, then stops
-/// accepting and lets in-flight requests finish for up to `limits.shutdown_grace`.
-/// A connection keeps the TLS configuration and HTTP limits of its accept;
-/// each request is judged by the generation of `live` current when it arrives.
-pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future<Output = ()>) {
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Site {
+    /// The resource-server pipeline: `[server] listen`.
+    Gateway,
+    /// The embedded OAuth authorization server: `[authorization_server] listen`.
+    AuthorizationServer,
+}
+
+impl Site {
+    /// The TLS configuration a new connection of this site gets from
+    /// `generation`; `None` when the generation does not serve the site.
+    fn tls(self, generation: &crate::Prepared) -> Option<Arc<rustls::ServerConfig>> {
+        match self {
+            Site::Gateway => Some(generation.tls.clone()),
+            Site::AuthorizationServer => generation.issuer.as_ref().map(|issuer| issuer.tls.clone()),
+        }
+    }
+}
+
+/// Accepts connections for `site` on `listener` until `shutdown` completes,
+/// then stops accepting and lets in-flight requests finish for up to
+/// `limits.shutdown_grace`. A connection keeps the TLS configuration and
+/// HTTP limits of its accept; each request is judged by the generation of
+/// `live` current when it arrives. Each listener has its own
+/// `limits.max_connections`.
+pub async fn serve(listener: TcpListener, live: Arc<Live>, site: Site, shutdown: impl Future<Output = ()>) {
     let slots = Arc::new(Semaphore::new(live.current().config.limits.max_connections));
     // Every connection holds a receiver: true asks it to finish, and the
     // last one dropped tells that all have.
@@ -61,11 +86,17 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, shutdown: impl Future
         backoff.succeeded(|| tracing::info!("accepting connections again"));
         let _ = tcp.set_nodelay(true);
         let generation = live.current();
-        let limits = &generation.config.limits;
+        let Some(tls) = site.tls(&generation) else {
+            // A reload can neither add nor remove the authorization server,
+            // so only a listener bound without one is refused here.
+            tracing::warn!(%peer, ?site, "this configuration does not serve the listener; closing");
+            continue;
+        };
         let task = ConnectionTask {
-            acceptor: TlsAcceptor::from(generation.tls.clone()),
+            acceptor: TlsAcceptor::from(tls),
             live: live.clone(),
-            limits: limits.clone(),
+            limits: generation.config.limits.clone(),
+            site,
         };
         let mut drain = draining.clone();
         tokio::spawn(async move {
@@ -108,6 +139,7 @@ struct ConnectionTask {
     /// Not a generation: a reload must reach requests on open connections.
     live: Arc<Live>,
     limits: Limits,
+    site: Site,
 }
 
 impl ConnectionTask {
@@ -127,6 +159,12 @@ impl ConnectionTask {
                 }
             },
         };
+        // Client authentication at the token endpoint needs the whole chain;
+        // the gateway reads only the leaf, once, above.
+        let peer_chain = match self.site {
+            Site::Gateway => None,
+            Site::AuthorizationServer => session.peer_certificates().map(Arc::from),
+        };
         let is_h2 = session.alpn_protocol() == Some(b"h2");
         let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         // h2 frames its own messages; only HTTP/1 needs the framing guard.
@@ -140,34 +178,100 @@ impl ConnectionTask {
             idle,
             activity.clone(),
         );
-        let conn = Arc::new(Connection::new(peer, identity, resumed, framing));
-        let close = conn.clone();
-        let live = self.live;
-        let metrics = live.metrics.clone();
+        let conn = Arc::new(Connection::new(peer, identity, resumed, framing).with_peer_chain(peer_chain));
+        let metrics = self.live.metrics.clone();
         metrics.connection_opened(resumed, conn.identity.as_ref().map(|i| i.not_after));
-        let requests = activity.clone();
-        let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-            // Counted here, not inside the future: hyper may poll it later.
-            requests.request_started();
-            let response_in_flight = InFlight::enter(&requests);
-            let req = req.map(|body| RequestBody::new(body, InFlight::enter(&requests)));
-            let handled = gateway::handle(live.gateway(), conn.clone(), req);
-            async move {
-                let response = handled.await?;
-                Ok::<_, std::convert::Infallible>(response.map(|body| ResponseBody::new(body, response_in_flight)))
+        let http = Http {
+            limits,
+            is_h2,
+            activity,
+            drain,
+            metrics: &metrics,
+        };
+        let live = self.live.clone();
+        let served = match self.site {
+            Site::Gateway => {
+                http.serve(io, conn, move |conn, req| gateway::handle(live.gateway(), conn, req))
+                    .await
             }
-        });
-        let served = if is_h2 {
-            // Boxed: h2's connection state is large, and inline it would size
-            // every connection's task, HTTP/1.1 ones included.
-            Box::pin(serve_http2(&http2_builder(limits), io, service, drain, &close)).await
-        } else {
-            crate::conn::park::serve(&http1_builder(limits), io, service, activity, drain, &metrics).await
+            Site::AuthorizationServer => {
+                http.serve(io, conn, move |conn, req| {
+                    let issuer = live.issuer();
+                    async move {
+                        match issuer {
+                            Some(issuer) => issuer::handle(issuer, conn, req).await,
+                            None => Ok(issuer::unconfigured(req.version(), &conn)),
+                        }
+                    }
+                })
+                .await
+            }
         };
         if let Err(e) = served {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
         metrics.connection_closed();
+    }
+}
+
+/// What serving HTTP on one connection needs besides the site's handler.
+struct Http<'a> {
+    limits: &'a Limits,
+    is_h2: bool,
+    activity: Arc<Activity>,
+    drain: &'a mut watch::Receiver<bool>,
+    metrics: &'a Arc<crate::metrics::Metrics>,
+}
+
+impl Http<'_> {
+    /// Serves requests on `io` with `handler` until the client leaves, the
+    /// listener drains or a verdict closes the connection. Generic over the
+    /// handler, so each site's requests pay for no dispatch.
+    async fn serve<H, F>(
+        self,
+        io: ClientIo<Box<TlsStream>>,
+        conn: Arc<Connection>,
+        handler: H,
+    ) -> Result<(), hyper::Error>
+    where
+        H: Fn(Arc<Connection>, http::Request<RequestBody>) -> F + Clone + Unpin + Send + Sync + 'static,
+        F: Future<Output = Result<http::Response<crate::body::Body>, std::convert::Infallible>> + Send + 'static,
+    {
+        let close = conn.clone();
+        let requests = self.activity.clone();
+        let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            // Counted here, not inside the future: hyper may poll it later.
+            requests.request_started();
+            let response_in_flight = InFlight::enter(&requests);
+            let req = req.map(|body| RequestBody::new(body, InFlight::enter(&requests)));
+            let handled = handler(conn.clone(), req);
+            async move {
+                let response = handled.await?;
+                Ok::<_, std::convert::Infallible>(response.map(|body| ResponseBody::new(body, response_in_flight)))
+            }
+        });
+        if self.is_h2 {
+            // Boxed: h2's connection state is large, and inline it would size
+            // every connection's task, HTTP/1.1 ones included.
+            Box::pin(serve_http2(
+                &http2_builder(self.limits),
+                io,
+                service,
+                self.drain,
+                &close,
+            ))
+            .await
+        } else {
+            crate::conn::park::serve(
+                &http1_builder(self.limits),
+                io,
+                service,
+                self.activity,
+                self.drain,
+                self.metrics,
+            )
+            .await
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use crate::app::fingerprint::Fingerprint;
 use crate::app::prepare::{KeysPolicy, Prepared, prepare};
 use crate::config::{Config, ConfigError};
 use crate::gateway::Gateway;
+use crate::issuer::Issuer;
 use crate::metrics::Metrics;
 
 /// Why a reload was attempted, for logs and metrics.
@@ -60,6 +61,13 @@ impl Live {
         self.current.load().gateway.clone()
     }
 
+    /// The authorization server of the current generation, for one request
+    /// on its listener; as cheap as [`Live::gateway`]. `None` only when no
+    /// `[authorization_server]` is configured, and then its listener is not bound.
+    pub fn issuer(&self) -> Option<Arc<Issuer>> {
+        self.current.load().issuer.clone()
+    }
+
     /// Re-reads the configuration and every file it names. On any error the
     /// current generation stays in service and the error is returned.
     pub async fn reload(&self, trigger: ReloadTrigger) -> Result<(), ConfigError> {
@@ -88,6 +96,7 @@ impl Live {
             Ok(config) => prepare(config, self.metrics.clone(), Some(&previous), KeysPolicy::Require).await,
             Err(e) => Err(e),
         };
+        let result = result.and_then(|next| same_listeners(&previous, next));
         match result {
             Ok(next) => {
                 warn_about_restart_only_changes(&previous.config, &next.config);
@@ -105,6 +114,26 @@ impl Live {
     }
 }
 
+/// Whether the authorization server's listener is bound follows from the
+/// configuration the process started with. A reload that adds or removes
+/// `[authorization_server]` is refused, so that a generation always has an
+/// authorization server exactly when its listener is served, and the
+/// operator hears at once that this change takes a restart.
+fn same_listeners(previous: &Prepared, next: Prepared) -> Result<Prepared, ConfigError> {
+    let reason = match (&previous.issuer, &next.issuer) {
+        (Some(_), Some(_)) | (None, None) => return Ok(next),
+        (None, Some(_)) => "added by a reload: its listener is bound at start; restart bindgate to serve it",
+        (Some(_), None) => {
+            "removed by a reload: its listener stays bound until a restart; restart bindgate to remove it"
+        }
+    };
+    Err(ConfigError::InvalidValue {
+        file: next.config.source.clone(),
+        key: "authorization_server".into(),
+        reason: reason.to_string(),
+    })
+}
+
 /// Sockets are bound once; a changed address needs a restart.
 fn warn_about_restart_only_changes(previous: &Config, next: &Config) {
     if previous.server.listen != next.server.listen {
@@ -113,6 +142,10 @@ fn warn_about_restart_only_changes(previous: &Config, next: &Config) {
     let admin = |c: &Config| c.admin.as_ref().map(|a| a.listen);
     if admin(previous) != admin(next) {
         tracing::warn!("admin.listen changed: takes effect on restart");
+    }
+    let as_listen = |c: &Config| c.authorization_server.as_ref().map(|a| a.listen);
+    if as_listen(previous) != as_listen(next) {
+        tracing::warn!("authorization_server.listen changed: takes effect on restart");
     }
     if previous.limits.max_connections != next.limits.max_connections {
         tracing::warn!("limits.max_connections changed: takes effect on restart");

@@ -11,11 +11,13 @@ use crate::app::fingerprint;
 use crate::auth::dpop::check::DpopVerifier;
 use crate::auth::dpop::nonce::NonceIssuer;
 use crate::auth::dpop::store::ReplayStore;
-use crate::auth::token::{Issuer, KeyStore, TokenValidator};
-use crate::config::{Config, ConfigError, JwksSource, TokenSettings};
+use crate::auth::token::{self, KeyStore, TokenValidator};
+use crate::config::{AuthorizationServerSettings, Config, ConfigError, JwksSource, TokenSettings};
 use crate::conn::tls;
 use crate::gateway::Gateway;
 use crate::gateway::{forward, routes};
+use crate::issuer::Issuer;
+use crate::jose::sign::{KeyRing, KeyRingError};
 use crate::metrics::Metrics;
 
 /// A configuration with every file it names loaded and checked: ready to serve.
@@ -27,6 +29,8 @@ pub struct Prepared {
     /// Content of the watched files, taken just before they were read.
     pub fingerprint: fingerprint::Fingerprint,
     pub gateway: Arc<Gateway>,
+    /// The authorization server, when `[authorization_server]` is configured.
+    pub issuer: Option<Arc<Issuer>>,
 }
 
 /// What to do about an issuer whose keys cannot be fetched while preparing.
@@ -60,7 +64,7 @@ pub async fn prepare(
     let mut issuers = Vec::with_capacity(config.issuers.len());
     for settings in &config.issuers {
         let keys = key_store(&config, settings, &metrics, previous, policy).await?;
-        issuers.push(Issuer {
+        issuers.push(token::Issuer {
             settings: settings.clone(),
             keys,
         });
@@ -72,6 +76,10 @@ pub async fn prepare(
     }
     let routes = routes::RouteTable::build(&config)?;
     let dpop = dpop_verifier(&config, &metrics, previous)?;
+    let issuer = match &config.authorization_server {
+        Some(settings) => Some(Arc::new(authorization_server(&config, settings, &metrics)?)),
+        None => None,
+    };
     let gateway = Arc::new(Gateway {
         realm: config.server.realm.clone(),
         validator: TokenValidator::new(issuers, config.limits.token_cache_bytes, metrics.clone()),
@@ -88,7 +96,50 @@ pub async fn prepare(
         certificates,
         fingerprint,
         gateway,
+        issuer,
     })
+}
+
+/// The authorization server of this generation: its signing keys read
+/// afresh (a reload is how keys rotate), its TLS configuration, its
+/// metadata rendered.
+fn authorization_server(
+    config: &Config,
+    settings: &AuthorizationServerSettings,
+    metrics: &Arc<Metrics>,
+) -> Result<Issuer, ConfigError> {
+    let keys = KeyRing::load(&settings.signing_keys).map_err(|e| signing_keys_error(config, settings, e))?;
+    let tls = tls::authorization_server_config(config, settings)?;
+    Ok(Issuer::new(
+        settings.clone(),
+        Arc::new(keys),
+        &config.dpop.algorithms,
+        tls,
+        metrics.clone(),
+    ))
+}
+
+/// Names the entry of `signing_keys` at fault, and its file.
+fn signing_keys_error(config: &Config, settings: &AuthorizationServerSettings, e: KeyRingError) -> ConfigError {
+    const KEY: &str = "authorization_server.signing_keys";
+    match e {
+        KeyRingError::Key { index, source } => config.unusable(format!("{KEY}[{index}]"), &source.path, source.reason),
+        KeyRingError::Duplicate {
+            index,
+            path,
+            first_index,
+            kid,
+            ..
+        } => config.unusable(
+            format!("{KEY}[{index}]"),
+            &path,
+            format!("is the same key as {KEY}[{first_index}] (kid {kid}); list each key once"),
+        ),
+        KeyRingError::NoKeys | KeyRingError::Unpublishable(_) => {
+            let path = settings.signing_keys.first().cloned().unwrap_or_default();
+            config.unusable(KEY, &path, e)
+        }
+    }
 }
 
 /// The DPoP checker. The replay store outlives reloads that leave its

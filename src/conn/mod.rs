@@ -15,6 +15,8 @@ pub(crate) mod tls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use rustls::pki_types::CertificateDer;
+
 use crate::conn::framing::FramingLog;
 use crate::conn::identity::ClientIdentity;
 
@@ -24,6 +26,11 @@ pub struct Connection {
     pub peer: SocketAddr,
     /// The client certificate's identity, if one was presented.
     pub identity: Option<ClientIdentity>,
+    /// The certificate chain the client presented (DER, leaf first), kept
+    /// only on the authorization server's connections: client authentication
+    /// there needs the whole chain, and the gateway's idle connections
+    /// should not carry it.
+    pub peer_chain: Option<Arc<[CertificateDer<'static>]>>,
     pub resumed: bool,
     /// Framing verdicts of an HTTP/1 connection, one per request.
     pub framing: Option<Arc<FramingLog>>,
@@ -47,10 +54,18 @@ impl Connection {
         Connection {
             peer,
             identity,
+            peer_chain: None,
             resumed,
             framing,
             forwarded_for,
             close_requested: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Keeps the presented certificate chain, for the authorization server's
+    /// per-client certificate checks.
+    pub fn with_peer_chain(mut self, chain: Option<Arc<[CertificateDer<'static>]>>) -> Connection {
+        self.peer_chain = chain;
+        self
     }
 }

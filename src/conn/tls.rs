@@ -14,7 +14,7 @@ use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::config::{ClientAuth, Config, ConfigError};
+use crate::config::{AuthorizationServerSettings, ClientAuth, Config, ConfigError};
 use crate::conn::pem;
 use crate::conn::revocation::RevocationSet;
 
@@ -32,21 +32,66 @@ pub fn server_config(config: &Config) -> Result<(Arc<ServerConfig>, RevocationSe
     let server = &config.server;
     let provider = provider();
     let (verifier, revoked) = client_verifier(config, provider.clone())?;
-    let chain = pem::certificates(&server.cert).map_err(|e| config.unusable("server.cert", &server.cert, e))?;
-    let key = pem::private_key(&server.key).map_err(|e| config.unusable("server.key", &server.key, e))?;
+    let files = ServerFiles {
+        cert: ("server.cert", &server.cert),
+        key: ("server.key", &server.key),
+    };
+    Ok((listener_config(config, provider, verifier, files)?, revoked))
+}
+
+/// The TLS server configuration of the authorization server's listener.
+/// The handshake asks for a client certificate and does not require one
+/// (public clients have none), and accepts any certificate whose handshake
+/// signature proves the client holds its key, self-signed ones included:
+/// which certificate authenticates which client is decided per client at
+/// the token endpoint, against `client_ca` or the client's keys. So no CA
+/// names are hinted either; some clients would then hide a self-signed one.
+///
+/// Like [`server_config`], a fresh session cache and ticket key every call.
+pub fn authorization_server_config(
+    config: &Config,
+    settings: &AuthorizationServerSettings,
+) -> Result<Arc<ServerConfig>, ConfigError> {
+    let provider = provider();
+    let verifier = Arc::new(AnyCertificateIfPresented(AnyCertificate {
+        schemes: provider.signature_verification_algorithms,
+    }));
+    let files = ServerFiles {
+        cert: ("authorization_server.cert", &settings.cert),
+        key: ("authorization_server.key", &settings.key),
+    };
+    listener_config(config, provider, verifier, files)
+}
+
+/// A listener's certificate chain and key files, each with the key naming it.
+struct ServerFiles<'a> {
+    cert: (&'static str, &'a Path),
+    key: (&'static str, &'a Path),
+}
+
+/// What both listeners share: protocol versions, ALPN, session resumption, no 0-RTT.
+fn listener_config(
+    config: &Config,
+    provider: Arc<CryptoProvider>,
+    verifier: Arc<dyn ClientCertVerifier>,
+    files: ServerFiles<'_>,
+) -> Result<Arc<ServerConfig>, ConfigError> {
+    let ((cert_key, cert), (key_key, key)) = (files.cert, files.key);
+    let chain = pem::certificates(cert).map_err(|e| config.unusable(cert_key, cert, e))?;
+    let private_key = pem::private_key(key).map_err(|e| config.unusable(key_key, key, e))?;
     let mut tls = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| config.unusable("server.cert", &server.cert, e))?
+        .map_err(|e| config.unusable(cert_key, cert, e))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| config.unusable("server.key", &server.key, format!("does not fit server.cert: {e}")))?;
+        .with_single_cert(chain, private_key)
+        .map_err(|e| config.unusable(key_key, key, format!("does not fit {cert_key}: {e}")))?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     tls.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
     tls.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
-        .map_err(|e| config.unusable("server.cert", &server.cert, format!("cannot create a ticket key: {e}")))?;
+        .map_err(|e| config.unusable(cert_key, cert, format!("cannot create a ticket key: {e}")))?;
     // 0-RTT data could be replayed; never accept it.
     tls.max_early_data_size = 0;
-    Ok((Arc::new(tls), revoked))
+    Ok(Arc::new(tls))
 }
 
 /// The crypto provider of every TLS configuration, server and client.
@@ -301,6 +346,58 @@ impl ClientCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.schemes.supported_schemes()
+    }
+}
+
+/// The authorization server's handshake: [`AnyCertificate`]'s checks on a
+/// certificate that is presented, and none presented is fine too (public
+/// clients have none). Which certificate authenticates which client is the
+/// token endpoint's decision, per client.
+#[derive(Debug)]
+struct AnyCertificateIfPresented(AnyCertificate);
+
+impl ClientCertVerifier for AnyCertificateIfPresented {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.0.verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }
 

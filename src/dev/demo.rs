@@ -110,6 +110,7 @@ impl Demo {
         let listeners = crate::Listeners {
             proxy: gateway_listener,
             admin: None,
+            authorization_server: None,
         };
         let live = Arc::new(crate::app::live::Live::new(
             config_path.to_path_buf(),

@@ -19,17 +19,8 @@ use crate::auth::token::extract::Scheme;
 use crate::body::Body;
 use crate::config::BindingMethods;
 use crate::conn::Connection;
-use crate::http::access::{AccessRecord, LoggedBody};
+use crate::http::access::{AccessRecord, CLIENT_CLOSED_REQUEST, CLIENT_GONE, LoggedBody};
 use crate::metrics::Metrics;
-
-/// The reason label of a request whose client left before its response
-/// head was ready: it has no verdict, and nothing was sent.
-pub const CLIENT_GONE: &str = "client_gone";
-
-/// The status label of [`CLIENT_GONE`]: nginx's 499 "client closed request",
-/// the code operators already read that way. Never sent: there is nobody to
-/// send it to.
-pub const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 /// What the request path learned that the access log and metrics report.
 #[derive(Default)]

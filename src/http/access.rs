@@ -15,6 +15,15 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use crate::body::{Body, BoxError};
 use crate::conn::Connection;
 
+/// The reason label of a request whose client left before its response
+/// head was ready: it has no verdict, and nothing was sent.
+pub const CLIENT_GONE: &str = "client_gone";
+
+/// The status label of [`CLIENT_GONE`]: nginx's 499 "client closed request",
+/// the code operators already read that way. Never sent: there is nobody to
+/// send it to.
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+
 /// Everything the access line reports, collected along the request path.
 pub struct AccessRecord {
     pub conn: Arc<Connection>,

@@ -17,6 +17,7 @@ mod dpop;
 mod dpop_shared;
 mod drain;
 mod idle;
+mod issuer_endpoints;
 mod keys;
 mod live_reload;
 mod ops;

@@ -15,6 +15,8 @@ pub struct GatewayProcess {
     child: Child,
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
+    /// The authorization server's listener, when the configuration has one.
+    pub authorization_server: Option<SocketAddr>,
     stderr_path: PathBuf,
 }
 
@@ -50,10 +52,12 @@ impl GatewayProcess {
             .map_err(|e| format!("cannot spawn bindgate: {e}"))?;
         let stdout = child.stdout.take().unwrap();
         let rx = super::line_channel(stdout);
-        let wants_admin = std::fs::read_to_string(config).unwrap().contains("[admin]");
+        let text = std::fs::read_to_string(config).unwrap();
+        let wants_admin = text.contains("[admin]");
+        let wants_as = text.contains("[authorization_server]");
         let deadline = Instant::now() + START_TIMEOUT;
-        let (mut addr, mut admin) = (None, None);
-        while addr.is_none() || (wants_admin && admin.is_none()) {
+        let (mut addr, mut admin, mut authorization_server) = (None, None, None);
+        while addr.is_none() || (wants_admin && admin.is_none()) || (wants_as && authorization_server.is_none()) {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
@@ -64,6 +68,7 @@ impl GatewayProcess {
                     match parsed {
                         Some((a, what)) if what == "(proxy)" => addr = Some(a),
                         Some((a, what)) if what == "(admin)" => admin = Some(a),
+                        Some((a, what)) if what == "(authorization server)" => authorization_server = Some(a),
                         _ => {}
                     }
                 }
@@ -79,6 +84,7 @@ impl GatewayProcess {
             child,
             addr: addr.unwrap(),
             admin,
+            authorization_server,
             stderr_path,
         })
     }

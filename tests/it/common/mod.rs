@@ -2,6 +2,7 @@
 //! real binary started on port 0 with a generated configuration, and a TLS
 //! client presenting the certificate a test chooses.
 
+pub mod authorization_server;
 pub mod client;
 pub mod dpop;
 pub mod gateway;
@@ -14,6 +15,7 @@ pub mod upstream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub use authorization_server::{AS_ISSUER, SigningKeyFile, as_table};
 pub use client::{Alpn, Reply, TlsClient, get, request};
 pub use gateway::{GatewayProcess, run_cli, run_cli_async};
 pub use issuer::{AUD, ISS, TestIssuer, now, with, without};

@@ -1,0 +1,108 @@
+//! Every way an authorization server request can fail, mapped in one
+//! exhaustive `match` to its status, JSON `error` code, the stable reason
+//! label of logs and metrics, and whether the connection must close.
+
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::body::Body;
+use crate::http::inbound::RequestError;
+use crate::issuer::respond;
+
+/// Why a request got no answer from an endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    /// Malformed whoever sent it: framing, Host; answered as the gateway
+    /// answers them, with the same reason labels.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("no such endpoint")]
+    NotFound,
+    /// `allow` is the endpoint's `Allow` header.
+    #[error("method not allowed here; use {allow}")]
+    MethodNotAllowed { allow: &'static str },
+    /// The configuration serving this listener has no authorization server;
+    /// a reload cannot remove it, so only a listener given without one sees this.
+    #[error("no authorization server is configured")]
+    Unconfigured,
+}
+
+/// How one rejection is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub status: StatusCode,
+    /// The body's `error` member: an RFC 6749 section 5.2 code where one fits.
+    pub error: &'static str,
+    /// Stable machine-readable reason: the access line's and the log's label.
+    pub reason: &'static str,
+    /// End the connection after this response: its byte stream cannot be trusted.
+    pub close_connection: bool,
+}
+
+impl Rejection {
+    pub fn verdict(&self) -> Verdict {
+        let verdict = |status, error, reason| Verdict {
+            status,
+            error,
+            reason,
+            close_connection: false,
+        };
+        match self {
+            Rejection::Request(e) => request_verdict(e),
+            Rejection::NotFound => verdict(StatusCode::NOT_FOUND, "not_found", "not_found"),
+            Rejection::MethodNotAllowed { .. } => {
+                verdict(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "method_not_allowed")
+            }
+            Rejection::Unconfigured => Verdict {
+                close_connection: true,
+                ..verdict(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "unconfigured",
+                )
+            },
+        }
+    }
+
+    /// The response: JSON error body, `no-store`, and `Allow` for a 405.
+    pub fn to_response(&self) -> Response<Body> {
+        let verdict = self.verdict();
+        let mut response = respond::error(verdict.status, verdict.error, &self.to_string());
+        if let Rejection::MethodNotAllowed { allow } = self {
+            response
+                .headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+fn request_verdict(e: &RequestError) -> Verdict {
+    let bad = |reason| Verdict {
+        status: StatusCode::BAD_REQUEST,
+        error: "invalid_request",
+        reason,
+        close_connection: false,
+    };
+    let closing = |verdict: Verdict| Verdict {
+        close_connection: true,
+        ..verdict
+    };
+    match e {
+        RequestError::MissingHost => bad("host_missing"),
+        RequestError::MultipleHosts => bad("host_duplicate"),
+        // RFC 9112 section 6.1: close after answering a message with ambiguous framing.
+        RequestError::AmbiguousFraming => closing(bad("ambiguous_framing")),
+        RequestError::FormTooLarge { .. } => Verdict {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            ..bad("form_too_large")
+        },
+        RequestError::BodyUnreadable(_) => bad("body_unreadable"),
+        // The rest of a body that came too slowly is not worth waiting for.
+        RequestError::BodyTimedOut(_) => closing(Verdict {
+            status: StatusCode::REQUEST_TIMEOUT,
+            ..bad("body_timeout")
+        }),
+        RequestError::PathNotNormalized => bad("path_not_normalized"),
+        RequestError::UnderscoreInHeaderName => bad("header_name_underscore"),
+    }
+}
