@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{Method, Request, Response, Version};
 use http_body_util::BodyExt;
@@ -19,7 +19,7 @@ use crate::auth::token::extract::Scheme;
 use crate::body::Body;
 use crate::config::BindingMethods;
 use crate::conn::Connection;
-use crate::http::access::{AccessRecord, CLIENT_CLOSED_REQUEST, CLIENT_GONE, LoggedBody};
+use crate::http::access::{AccessRecord, CLIENT_CLOSED_REQUEST, CLIENT_GONE, LoggedBody, RequestLine};
 use crate::metrics::Metrics;
 
 /// What the request path learned that the access log and metrics report.
@@ -44,13 +44,7 @@ pub struct RequestNotes {
 pub struct Outcome<'a> {
     metrics: &'a Metrics,
     conn: &'a Arc<Connection>,
-    started: Instant,
-    /// Whether the access log is on: without it nothing needs the path or byte counts.
-    access_log: bool,
-    method: Method,
-    /// Empty without an access log; never the query, which may carry a token.
-    path: String,
-    version: Version,
+    line: RequestLine,
     notes: RequestNotes,
     /// The response head is ready: the request is counted and its access
     /// line belongs to the response body.
@@ -60,23 +54,15 @@ pub struct Outcome<'a> {
 impl<'a> Outcome<'a> {
     /// Starts the clock on `req`.
     pub fn begin<B>(metrics: &'a Metrics, conn: &'a Arc<Connection>, req: &Request<B>) -> Outcome<'a> {
-        let access_log = tracing::enabled!(target: "bindgate::access", tracing::Level::INFO);
+        let line = RequestLine::of(req);
         Outcome {
             metrics,
             conn,
-            started: Instant::now(),
-            access_log,
-            method: req.method().clone(),
-            path: if access_log {
-                req.uri().path().to_string()
-            } else {
-                String::new()
-            },
-            version: req.version(),
             notes: RequestNotes {
-                bytes_in: access_log.then(Arc::default),
+                bytes_in: line.access_log.then(Arc::default),
                 ..RequestNotes::default()
             },
+            line,
             answered: false,
         }
     }
@@ -92,14 +78,14 @@ impl<'a> Outcome<'a> {
     }
 
     pub fn version(&self) -> Version {
-        self.version
+        self.line.version
     }
 
     /// The response head is ready: counts the request under `reason` now;
     /// the access line follows when the body has been sent or abandoned.
     pub fn respond(mut self, response: Response<Body>, reason: &'static str) -> Response<Body> {
         self.answered = true;
-        let head = self.started.elapsed();
+        let head = self.line.started.elapsed();
         let status = response.status().as_u16();
         self.count(status, reason, head);
         match self.record(status, reason, head) {
@@ -122,21 +108,21 @@ impl<'a> Outcome<'a> {
 
     /// The access line's fields, taken out of the guard, or `None` without an access log.
     fn record(&mut self, status: u16, reason: &'static str, head: Duration) -> Option<AccessRecord> {
-        if !self.access_log {
+        if !self.line.access_log {
             return None;
         }
         let notes = std::mem::take(&mut self.notes);
         Some(AccessRecord {
             conn: self.conn.clone(),
-            method: std::mem::replace(&mut self.method, Method::GET),
-            path: std::mem::take(&mut self.path),
-            version: self.version,
+            method: std::mem::replace(&mut self.line.method, Method::GET),
+            path: std::mem::take(&mut self.line.path),
+            version: self.line.version,
             status,
             reason,
             route: notes.route,
             binding_violation: notes.binding_violation,
             binding: notes.binding,
-            started: self.started,
+            started: self.line.started,
             head_us: head.as_micros() as u64,
             upstream_us: notes.upstream_us,
             bytes_in: notes.bytes_in.unwrap_or_default(),
@@ -151,7 +137,7 @@ impl Drop for Outcome<'_> {
         }
         // hyper dropped the request before its response head was ready: the
         // client left. How long it waited stands in for the time to the head.
-        let waited = self.started.elapsed();
+        let waited = self.line.started.elapsed();
         self.count(CLIENT_CLOSED_REQUEST, CLIENT_GONE, waited);
         if let Some(record) = self.record(CLIENT_CLOSED_REQUEST, CLIENT_GONE, waited) {
             record.write(0, false);

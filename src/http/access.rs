@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Method, Version};
+use http::{Method, Request, Version};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use crate::body::{Body, BoxError};
@@ -23,6 +23,36 @@ pub const CLIENT_GONE: &str = "client_gone";
 /// the code operators already read that way. Never sent: there is nobody to
 /// send it to.
 pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// What the access line says about the request itself, taken as it arrives:
+/// the one part every site's end-of-request guard shares.
+pub struct RequestLine {
+    pub started: Instant,
+    /// Whether the access log is on; without it nothing needs the path.
+    pub access_log: bool,
+    pub method: Method,
+    /// Empty without an access log; never the query, which may carry a token.
+    pub path: String,
+    pub version: Version,
+}
+
+impl RequestLine {
+    /// Starts the clock on `req`.
+    pub fn of<B>(req: &Request<B>) -> RequestLine {
+        let access_log = tracing::enabled!(target: "bindgate::access", tracing::Level::INFO);
+        RequestLine {
+            started: Instant::now(),
+            access_log,
+            method: req.method().clone(),
+            path: if access_log {
+                req.uri().path().to_string()
+            } else {
+                String::new()
+            },
+            version: req.version(),
+        }
+    }
+}
 
 /// Everything the access line reports, collected along the request path.
 pub struct AccessRecord {

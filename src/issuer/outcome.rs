@@ -6,14 +6,14 @@
 //! was waiting on a key fetch or a store).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{Method, Request, Response, Version};
 use http_body_util::BodyExt;
 
 use crate::body::Body;
 use crate::conn::Connection;
-use crate::http::access::{AccessRecord, CLIENT_CLOSED_REQUEST, CLIENT_GONE, LoggedBody};
+use crate::http::access::{AccessRecord, CLIENT_CLOSED_REQUEST, CLIENT_GONE, LoggedBody, RequestLine};
 use crate::metrics::Metrics;
 
 /// An end-of-request guard: [`Outcome::respond`] counts the request and
@@ -22,12 +22,7 @@ use crate::metrics::Metrics;
 pub struct Outcome<'a> {
     metrics: &'a Metrics,
     conn: &'a Arc<Connection>,
-    started: Instant,
-    access_log: bool,
-    method: Method,
-    /// Empty without an access log; never the query.
-    path: String,
-    version: Version,
+    line: RequestLine,
     /// The endpoint's path as served, once the request was routed to one.
     endpoint: Option<Arc<str>>,
     answered: bool,
@@ -36,20 +31,12 @@ pub struct Outcome<'a> {
 impl<'a> Outcome<'a> {
     /// Starts the clock on `req`.
     pub fn begin<B>(metrics: &'a Metrics, conn: &'a Arc<Connection>, req: &Request<B>) -> Outcome<'a> {
-        let access_log = tracing::enabled!(target: "bindgate::access", tracing::Level::INFO);
+        let line = RequestLine::of(req);
         Outcome {
             metrics,
             conn,
-            started: Instant::now(),
-            access_log,
-            method: req.method().clone(),
-            path: if access_log {
-                req.uri().path().to_string()
-            } else {
-                String::new()
-            },
-            version: req.version(),
             endpoint: None,
+            line,
             answered: false,
         }
     }
@@ -60,14 +47,14 @@ impl<'a> Outcome<'a> {
     }
 
     pub fn version(&self) -> Version {
-        self.version
+        self.line.version
     }
 
     /// The response head is ready: counts the request now; the access line
     /// follows when the body has been sent or abandoned.
     pub fn respond(mut self, response: Response<Body>, reason: &'static str) -> Response<Body> {
         self.answered = true;
-        let head = self.started.elapsed();
+        let head = self.line.started.elapsed();
         let status = response.status().as_u16();
         self.count(status);
         match self.record(status, reason, head) {
@@ -83,20 +70,20 @@ impl<'a> Outcome<'a> {
     }
 
     fn record(&mut self, status: u16, reason: &'static str, head: Duration) -> Option<AccessRecord> {
-        if !self.access_log {
+        if !self.line.access_log {
             return None;
         }
         Some(AccessRecord {
             conn: self.conn.clone(),
-            method: std::mem::replace(&mut self.method, Method::GET),
-            path: std::mem::take(&mut self.path),
-            version: self.version,
+            method: std::mem::replace(&mut self.line.method, Method::GET),
+            path: std::mem::take(&mut self.line.path),
+            version: self.line.version,
             status,
             reason,
             route: self.endpoint.take(),
             binding_violation: None,
             binding: None,
-            started: self.started,
+            started: self.line.started,
             head_us: head.as_micros() as u64,
             upstream_us: None,
             // No endpoint reads a body yet; the count is zero until one does.
@@ -110,7 +97,7 @@ impl Drop for Outcome<'_> {
         if self.answered {
             return;
         }
-        let waited = self.started.elapsed();
+        let waited = self.line.started.elapsed();
         self.count(CLIENT_CLOSED_REQUEST);
         if let Some(record) = self.record(CLIENT_CLOSED_REQUEST, CLIENT_GONE, waited) {
             record.write(0, false);
