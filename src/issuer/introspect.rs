@@ -27,6 +27,7 @@ use crate::issuer::client_request;
 use crate::issuer::outcome::Outcome;
 use crate::issuer::reject::Rejection;
 use crate::jose::Algorithm;
+use crate::jose::jwk::KeySet;
 use crate::jose::jws::{self, JoseHeader};
 
 /// Why an introspection request is refused (as opposed to answered `active: false`).
@@ -62,12 +63,14 @@ pub async fn serve(
     }
 
     let token = form.get("token").ok_or(IntrospectError::TokenMissing)?;
-    let answer = introspect(issuer, token, now as u64).unwrap_or_else(inactive);
+    let answer =
+        introspect(issuer.keys.verification(), &issuer.settings.issuer, token, now as u64).unwrap_or_else(inactive);
     Ok(json_response(&answer))
 }
 
-/// The members of an active token's answer, or `None` for an inactive one.
-fn introspect(issuer: &Issuer, token: &str, now: u64) -> Option<Value> {
+/// The members of an active token's answer, or `None` for an inactive one:
+/// `token` must verify against `keys` and name `issuer`.
+fn introspect(keys: &KeySet, issuer: &str, token: &str, now: u64) -> Option<Value> {
     let jws = jws::parse::<JoseHeader>(token).ok()?;
     if !jws
         .header
@@ -79,13 +82,13 @@ fn introspect(issuer: &Issuer, token: &str, now: u64) -> Option<Value> {
         return None;
     }
     let alg = Algorithm::from_name(&jws.header.alg).ok()?;
-    let key = issuer.keys.verification().choose(jws.header.kid.as_deref(), alg).ok()?;
+    let key = keys.choose(jws.header.kid.as_deref(), alg).ok()?;
     if !key.verify(alg, jws.signing_input.as_bytes(), jws.signature_b64) {
         return None;
     }
     let payload = jws::decode_part(jws.payload_b64, "payload").ok()?;
     let claims: IssuedClaims = serde_json::from_slice(&payload).ok()?;
-    if claims.iss != issuer.settings.issuer || claims.exp <= now {
+    if claims.iss != issuer || claims.exp <= now {
         return None;
     }
     let token_type = if claims.cnf.contains_key("jkt") {
@@ -141,4 +144,84 @@ fn json_response(answer: &Value) -> Response<Body> {
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issuer::access_token::{Binding, Grant, mint};
+    use crate::jose::sign::SigningKey;
+
+    const ISSUER: &str = "https://as.example";
+
+    fn key() -> SigningKey {
+        let pkcs8 =
+            aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
+        SigningKey::from_pkcs8_der(pkcs8.as_ref()).unwrap()
+    }
+
+    fn keys_of(key: &SigningKey) -> KeySet {
+        KeySet::from_json(format!("{{\"keys\":[{}]}}", key.public_jwk()).as_bytes()).unwrap()
+    }
+
+    fn token(key: &SigningKey, issuer: &str, binding: &Binding, iat: u64) -> String {
+        let grant = Grant {
+            issuer,
+            subject: "svc-a",
+            client_id: "svc-a",
+            audience: &["https://api.example".into()],
+            scope: &["orders:read".into()],
+            binding,
+            family: None,
+        };
+        mint(key, &grant, iat, 300).unwrap().token
+    }
+
+    #[test]
+    fn a_live_token_of_ours_is_active_with_its_claims_and_token_type() {
+        let key = key();
+        let dpop = Binding::Dpop { jkt: "jkt-1".into() };
+        let answer = introspect(&keys_of(&key), ISSUER, &token(&key, ISSUER, &dpop, 1000), 1100).unwrap();
+        assert_eq!(answer["active"], true);
+        assert_eq!(answer["token_type"], "DPoP");
+        assert_eq!(answer["cnf"], serde_json::json!({ "jkt": "jkt-1" }));
+        assert_eq!(answer["scope"], "orders:read");
+        assert_eq!(
+            (answer["iat"].as_u64(), answer["exp"].as_u64()),
+            (Some(1000), Some(1300))
+        );
+        for member in ["iss", "sub", "aud", "client_id", "jti"] {
+            assert!(answer[member].is_string(), "{member} in {answer}");
+        }
+        let mtls = Binding::Certificate { x5t_s256: "x5t".into() };
+        let answer = introspect(&keys_of(&key), ISSUER, &token(&key, ISSUER, &mtls, 1000), 1100).unwrap();
+        assert_eq!(answer["token_type"], "Bearer");
+        assert_eq!(answer["cnf"], serde_json::json!({ "x5t#S256": "x5t" }));
+    }
+
+    #[test]
+    fn expired_foreign_tampered_and_unsigned_tokens_are_inactive() {
+        let (ours, theirs) = (key(), key());
+        let keys = keys_of(&ours);
+        let binding = Binding::Dpop { jkt: "k".into() };
+        let live = token(&ours, ISSUER, &binding, 1000);
+        assert!(introspect(&keys, ISSUER, &live, 1299).is_some());
+        assert!(introspect(&keys, ISSUER, &live, 1300).is_none(), "expired at exp");
+        assert!(introspect(&keys, ISSUER, &token(&theirs, ISSUER, &binding, 1000), 1100).is_none());
+        assert!(
+            introspect(
+                &keys,
+                ISSUER,
+                &token(&ours, "https://other.example", &binding, 1000),
+                1100
+            )
+            .is_none()
+        );
+        let mut tampered = live.clone();
+        tampered.pop();
+        assert!(introspect(&keys, ISSUER, &tampered, 1100).is_none());
+        for junk in ["", "a.b", "a.b.c", "not a token"] {
+            assert!(introspect(&keys, ISSUER, junk, 1100).is_none(), "{junk}");
+        }
+    }
 }
