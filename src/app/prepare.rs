@@ -12,7 +12,7 @@ use crate::auth::dpop::check::DpopVerifier;
 use crate::auth::dpop::nonce::NonceIssuer;
 use crate::auth::dpop::store::ReplayStore;
 use crate::auth::token::{self, KeyStore, TokenValidator};
-use crate::config::{AuthorizationServerSettings, Config, ConfigError, JwksSource, TokenSettings};
+use crate::config::{AuthorizationServerSettings, Config, ConfigError, IssuerKeys, JwksSource, TokenSettings};
 use crate::conn::tls;
 use crate::gateway::Gateway;
 use crate::gateway::{forward, routes};
@@ -61,9 +61,17 @@ pub async fn prepare(
         certificates
             .extend(tls::summaries("client_ca", path).map_err(|e| config.unusable("server.client_ca", path, e))?);
     }
+    // Read once, afresh each generation (a reload is how keys rotate), and
+    // shared: the embedded issuer's tokens are verified against this very ring.
+    let signing_keys = match &config.authorization_server {
+        Some(settings) => Some(Arc::new(
+            KeyRing::load(&settings.signing_keys).map_err(|e| signing_keys_error(&config, settings, e))?,
+        )),
+        None => None,
+    };
     let mut issuers = Vec::with_capacity(config.issuers.len());
     for settings in &config.issuers {
-        let keys = key_store(&config, settings, &metrics, previous, policy).await?;
+        let keys = key_store(&config, settings, signing_keys.as_deref(), &metrics, previous, policy).await?;
         issuers.push(token::Issuer {
             settings: settings.clone(),
             keys,
@@ -76,10 +84,12 @@ pub async fn prepare(
     }
     let routes = routes::RouteTable::build(&config)?;
     let dpop = dpop_verifier(&config, &metrics, previous)?;
-    let issuer = match &config.authorization_server {
-        Some(settings) => Some(Arc::new(authorization_server(&config, settings, &metrics)?)),
-        None => None,
-    };
+    let issuer = config
+        .authorization_server
+        .as_ref()
+        .zip(signing_keys)
+        .map(|(settings, keys)| authorization_server(&config, settings, keys, &metrics).map(Arc::new))
+        .transpose()?;
     let gateway = Arc::new(Gateway {
         realm: config.server.realm.clone(),
         validator: TokenValidator::new(issuers, config.limits.token_cache_bytes, metrics.clone()),
@@ -100,19 +110,18 @@ pub async fn prepare(
     })
 }
 
-/// The authorization server of this generation: its signing keys read
-/// afresh (a reload is how keys rotate), its TLS configuration, its
-/// metadata rendered.
+/// The authorization server of this generation: its signing keys, its TLS
+/// configuration, its metadata rendered.
 fn authorization_server(
     config: &Config,
     settings: &AuthorizationServerSettings,
+    keys: Arc<KeyRing>,
     metrics: &Arc<Metrics>,
 ) -> Result<Issuer, ConfigError> {
-    let keys = KeyRing::load(&settings.signing_keys).map_err(|e| signing_keys_error(config, settings, e))?;
     let tls = tls::authorization_server_config(config, settings)?;
     Ok(Issuer::new(
         settings.clone(),
-        Arc::new(keys),
+        keys,
         &config.dpop.algorithms,
         tls,
         metrics.clone(),
@@ -196,15 +205,30 @@ fn dpop_verifier(
     Ok(DpopVerifier::new(settings, nonces, replay, metrics.clone()))
 }
 
+/// The keys of one trusted issuer. `signing_keys` is the embedded
+/// authorization server's ring, when there is one.
 async fn key_store(
     config: &Config,
     settings: &TokenSettings,
+    signing_keys: Option<&KeyRing>,
     metrics: &Arc<Metrics>,
     previous: Option<&Prepared>,
     policy: KeysPolicy,
 ) -> Result<Arc<KeyStore>, ConfigError> {
     let key = format!("{}.jwks", settings.section);
-    let source = &settings.jwks;
+    let source = match (&settings.keys, signing_keys) {
+        (IssuerKeys::Jwks(source), _) => source,
+        (IssuerKeys::Embedded, Some(ring)) => return Ok(Arc::new(KeyStore::embedded(&settings.issuer, ring))),
+        // Validation chooses Embedded only with the table present; a Config
+        // built in code may still get here.
+        (IssuerKeys::Embedded, None) => {
+            return Err(ConfigError::InvalidValue {
+                file: config.source.clone(),
+                key: key.into(),
+                reason: "required (a file path or an https:// URL): there is no [authorization_server]".into(),
+            });
+        }
+    };
     if let JwksSource::File(path) = source {
         let store = KeyStore::from_file(&settings.issuer, path).map_err(|e| config.unusable(key, path, e))?;
         return Ok(Arc::new(store));
