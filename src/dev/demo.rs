@@ -18,7 +18,7 @@ use rustls::pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::mint::{MintRequest, mint};
-use crate::config::{Config, JwksSource};
+use crate::config::Config;
 use crate::conn::pem;
 
 /// Why the demo could not run or did not show what it should.
@@ -87,10 +87,7 @@ impl Demo {
             .issuers
             .first()
             .ok_or_else(|| setup("the configuration trusts no issuer"))?;
-        let keys_from = match &issuer.jwks {
-            JwksSource::File(path) => path.display().to_string(),
-            JwksSource::Url(url) | JwksSource::Discovery(url) => url.to_string(),
-        };
+        let keys_from = issuer.keys.to_string();
         let (iss, aud) = (issuer.issuer.clone(), issuer.audience[0].clone());
         // The upstream address above exists only in memory; a reload from the file would lose it.
         config.reload.watch_files = false;
