@@ -116,7 +116,7 @@ fn the_shipped_configuration_checks_out() {
     let (status, stdout, stderr) = run_cli(&["check", "--config", &format!("{manifest}/gateway.toml")]);
     assert!(status.success(), "{stderr}");
     assert!(
-        stdout.contains("127.0.0.1:8443 (client_auth = \"required\")"),
+        stdout.contains("127.0.0.1:8443 (client_auth = \"optional\")"),
         "{stdout}"
     );
     // In the configuration's own words, not the gateway's type names.
