@@ -93,6 +93,11 @@ pub async fn prepare(
         .zip(signing_keys)
         .map(|(settings, keys)| authorization_server(&config, settings, keys, &dpop, &metrics, previous).map(Arc::new))
         .transpose()?;
+    if let Some(issuer) = &issuer {
+        for (key, store) in issuer.token.clients.new_key_stores() {
+            start_remote(&config, store, key, policy).await?;
+        }
+    }
     let gateway = Arc::new(Gateway {
         realm: config.server.realm.clone(),
         validator: TokenValidator::new(issuers, config.limits.token_cache_bytes, metrics.clone()),
@@ -129,7 +134,13 @@ fn authorization_server(
     let tls = tls::authorization_server_config(config, settings)?;
     let replay = gateway_dpop.replay_store().clone();
     let token = TokenEndpoint {
-        clients: ClientAuthenticator::new(config, settings, replay.clone())?,
+        clients: ClientAuthenticator::new(
+            config,
+            settings,
+            replay.clone(),
+            previous.and_then(|p| p.issuer.as_ref()).map(|i| &i.token.clients),
+            metrics,
+        )?,
         dpop: token_endpoint_dpop(config, settings, gateway_dpop, replay, metrics, previous)?,
         access_token_ttl_seconds: settings.access_token_ttl.as_secs(),
         max_request_bytes: config.limits.max_token_request_bytes,
@@ -318,13 +329,27 @@ async fn key_store(
     )
     .map_err(|e| config.unusable(key.clone(), &config.source, e))?;
     let store = Arc::new(store);
+    start_remote(config, &store, &key, policy).await?;
+    Ok(store)
+}
+
+/// The first fetch of a remote key set, then its refresher. Starting up,
+/// a failed fetch leaves it empty (not ready, for an issuer; refusing its
+/// client, for a client's keys) and retried in the background; reloading
+/// or checking, it fails the configuration, naming `key`.
+async fn start_remote(
+    config: &Config,
+    store: &Arc<KeyStore>,
+    key: &str,
+    policy: KeysPolicy,
+) -> Result<(), ConfigError> {
     match (store.fetch().await, policy) {
-        (Ok(ttl), _) => KeyStore::spawn_refresher(&store, ttl),
-        (Err(e), KeysPolicy::Require) => return Err(config.unusable(key, &config.source, e)),
+        (Ok(ttl), _) => KeyStore::spawn_refresher(store, ttl),
+        (Err(e), KeysPolicy::Require) => return Err(config.unusable(key.to_string(), &config.source, e)),
         (Err(e), KeysPolicy::StartUnready) => {
-            tracing::error!(issuer = %settings.issuer, error = %e, "issuer keys unavailable; not ready until they load");
-            KeyStore::spawn_refresher(&store, settings.remote.refresh_min);
+            tracing::error!(key, error = %e, "keys unavailable; not ready until they load (an issuer's), or the client cannot authenticate (a client's)");
+            KeyStore::spawn_refresher(store, store.refresh_min());
         }
     }
-    Ok(store)
+    Ok(())
 }

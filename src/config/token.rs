@@ -58,6 +58,21 @@ pub struct RemoteJwksSettings {
     pub timeout: Duration,
 }
 
+impl RemoteJwksSettings {
+    /// The `[token]` defaults (refresh 5 min within 30 s to a day, cooldown
+    /// 10 s, timeout 5 s), verifying the server against `ca` or the system store.
+    pub fn defaults(ca: Option<PathBuf>) -> RemoteJwksSettings {
+        RemoteJwksSettings {
+            ca,
+            refresh: Duration::from_secs(300),
+            refresh_min: Duration::from_secs(30),
+            refresh_max: Duration::from_secs(86_400),
+            refetch_cooldown: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// Which token `typ` header values are accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TypPolicy {

@@ -170,6 +170,7 @@ mod tests {
             audience: vec!["https://api.example".into(), "https://other.example".into()],
             binding,
             refresh_rotation: RefreshRotation::Never,
+            jwks_remote: crate::config::RemoteJwksSettings::defaults(None),
         }
     }
 

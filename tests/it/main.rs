@@ -13,6 +13,7 @@ mod binding;
 mod cache_memory;
 mod cli;
 mod client_gone;
+mod client_jwks_url;
 mod dpop;
 mod dpop_shared;
 mod drain;

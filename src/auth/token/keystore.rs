@@ -205,6 +205,13 @@ impl KeyStore {
         !Arc::ptr_eq(&before, &self.current())
     }
 
+    /// The soonest a refresh may follow a fetch: the retry delay after a failed one.
+    pub fn refresh_min(&self) -> Duration {
+        self.remote
+            .as_ref()
+            .map_or(Duration::MAX, |remote| remote.settings.refresh_min)
+    }
+
     /// Refreshes in the background for as long as the store is in use.
     pub fn spawn_refresher(store: &Arc<KeyStore>, first_delay: Duration) {
         if store.remote.is_none() {

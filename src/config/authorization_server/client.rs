@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::config::dn::DistinguishedName;
-use crate::config::{BindingMethods, ConfigError, JwksSource, Validator};
+use crate::config::{BindingMethods, ConfigError, JwksSource, RemoteJwksSettings, Validator};
 use crate::jose::jwk::KeySet;
 
 /// One registered client.
@@ -26,6 +26,9 @@ pub struct RegisteredClient {
     pub binding: BindingMethods,
     /// `Always` for a public client, whose refresh tokens rotate on every use.
     pub refresh_rotation: RefreshRotation,
+    /// How a `jwks` URL is fetched: `jwks_ca` and the `[token]` defaults
+    /// for refresh, cooldown and timeout. Unused for a file.
+    pub jwks_remote: RemoteJwksSettings,
 }
 
 /// How a client proves who it is at the token endpoint, with what it is checked against.
@@ -139,6 +142,7 @@ pub(super) struct RawClient {
     tls_client_auth_san_uri: Option<String>,
     tls_client_auth_san_dns: Option<String>,
     jwks: Option<String>,
+    jwks_ca: Option<PathBuf>,
     grant_types: Option<Vec<String>>,
     scope: Option<String>,
     audience: Option<Vec<String>>,
@@ -183,6 +187,18 @@ impl Validator<'_> {
     fn client(&self, keys: &Keys, mut raw: RawClient) -> Result<RegisteredClient, ConfigError> {
         let client_id = self.client_id(keys, raw.client_id.take())?;
         let auth = self.client_auth(keys, &mut raw)?;
+        let fetched = matches!(
+            &auth,
+            ClientAuthMethod::SelfSignedTlsClientAuth {
+                jwks: JwksSource::Url(_)
+            } | ClientAuthMethod::PrivateKeyJwt {
+                jwks: JwksSource::Url(_)
+            }
+        );
+        if raw.jwks_ca.is_some() && !fetched {
+            return Err(self.invalid(keys.key("jwks_ca"), "only applies with an https:// jwks URL"));
+        }
+        let jwks_remote = RemoteJwksSettings::defaults(raw.jwks_ca.take().map(|p| self.path(p)));
         let public = auth == ClientAuthMethod::None;
         let grant_types = self.grant_types(keys, raw.grant_types, public)?;
         let scope = self.scope(keys, raw.scope)?;
@@ -203,6 +219,7 @@ impl Validator<'_> {
             audience,
             binding,
             refresh_rotation,
+            jwks_remote,
         })
     }
 

@@ -217,6 +217,7 @@ audience = ["https://api.example"]
         audience: vec!["https://api.example".into()],
         binding: BindingMethods { mtls: true, dpop: true },
         refresh_rotation: RefreshRotation::Never,
+        jwks_remote: crate::config::RemoteJwksSettings::defaults(None),
     };
     let expected = AuthorizationServerSettings {
         issuer: "https://auth.example.com/tenant".into(),

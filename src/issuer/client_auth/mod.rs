@@ -19,16 +19,14 @@
 //!   says: a replayed DPoP proof is still useless without the token it was
 //!   made for, but a replayed client assertion *is* the client, and would get
 //!   its bearer a token bound to a key of its own choosing.
-//! - A client's `jwks` URL is refused when the authenticator is built (a
-//!   configuration error naming the client's key): fetching it needs the
-//!   keystore's refresher carried across reloads, which is for the step that
-//!   wires the authorization server into `app/`. JWKS files are read at build
-//!   time, so each reload reads them afresh.
+//! - A client's JWKS file is read when the authenticator is built, so each
+//!   reload reads it afresh. A `jwks` URL is fetched by the gateway's own
+//!   key store (cache, `max-age` refresh, last good set kept on failure),
+//!   carried across reloads that leave it alone; `app/prepare` starts its
+//!   first fetch and its refresher ([`ClientAuthenticator::new_key_stores`]).
+//!   A `kid` it does not know, or a self-signed certificate whose key it
+//!   does not hold, makes it refetch once (within its cooldown) and check again.
 //! - Nothing here logs, and no error carries the assertion or any part of its signature.
-
-// The token endpoint, the next step, is the first caller (and the first
-// user of the re-exports); until then only the tests are.
-#![cfg_attr(not(test), allow(dead_code, unused_imports))]
 
 mod assertion;
 mod certificate;
@@ -44,12 +42,14 @@ use rustls::pki_types::CertificateDer;
 use rustls::server::danger::ClientCertVerifier;
 
 use crate::auth::dpop::store::ReplayStore;
+use crate::auth::token::KeyStore;
 use crate::config::{
     AuthorizationServerSettings, CertificateSubject, ClientAuthMethod, Config, ConfigError, JwksSource,
     RegisteredClient,
 };
 use crate::conn::tls::{self, CertificateRequirement, ClientTrust};
 use crate::jose::jwk::KeySet;
+use crate::metrics::Metrics;
 
 pub use self::error::{ClientAuthError, Fault};
 
@@ -119,6 +119,10 @@ impl AuthMethod {
 /// Authenticates the registered clients of one configuration generation.
 pub struct ClientAuthenticator {
     clients: HashMap<String, Client>,
+    /// Remote key sets made for this generation (not carried over), each
+    /// with its configuration key: their first fetch and refresher are for
+    /// the caller to start.
+    new_key_stores: Vec<(String, Arc<KeyStore>)>,
     assertions: assertion::Rules,
     replay: Arc<ReplayStore>,
 }
@@ -135,27 +139,64 @@ enum Check {
         verifier: Arc<dyn ClientCertVerifier>,
     },
     SelfSigned {
-        keys: KeySet,
+        keys: ClientKeys,
     },
     PrivateKeyJwt {
-        keys: KeySet,
+        keys: ClientKeys,
     },
     Public,
+}
+
+/// A client's registered keys: read from its JWKS file, or fetched from its URL.
+#[derive(Clone)]
+enum ClientKeys {
+    File(Arc<KeySet>),
+    Fetched(Arc<KeyStore>),
+}
+
+impl ClientKeys {
+    fn current(&self) -> Arc<KeySet> {
+        match self {
+            ClientKeys::File(keys) => keys.clone(),
+            ClientKeys::Fetched(store) => store.current(),
+        }
+    }
+
+    /// After a miss: refetches a fetched set (once per cooldown); whether
+    /// it changed and is worth checking again.
+    async fn refetched(&self) -> bool {
+        match self {
+            ClientKeys::File(_) => false,
+            ClientKeys::Fetched(store) => store.refetch_for_unknown_kid().await,
+        }
+    }
 }
 
 impl ClientAuthenticator {
     /// Loads what `settings`' clients are checked against: the `client_ca`
     /// verifier (only when a client uses `tls_client_auth`) and each
-    /// client's JWKS file. `replay` is the store DPoP proofs use; assertions
-    /// take a key space of their own in it.
+    /// client's JWKS file; a JWKS URL's store is taken from `previous` when
+    /// it fetches the same way, or made empty. `replay` is the store DPoP
+    /// proofs use; assertions take a key space of their own in it.
     pub fn new(
         config: &Config,
         settings: &AuthorizationServerSettings,
         replay: Arc<ReplayStore>,
+        previous: Option<&ClientAuthenticator>,
+        metrics: &Arc<Metrics>,
     ) -> Result<ClientAuthenticator, ConfigError> {
         // Built for the first tls_client_auth client, so a CA no client relies on is not read.
         let mut verifier: Option<Arc<dyn ClientCertVerifier>> = None;
         let mut clients = HashMap::with_capacity(settings.clients.len());
+        let mut new_key_stores = Vec::new();
+        let mut keys_of = |index: usize, registered: &RegisteredClient, jwks: &JwksSource| {
+            let carried = previous.and_then(|p| p.fetched_keys(registered, jwks));
+            let keys = client_keys(config, index, registered, jwks, carried, metrics)?;
+            if let (ClientKeys::Fetched(store), None) = (&keys, carried) {
+                new_key_stores.push((format!("authorization_server.client[{index}].jwks"), store.clone()));
+            }
+            Ok::<_, ConfigError>(keys)
+        };
         for (index, registered) in settings.clients.iter().enumerate() {
             let check = match &registered.auth {
                 ClientAuthMethod::TlsClientAuth { subject } => Check::Tls {
@@ -166,10 +207,10 @@ impl ClientAuthenticator {
                     },
                 },
                 ClientAuthMethod::SelfSignedTlsClientAuth { jwks } => Check::SelfSigned {
-                    keys: client_keys(config, index, jwks)?,
+                    keys: keys_of(index, registered, jwks)?,
                 },
                 ClientAuthMethod::PrivateKeyJwt { jwks } => Check::PrivateKeyJwt {
-                    keys: client_keys(config, index, jwks)?,
+                    keys: keys_of(index, registered, jwks)?,
                 },
                 ClientAuthMethod::None => Check::Public,
             };
@@ -181,6 +222,7 @@ impl ClientAuthenticator {
         }
         Ok(ClientAuthenticator {
             clients,
+            new_key_stores,
             assertions: assertion::Rules {
                 issuer: settings.issuer.clone(),
                 algorithms: settings.assertion_algorithms.clone(),
@@ -189,6 +231,27 @@ impl ClientAuthenticator {
             },
             replay,
         })
+    }
+
+    /// The remote key sets this generation made, with the configuration key
+    /// each comes from: the caller fetches each first and starts its refresher.
+    pub fn new_key_stores(&self) -> &[(String, Arc<KeyStore>)] {
+        &self.new_key_stores
+    }
+
+    /// The fetched key store of `registered` in this generation, if it
+    /// fetches `jwks` with the same settings: a reload keeps its keys and cache.
+    fn fetched_keys(&self, registered: &RegisteredClient, jwks: &JwksSource) -> Option<&Arc<KeyStore>> {
+        let client = self.clients.get(&registered.client_id)?;
+        match &client.check {
+            Check::SelfSigned {
+                keys: ClientKeys::Fetched(store),
+            }
+            | Check::PrivateKeyJwt {
+                keys: ClientKeys::Fetched(store),
+            } if store.same_remote(jwks, &registered.jwks_remote) => Some(store),
+            _ => None,
+        }
     }
 
     /// Which client `credentials` authenticate as of `now` (seconds since
@@ -225,7 +288,12 @@ impl ClientAuthenticator {
             }
             Check::SelfSigned { keys } => {
                 let chain = peer_chain(credentials, method)?;
-                let thumbprint = certificate::self_signed(keys, chain, now)?;
+                let thumbprint = match certificate::self_signed(&keys.current(), chain, now) {
+                    Err(ClientAuthError::CertificateKeyNotRegistered) if keys.refetched().await => {
+                        certificate::self_signed(&keys.current(), chain, now)?
+                    }
+                    checked => checked?,
+                };
                 Ok(authenticated(Some(thumbprint)))
             }
             Check::PrivateKeyJwt { keys } => {
@@ -242,7 +310,7 @@ impl ClientAuthenticator {
     async fn private_key_jwt(
         &self,
         client: &RegisteredClient,
-        keys: &KeySet,
+        keys: &ClientKeys,
         credentials: &ClientCredentials<'_>,
         parsed: Option<assertion::Parsed<'_>>,
         now: f64,
@@ -256,7 +324,15 @@ impl ClientAuthenticator {
             Some(parsed) => parsed,
             None => assertion::parse(text)?,
         };
-        let verified = self.assertions.verify(parsed, keys, &client.client_id, now)?;
+        let verified = match self.assertions.verify(parsed, &keys.current(), &client.client_id, now) {
+            Err(ClientAuthError::AssertionUnknownKid | ClientAuthError::AssertionNoKeyForAlgorithm(_))
+                if keys.refetched().await =>
+            {
+                self.assertions
+                    .verify(assertion::parse(text)?, &keys.current(), &client.client_id, now)?
+            }
+            checked => checked?,
+        };
         assertion::record(&self.replay, &client.client_id, &verified, now).await
     }
 }
@@ -302,17 +378,28 @@ fn client_ca_verifier(
     Ok(verifier)
 }
 
-/// The keys of client `index`, read now from its JWKS file.
-fn client_keys(config: &Config, index: usize, jwks: &JwksSource) -> Result<KeySet, ConfigError> {
+/// The keys of client `index`: its JWKS file read now, or its URL's store
+/// (`carried` from the previous generation, or new and empty).
+fn client_keys(
+    config: &Config,
+    index: usize,
+    registered: &RegisteredClient,
+    jwks: &JwksSource,
+    carried: Option<&Arc<KeyStore>>,
+    metrics: &Arc<Metrics>,
+) -> Result<ClientKeys, ConfigError> {
     let key = format!("authorization_server.client[{index}].jwks");
-    match jwks {
-        JwksSource::File(path) => KeySet::from_file(path).map_err(|e| config.unusable(key, path, e)),
-        JwksSource::Url(url) | JwksSource::Discovery(url) => Err(ConfigError::InvalidValue {
-            file: config.source.clone(),
-            key: key.into(),
-            reason: format!(
-                "{url}: fetching a client's keys from a URL is not supported yet; save its JWKS to a file and name the file"
-            ),
-        }),
+    match (jwks, carried) {
+        (JwksSource::File(path), _) => Ok(ClientKeys::File(Arc::new(
+            KeySet::from_file(path).map_err(|e| config.unusable(key, path, e))?,
+        ))),
+        (_, Some(store)) => Ok(ClientKeys::Fetched(store.clone())),
+        (JwksSource::Url(_) | JwksSource::Discovery(_), None) => {
+            // The label of its fetch metric and log lines: no issuer, a client.
+            let label = format!("client {}", registered.client_id);
+            let store = KeyStore::remote(&label, jwks.clone(), registered.jwks_remote.clone(), metrics.clone())
+                .map_err(|e| config.unusable(key, &config.source, e))?;
+            Ok(ClientKeys::Fetched(Arc::new(store)))
+        }
     }
 }

@@ -19,6 +19,7 @@ use crate::config::{MINIMAL_FOR_TESTS, ReplayStoreSettings};
 use crate::jose::Algorithm;
 use crate::jose::jws::JwsError;
 use crate::jose::sign::SigningKey;
+use crate::metrics::Metrics;
 
 const ISSUER: &str = "https://localhost:8444";
 const REVOKED_SERIAL: u64 = 0x7777;
@@ -214,7 +215,7 @@ fn build(dir: &Path, table: &str, store: ReplayStoreSettings) -> Result<ClientAu
     let config = Config::parse(&format!("{MINIMAL_FOR_TESTS}\n{table}"), &dir.join("gateway.toml")).unwrap();
     let settings = config.authorization_server.clone().unwrap();
     let replay = Arc::new(ReplayStore::new(&store).unwrap());
-    ClientAuthenticator::new(&config, &settings, replay)
+    ClientAuthenticator::new(&config, &settings, replay, None, &Arc::new(Metrics::default()))
 }
 
 /// Valid claims of `svc-jwt`, with `changes` merged in (a `null` removes a claim).
@@ -357,10 +358,11 @@ async fn a_public_client_is_named_by_client_id_alone() {
 }
 
 #[test]
-fn a_jwks_url_is_refused_at_build_naming_the_client() {
+fn a_jwks_url_gets_a_key_store_to_start_which_a_rebuild_carries_over_unless_it_fetches_differently() {
     let dir = tempfile::tempdir().unwrap();
-    let table = format!(
-        r#"
+    let table = |ca: &str| {
+        format!(
+            r#"
 [authorization_server]
 issuer = "{ISSUER}"
 listen = "127.0.0.1:8444"
@@ -370,20 +372,37 @@ signing_keys = ["as-signing-key.pem"]
 client_id = "svc-jwt"
 auth = "private_key_jwt"
 jwks = "https://keys.example/svc-jwt.json"
+{ca}
 grant_types = ["client_credentials"]
 audience = ["https://api.example"]
 "#
-    );
-    let err = build(dir.path(), &table, ReplayStoreSettings::Memory { max_entries: 10 })
-        .err()
+        )
+    };
+    let build_after = |text: &str, previous: Option<&ClientAuthenticator>| {
+        let config = Config::parse(
+            &format!("{MINIMAL_FOR_TESTS}\n{text}"),
+            &dir.path().join("gateway.toml"),
+        )
         .unwrap();
-    match err {
-        ConfigError::InvalidValue { key, reason, .. } => {
-            assert_eq!(key, "authorization_server.client[0].jwks");
-            assert!(reason.contains("not supported yet"), "{reason}");
-        }
-        other => panic!("{other:?}"),
-    }
+        let settings = config.authorization_server.clone().unwrap();
+        let replay = Arc::new(ReplayStore::new(&ReplayStoreSettings::Memory { max_entries: 10 }).unwrap());
+        ClientAuthenticator::new(&config, &settings, replay, previous, &Arc::new(Metrics::default())).unwrap()
+    };
+    let first = build_after(&table(""), None);
+    let started: Vec<&str> = first.new_key_stores().iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(started, ["authorization_server.client[0].jwks"]);
+    assert!(!first.new_key_stores()[0].1.is_loaded(), "nothing fetched yet");
+
+    let same = build_after(&table(""), Some(&first));
+    assert!(
+        same.new_key_stores().is_empty(),
+        "the store is carried over, cache and refresher too"
+    );
+
+    let ca = rcgen::generate_simple_self_signed(vec!["keys.example".to_string()]).unwrap();
+    std::fs::write(dir.path().join("keys-ca.pem"), ca.cert.pem()).unwrap();
+    let other_ca = build_after(&table("jwks_ca = \"keys-ca.pem\""), Some(&first));
+    assert_eq!(other_ca.new_key_stores().len(), 1, "a new CA needs a new store");
 }
 
 #[test]
