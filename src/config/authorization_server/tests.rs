@@ -484,6 +484,7 @@ fn each_client_rule_is_refused_with_the_client_key_at_fault() {
             "tls_client_auth_subject_dn",
         ),
         (with(&pkjwt, &["-jwks"]), "jwks"),
+        (with_client(&["jwks_ca = \"ca.pem\""]), "jwks_ca"),
         (with(&pkjwt, &["jwks = \"http://svc-a.example/jwks\""]), "jwks"),
         (
             with(
