@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need beyond cargo: a redis-server binary
-# (tests start their own on a free loopback port) and the npm packages of the
-# DPoP interop client in tests/interop. Idempotent, and silent when everything
+# (tests start their own on a free loopback port), the npm packages of the
+# interop clients in tests/interop (panva's dpop and openid-client), and a
+# Python virtualenv with Authlib for the second OAuth client
+# (tests/interop/.venv, from tests/interop/requirements.txt). Idempotent, and silent when everything
 # is already there. The test harness runs it once per test process, so a
 # missing dependency fails the tests instead of skipping them.
 set -euo pipefail
@@ -64,7 +66,8 @@ if ! command -v redis-server >/dev/null 2>&1; then
     fi
 fi
 
-if [ ! -d tests/interop/node_modules/dpop ]; then
+if [ ! -d tests/interop/node_modules/dpop ] || [ ! -d tests/interop/node_modules/openid-client ] \
+    || [ ! -d tests/interop/node_modules/undici ]; then
     for tool in node npm; do
         if ! command -v "$tool" >/dev/null 2>&1; then
             echo "test-deps: $tool is not on PATH; the DPoP interop client needs Node.js 20+ and npm" >&2
@@ -73,4 +76,21 @@ if [ ! -d tests/interop/node_modules/dpop ]; then
     done
     echo "test-deps: installing the DPoP interop client's npm packages" >&2
     (cd tests/interop && quietly npm ci --no-audit --no-fund)
+fi
+
+venv=tests/interop/.venv
+if ! "$venv/bin/python" -c 'import authlib, joserfc, requests' >/dev/null 2>&1; then
+    if ! command -v python3 >/dev/null 2>&1; then
+        echo "test-deps: python3 is not on PATH; the Authlib interop client needs Python 3.9+" >&2
+        exit 1
+    fi
+    echo "test-deps: installing the Authlib interop client's packages (PyPI) into $venv" >&2
+    rm -rf "$venv"
+    # Debian's python3 keeps venv (with ensurepip) in a package of its own.
+    if ! python3 -m venv "$venv" >"$log" 2>&1; then
+        rm -rf "$venv"
+        quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv
+        quietly python3 -m venv "$venv"
+    fi
+    quietly "$venv/bin/pip" install --disable-pip-version-check --no-input -r tests/interop/requirements.txt
 fi

@@ -29,5 +29,6 @@ mod requests;
 mod routes;
 mod slow_body;
 mod tls;
+mod token_authlib;
 mod tokens;
 mod underscores;
