@@ -26,5 +26,6 @@ mod requests;
 mod routes;
 mod slow_body;
 mod tls;
+mod token_endpoint;
 mod tokens;
 mod underscores;
