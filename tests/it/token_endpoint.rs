@@ -1,16 +1,22 @@
 //! `POST /token` through the real binary: each client authentication
 //! method accepted and refused, DPoP proofs and nonces at the token
-//! endpoint, the binding rules (never an unbound token) and the token's
-//! claims.
+//! endpoint, the binding rules (never an unbound token), every error code
+//! with its status, body, `no-store` and metric row, the token's claims,
+//! malformed forms, the access line, and the gateway accepting what the
+//! authorization server issued, from the right holder only.
 //!
 //! One world per test: a gateway with an embedded authorization server, its
 //! standard clients (below), and the gateway trusting the authorization
 //! server's signing key for [`API`].
 
+mod access;
 mod binding;
 mod certificates;
 mod claims;
 mod dpop;
+mod errors;
+mod form;
+mod gateway;
 mod private_key_jwt;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
