@@ -27,5 +27,6 @@ mod routes;
 mod slow_body;
 mod tls;
 mod token_endpoint;
+mod token_interop;
 mod tokens;
 mod underscores;

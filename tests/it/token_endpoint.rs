@@ -114,8 +114,8 @@ async fn world(options: Options) -> World {
     let dir = s.path();
     let signer = SigningKeyFile::ed25519(dir, "as-signer");
     let published = SigningKeyFile::p256(dir, "as-next");
-    let es = AssertionKey::es256("es-1");
-    let ed = AssertionKey::ed25519("ed-1");
+    let es = AssertionKey::es256(dir, "es-1");
+    let ed = AssertionKey::ed25519(dir, "ed-1");
     let self_signed = pki::self_signed_client(dir, "self-signed");
     let own = OwnCa::new(dir, "own-ca");
     let client_a_subject = [

@@ -205,24 +205,31 @@ pub struct AssertionKey {
     /// `ES256` or `EdDSA`.
     pub alg: &'static str,
     pub kid: String,
+    /// PKCS#8 PEM, for a client that reads it from a file. Of ES256 keys
+    /// only: the v2 PKCS#8 aws-lc writes for Ed25519 is one OpenSSL (and
+    /// so Node.js) does not read.
+    pub pem_path: PathBuf,
     pkcs8: Vec<u8>,
     public: Vec<u8>,
 }
 
 impl AssertionKey {
-    pub fn es256(kid: &str) -> AssertionKey {
-        AssertionKey::generate(kid, &rcgen::PKCS_ECDSA_P256_SHA256, "ES256")
+    pub fn es256(dir: &Path, kid: &str) -> AssertionKey {
+        AssertionKey::generate(dir, kid, &rcgen::PKCS_ECDSA_P256_SHA256, "ES256")
     }
 
-    pub fn ed25519(kid: &str) -> AssertionKey {
-        AssertionKey::generate(kid, &rcgen::PKCS_ED25519, "EdDSA")
+    pub fn ed25519(dir: &Path, kid: &str) -> AssertionKey {
+        AssertionKey::generate(dir, kid, &rcgen::PKCS_ED25519, "EdDSA")
     }
 
-    fn generate(kid: &str, alg: &'static rcgen::SignatureAlgorithm, name: &'static str) -> AssertionKey {
+    fn generate(dir: &Path, kid: &str, alg: &'static rcgen::SignatureAlgorithm, name: &'static str) -> AssertionKey {
         let pair = KeyPair::generate_for(alg).unwrap();
+        let pem_path = dir.join(format!("assertion-{kid}.pem"));
+        std::fs::write(&pem_path, pair.serialize_pem()).unwrap();
         AssertionKey {
             alg: name,
             kid: kid.to_string(),
+            pem_path,
             pkcs8: pair.serialize_der(),
             public: pair.public_key_raw().to_vec(),
         }

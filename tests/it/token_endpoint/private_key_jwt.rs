@@ -68,7 +68,9 @@ async fn private_key_jwt_refuses_each_bad_assertion_with_its_reason() {
     let (es, h) = (&w.es, w.es.header());
     let c = || es.claims("svc-jwt", AS_ISSUER);
     // Another key under the registered kid.
-    let impostor = AssertionKey::es256("es-1");
+    let elsewhere = w.s.path().join("impostor");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let impostor = AssertionKey::es256(&elsewhere, "es-1");
     let now = now();
     let signed = |header: &serde_json::Value, claims: serde_json::Value| es.sign(header, &claims);
     let cases: Vec<(&str, String)> = vec![
