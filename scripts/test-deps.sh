@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need beyond cargo: a redis-server binary
 # (tests start their own on a free loopback port), the npm packages of the
-# interop clients in tests/interop (panva's dpop and openid-client), and a
-# Python virtualenv with Authlib for the second OAuth client
-# (tests/interop/.venv, from tests/interop/requirements.txt). Idempotent, and silent when everything
-# is already there. The test harness runs it once per test process, so a
-# missing dependency fails the tests instead of skipping them.
+# interop clients in tests/interop (DPoP proofs, openid-client at /token), and
+# a Python virtualenv with Authlib for the second OAuth client
+# (tests/interop/.venv, from tests/interop/requirements.txt). Idempotent, and
+# silent when everything is already there. The test harness runs it once per
+# test process, so a missing dependency fails the tests instead of skipping
+# them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,15 +67,20 @@ if ! command -v redis-server >/dev/null 2>&1; then
     fi
 fi
 
-if [ ! -d tests/interop/node_modules/dpop ] || [ ! -d tests/interop/node_modules/openid-client ] \
-    || [ ! -d tests/interop/node_modules/undici ]; then
+# Every package the interop clients import, not only the first one added:
+# a node_modules from before a package joined package.json lacks it.
+missing_package=no
+for package in dpop openid-client undici; do
+    [ -d "tests/interop/node_modules/$package" ] || missing_package=yes
+done
+if [ "$missing_package" = yes ]; then
     for tool in node npm; do
         if ! command -v "$tool" >/dev/null 2>&1; then
-            echo "test-deps: $tool is not on PATH; the DPoP interop client needs Node.js 20+ and npm" >&2
+            echo "test-deps: $tool is not on PATH; the interop clients need Node.js 20+ and npm" >&2
             exit 1
         fi
     done
-    echo "test-deps: installing the DPoP interop client's npm packages" >&2
+    echo "test-deps: installing the interop clients' npm packages" >&2
     (cd tests/interop && quietly npm ci --no-audit --no-fund)
 fi
 

@@ -6,10 +6,11 @@
 // optionally calls a resource through the gateway with that token.
 //
 // Input: one JSON document as the only argument:
-//   {"issuer": "https://127.0.0.1:port", "client_id": "...",
+//   {"issuer": "https://localhost:port" (exactly the metadata's issuer), "client_id": "...",
 //    "auth": "tls_client_auth" | "private_key_jwt",
 //    "ca": "ca.pem", "cert": "client.pem"|null, "key": "client-key.pem"|null,
-//    "assertion_key": "pkcs8.pem"|null, "assertion_alg": "ES256"|"EdDSA",
+//    "assertion_key": "pkcs8.pem"|null, "assertion_alg": "ES256"|"EdDSA"
+//      (for an Ed25519 key the library writes RFC 9864's alg "Ed25519", not "EdDSA"),
 //    "dpop": true|false, "scope": "..."|null, "resource": "..."|null,
 //    "call": "https://gateway/path"|null}
 // Output on stdout, one JSON document:
@@ -51,7 +52,11 @@ const clientAuth =
     : client.TlsClientAuth()
 
 try {
+  // RFC 8414 metadata (/.well-known/oauth-authorization-server): bindgate
+  // is an OAuth authorization server, not an OpenID provider, and the
+  // library's default is OpenID Connect discovery.
   const config = await client.discovery(new URL(input.issuer), input.client_id, undefined, clientAuth, {
+    algorithm: 'oauth2',
     [client.customFetch]: viaAgent,
   })
   config[client.customFetch] = viaAgent

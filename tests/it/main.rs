@@ -30,5 +30,7 @@ mod routes;
 mod slow_body;
 mod tls;
 mod token_authlib;
+mod token_endpoint;
+mod token_interop;
 mod tokens;
 mod underscores;
