@@ -59,9 +59,15 @@ impl Algorithm {
     }
 
     /// Parses a JOSE algorithm name, explaining why symmetric ones are refused.
+    /// `Ed25519`, RFC 9864's fully-specified name, is `EdDSA` with the only
+    /// curve bindgate verifies: clients following RFC 9864 (openid-client
+    /// and jose v6, for one) sign with it.
     pub fn from_name(name: &str) -> Result<Algorithm, String> {
         if let Some(alg) = Algorithm::ALL.iter().find(|a| a.name() == name) {
             return Ok(*alg);
+        }
+        if name == "Ed25519" {
+            return Ok(Algorithm::EdDSA);
         }
         if name.eq_ignore_ascii_case("none") {
             return Err("\"none\" (unsigned tokens) is never allowed".to_string());
@@ -96,5 +102,21 @@ impl Algorithm {
 impl fmt::Display for Algorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_parses_to_itself_and_ed25519_is_eddsa() {
+        for alg in Algorithm::ALL {
+            assert_eq!(Algorithm::from_name(alg.name()), Ok(alg));
+        }
+        assert_eq!(Algorithm::from_name("Ed25519"), Ok(Algorithm::EdDSA));
+        for refused in ["none", "HS256", "Ed448", "ed25519", "eddsa", ""] {
+            assert!(Algorithm::from_name(refused).is_err(), "{refused}");
+        }
     }
 }

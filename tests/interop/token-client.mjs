@@ -11,7 +11,7 @@
 //    "ca": "ca.pem", "cert": "client.pem"|null, "key": "client-key.pem"|null,
 //    "assertion_key": "pkcs8.pem"|null, "assertion_alg": "ES256"|"EdDSA"
 //      (for an Ed25519 key the library writes RFC 9864's alg "Ed25519", not "EdDSA"),
-//    "dpop": true|false, "scope": "..."|null, "resource": "..."|null,
+//    "dpop": true|false, "dpop_alg": "ES256"|"Ed25519"|null, "scope": "..."|null, "resource": "..."|null,
 //    "call": "https://gateway/path"|null}
 // Output on stdout, one JSON document:
 //   {"token": <the token endpoint's response>, "call": {"status": n, "body": "..."}|null}
@@ -61,7 +61,7 @@ try {
   })
   config[client.customFetch] = viaAgent
 
-  const dpop = input.dpop ? client.getDPoPHandle(config, await client.randomDPoPKeyPair('ES256')) : undefined
+  const dpop = input.dpop ? client.getDPoPHandle(config, await client.randomDPoPKeyPair(input.dpop_alg ?? 'ES256')) : undefined
   const parameters = {}
   if (input.scope) parameters.scope = input.scope
   if (input.resource) parameters.resource = input.resource

@@ -209,6 +209,37 @@ async fn openid_client_with_dpop_retries_on_use_dpop_nonce_and_calls_the_gateway
     );
 }
 
+/// openid-client signs with an Ed25519 key under RFC 9864's name, `alg:
+/// "Ed25519"`, which bindgate takes for `EdDSA` at the token endpoint and at
+/// the gateway alike.
+#[tokio::test]
+async fn openid_client_binds_with_an_ed25519_dpop_key_named_by_rfc_9864() {
+    let w = world().await;
+    let input = w.input(json!({
+        "client_id": "svc-tls",
+        "auth": "tls_client_auth",
+        "cert": w.s.pki.client_a.cert,
+        "key": w.s.pki.client_a.key,
+        "dpop": true,
+        "dpop_alg": "Ed25519",
+    }));
+    let out = run_token_client(&input).await;
+    let claims = assert_token_and_call(&out, "dpop");
+    assert!(claims["cnf"]["jkt"].is_string(), "{claims}");
+    let seen = w.s.upstream.only();
+    let proof = seen.one("dpop").expect("the gateway forwards the proof it checked");
+    let header: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            proof.split('.').next().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["alg"], "Ed25519", "{header}");
+    assert_eq!(header["jwk"]["crv"], "Ed25519", "{header}");
+}
+
 #[tokio::test]
 async fn openid_client_reads_an_oauth_error_of_the_token_endpoint() {
     let w = world().await;
