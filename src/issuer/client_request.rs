@@ -5,7 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_TYPE, EXPECT};
 use http::request::Parts;
 
 use crate::conn::Connection;
@@ -27,8 +27,12 @@ pub async fn read_form(
     outcome: &mut Outcome<'_>,
 ) -> Result<Form, Rejection> {
     form::check_content_type(parts.headers.get(CONTENT_TYPE))?;
+    let awaits_continue = parts
+        .headers
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let body = BodyDeadline::new(body, endpoint.body_pace);
-    let bytes = form::read_bounded(body, endpoint.max_request_bytes).await?;
+    let bytes = form::read_bounded(body, endpoint.max_request_bytes, awaits_continue).await?;
     outcome.read_body(bytes.len());
     Ok(Form::parse(&bytes)?)
 }

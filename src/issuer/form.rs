@@ -107,22 +107,56 @@ pub fn check_content_type(content_type: Option<&HeaderValue>) -> Result<(), Form
     }
 }
 
+/// How much of an oversized body is read and dropped so that its `413` can
+/// be delivered: closing a connection with unread request bytes makes the
+/// kernel reset it, and an HTTP/1.1 client still sending its body then
+/// loses the response (nginx's "lingering close" exists for this). Beyond
+/// this, reading is not worth it and the connection is closed unread.
+pub const DISCARD_LIMIT: u64 = 1024 * 1024;
+
 /// Reads `body` whole, refusing it once it passes `limit` bytes, without
-/// buffering more than that.
-pub async fn read_bounded<B>(body: B, limit: usize) -> Result<bytes::Bytes, FormError>
+/// buffering more than that. An oversized body of at most
+/// [`DISCARD_LIMIT`] bytes is read to its end (and dropped) before the
+/// refusal, so the connection can carry the answer, and the next request;
+/// except when the client waits for `100 Continue` (`awaits_continue`) and
+/// declared a length over `limit`: it has sent nothing, and is answered at once.
+pub async fn read_bounded<B>(body: B, limit: usize, awaits_continue: bool) -> Result<bytes::Bytes, FormError>
 where
-    B: HttpBody,
+    B: HttpBody<Data = bytes::Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if body.size_hint().lower() > limit as u64 {
-        return Err(FormError::TooLarge { limit });
+    let too_large = FormError::TooLarge { limit };
+    let declared = body.size_hint().lower();
+    if declared > DISCARD_LIMIT || (awaits_continue && declared > limit as u64) {
+        return Err(too_large);
     }
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(FormError::TooLarge { limit }),
-        Err(e) if crate::http::body_deadline::timed_out(&*e) => Err(FormError::TimedOut),
-        Err(_) => Err(FormError::Unreadable),
+    let mut body = std::pin::pin!(body);
+    let mut kept = bytes::BytesMut::new();
+    let mut received: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            let e: Box<dyn std::error::Error + Send + Sync> = e.into();
+            if crate::http::body_deadline::timed_out(&*e) {
+                FormError::TimedOut
+            } else {
+                FormError::Unreadable
+            }
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        received += data.len() as u64;
+        if received > DISCARD_LIMIT {
+            return Err(too_large);
+        }
+        if received <= limit as u64 {
+            kept.extend_from_slice(&data);
+        }
     }
+    if received > limit as u64 {
+        return Err(too_large);
+    }
+    Ok(kept.freeze())
 }
 
 fn decode(part: &[u8]) -> Result<String, FormError> {
@@ -231,14 +265,56 @@ mod tests {
     async fn bodies_over_the_limit_are_refused() {
         let body = http_body_util::Full::new(bytes::Bytes::from(vec![b'a'; 1025]));
         assert_eq!(
-            read_bounded(body, 1024).await.unwrap_err(),
+            read_bounded(body, 1024, false).await.unwrap_err(),
             FormError::TooLarge { limit: 1024 }
         );
         let body = http_body_util::Full::new(bytes::Bytes::from_static(b"grant_type=x"));
-        assert_eq!(read_bounded(body, 1024).await.unwrap(), &b"grant_type=x"[..]);
+        assert_eq!(read_bounded(body, 1024, false).await.unwrap(), &b"grant_type=x"[..]);
         let stream = http_body_util::StreamBody::new(futures_stream(vec![vec![b'a'; 600], vec![b'b'; 600]]));
         assert_eq!(
-            read_bounded(stream, 1024).await.unwrap_err(),
+            read_bounded(stream, 1024, false).await.unwrap_err(),
+            FormError::TooLarge { limit: 1024 }
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_read_to_its_end_within_the_discard_limit_and_not_beyond() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        struct Counted(Arc<AtomicUsize>, std::collections::VecDeque<Vec<u8>>);
+        impl futures_core::Stream for Counted {
+            type Item = Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>;
+            fn poll_next(
+                mut self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Option<Self::Item>> {
+                let chunk = self.1.pop_front();
+                if chunk.is_some() {
+                    self.0.fetch_add(1, Ordering::Relaxed);
+                }
+                std::task::Poll::Ready(chunk.map(|c| Ok(hyper::body::Frame::data(c.into()))))
+            }
+        }
+        let chunk = 64 * 1024;
+        for (chunks, read_all) in [(4, true), ((DISCARD_LIMIT as usize / chunk) + 4, false)] {
+            let polled = Arc::new(AtomicUsize::new(0));
+            let body = Counted(polled.clone(), (0..chunks).map(|_| vec![b'a'; chunk]).collect());
+            let stream = http_body_util::StreamBody::new(body);
+            assert_eq!(
+                read_bounded(stream, 1024, false).await.unwrap_err(),
+                FormError::TooLarge { limit: 1024 }
+            );
+            let polled = polled.load(Ordering::Relaxed);
+            assert_eq!(polled == chunks, read_all, "{polled} of {chunks} chunks read");
+        }
+        let waiting = http_body_util::Full::new(bytes::Bytes::from(vec![b'a'; 1025]));
+        assert_eq!(
+            read_bounded(waiting, 1024, true).await.unwrap_err(),
+            FormError::TooLarge { limit: 1024 }
+        );
+        let declared_huge = http_body_util::Full::new(bytes::Bytes::from(vec![b'a'; DISCARD_LIMIT as usize + 1]));
+        assert_eq!(
+            read_bounded(declared_huge, 1024, false).await.unwrap_err(),
             FormError::TooLarge { limit: 1024 }
         );
     }
