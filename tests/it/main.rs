@@ -20,6 +20,7 @@ mod dpop_shared;
 mod drain;
 mod embedded_trust;
 mod idle;
+mod introspect;
 mod issuer_endpoints;
 mod keys;
 mod live_reload;
