@@ -16,6 +16,7 @@
 //! grant and the binding, never the form.
 
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
+use http::request::Parts;
 use http::{HeaderValue, Request, Response};
 use serde::Serialize;
 
@@ -69,30 +70,15 @@ pub async fn serve(
 ) -> Result<Response<Body>, Rejection> {
     let (parts, body) = req.into_parts();
     let form = client_request::read_form(&parts, body, endpoint, outcome).await?;
-    let proof = DpopVerifier::proof_header(&parts.headers)?;
     let now = client_request::unix_now();
-
-    let (dpop_jkt, next_nonce) = match proof {
-        Some(proof) => {
-            let target = RequestTarget {
-                method: parts.method.as_str(),
-                authority: "",
-                path: parts.uri.path(),
-            };
-            let verified = endpoint.dpop.verify(proof, &target, None, now)?;
-            let next_nonce = endpoint.dpop.check_fresh(&verified, now).await?;
-            (Some(verified.jkt), next_nonce)
-        }
-        None => (None, None),
-    };
-
+    let proven = proven_dpop_key(endpoint, &parts, now).await?;
     let authenticated = client_request::authenticate(&endpoint.clients, &form, conn, now, outcome).await?;
-
     let grant_type = grant::grant_type(authenticated.client, &form)?;
     outcome.grant(grant_type.name());
+
     let certificate_x5t = connection_thumbprint(&authenticated, conn);
     let evidence = Evidence {
-        dpop_jkt: dpop_jkt.as_deref(),
+        dpop_jkt: proven.as_ref().map(|p| p.jkt.as_str()),
         certificate_x5t: certificate_x5t.as_deref(),
     };
     let granted = match grant_type {
@@ -123,7 +109,37 @@ pub async fn serve(
     issuer
         .metrics
         .record_as_token_issued(grant_type.name(), granted.binding.label());
+    let next_nonce = proven.and_then(|p| p.next_nonce);
     Ok(token_response(&issued, &granted.binding, &granted.scope, next_nonce))
+}
+
+/// A DPoP key the request proved it holds.
+struct ProvenKey {
+    /// Its RFC 7638 thumbprint: the token's `cnf.jkt`.
+    jkt: String,
+    /// A newer nonce for the client, when its proof's was from the last window.
+    next_nonce: Option<String>,
+}
+
+/// The request's DPoP proof, if it has one, checked as the gateway checks
+/// proofs: everything stateless, then the nonce, then the replay store.
+async fn proven_dpop_key(endpoint: &TokenEndpoint, parts: &Parts, now: f64) -> Result<Option<ProvenKey>, Rejection> {
+    let Some(proof) = DpopVerifier::proof_header(&parts.headers)? else {
+        return Ok(None);
+    };
+    let target = RequestTarget {
+        method: parts.method.as_str(),
+        // Unused: the verifier's public URL is the issuer's origin, which
+        // is what the client addressed whatever Host the listener saw.
+        authority: "",
+        path: parts.uri.path(),
+    };
+    let verified = endpoint.dpop.verify(proof, &target, None, now)?;
+    let next_nonce = endpoint.dpop.check_fresh(&verified, now).await?;
+    Ok(Some(ProvenKey {
+        jkt: verified.jkt,
+        next_nonce,
+    }))
 }
 
 /// `x5t#S256` of the connection's certificate: the one that authenticated
