@@ -17,7 +17,6 @@ pub struct EndpointUrls {
     pub token: String,
     pub jwks: String,
     pub introspection: String,
-    pub revocation: String,
 }
 
 impl EndpointUrls {
@@ -27,7 +26,6 @@ impl EndpointUrls {
             token: format!("{base}/token"),
             jwks: format!("{base}/jwks"),
             introspection: format!("{base}/introspect"),
-            revocation: format!("{base}/revoke"),
         }
     }
 }
@@ -68,6 +66,8 @@ pub fn issuer_path(issuer: &str) -> String {
 ///   client knows its own scope.
 /// - `mtls_endpoint_aliases` (RFC 8705 section 5) name the same URLs: the
 ///   one listener serves clients with and without certificates.
+/// - Only endpoints that are served are named: no `revocation_endpoint`
+///   until `/revoke` is (with refresh tokens, whose families it revokes).
 pub fn render(settings: &AuthorizationServerSettings, urls: &EndpointUrls, dpop_algorithms: &[Algorithm]) -> String {
     let methods = auth_methods(settings);
     // Introspection is for confidential clients only: a public client cannot authenticate.
@@ -78,21 +78,17 @@ pub fn render(settings: &AuthorizationServerSettings, urls: &EndpointUrls, dpop_
         "token_endpoint": urls.token,
         "jwks_uri": urls.jwks,
         "introspection_endpoint": urls.introspection,
-        "revocation_endpoint": urls.revocation,
         "response_types_supported": [],
         "grant_types_supported": grant_types(settings),
         "token_endpoint_auth_methods_supported": methods,
         "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "introspection_endpoint_auth_methods_supported": confidential,
         "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
-        "revocation_endpoint_auth_methods_supported": methods,
-        "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "tls_client_certificate_bound_access_tokens": true,
         "dpop_signing_alg_values_supported": names(dpop_algorithms),
         "mtls_endpoint_aliases": {
             "token_endpoint": urls.token,
             "introspection_endpoint": urls.introspection,
-            "revocation_endpoint": urls.revocation,
         },
     })
     .to_string()
@@ -194,7 +190,6 @@ audience = ["https://api.example"]
         }
         let urls = EndpointUrls::new("https://as.example/tenant/");
         assert_eq!(urls.introspection, "https://as.example/tenant/introspect");
-        assert_eq!(urls.revocation, "https://as.example/tenant/revoke");
         assert_eq!(issuer_path("https://as.example/tenant/"), "/tenant");
     }
 
