@@ -69,6 +69,12 @@ pub struct Metrics {
     /// The authorization server's requests, apart from the gateway's: its
     /// endpoints are not routes, and its traffic must not move the gateway's numbers.
     as_requests: Counters<(Arc<str>, u16)>,
+    /// Access tokens issued, by grant and binding (`mtls` or `dpop`).
+    as_tokens_issued: Counters<(&'static str, &'static str)>,
+    /// Token endpoint requests refused, by their RFC 6749 `error` code.
+    as_token_errors: Counters<&'static str>,
+    /// Failed client authentications, by method.
+    as_client_auth_failures: Counters<&'static str>,
     handshakes: AtomicU64,
     token_cache_hits: AtomicU64,
     token_cache_misses: AtomicU64,
@@ -92,6 +98,9 @@ impl Default for Metrics {
             handshake_failures: Counters::default(),
             reloads: Counters::default(),
             as_requests: Counters::default(),
+            as_tokens_issued: Counters::default(),
+            as_token_errors: Counters::default(),
+            as_client_auth_failures: Counters::default(),
             handshakes: AtomicU64::new(0),
             token_cache_hits: AtomicU64::new(0),
             token_cache_misses: AtomicU64::new(0),
@@ -116,6 +125,21 @@ impl Metrics {
     /// path as served, or `-` for a path it does not serve.
     pub fn record_as_request(&self, endpoint: &Arc<str>, status: u16) {
         increment(&self.as_requests, (endpoint.clone(), status));
+    }
+
+    /// The token endpoint issued an access token.
+    pub fn record_as_token_issued(&self, grant: &'static str, binding: &'static str) {
+        increment(&self.as_tokens_issued, (grant, binding));
+    }
+
+    /// The token endpoint refused a request with `error`.
+    pub fn record_as_token_error(&self, error: &'static str) {
+        increment(&self.as_token_errors, error);
+    }
+
+    /// A client failed to authenticate with `method` (`unknown` when no client was named).
+    pub fn record_as_client_auth_failure(&self, method: &'static str) {
+        increment(&self.as_client_auth_failures, method);
     }
 
     /// A report-only route forwarded a request whose binding check failed.
@@ -255,6 +279,26 @@ impl Metrics {
             rows(&self.as_requests, |(endpoint, status)| {
                 format!("endpoint=\"{}\",status=\"{status}\"", escape_label(endpoint))
             }),
+        );
+        family(
+            out,
+            "bindgate_as_tokens_issued_total",
+            "Access tokens the authorization server issued, by grant and binding.",
+            rows(&self.as_tokens_issued, |(grant, binding)| {
+                format!("grant=\"{grant}\",binding=\"{binding}\"")
+            }),
+        );
+        family(
+            out,
+            "bindgate_as_token_errors_total",
+            "Token endpoint requests refused, by RFC 6749 error code.",
+            rows(&self.as_token_errors, |error| format!("error=\"{error}\"")),
+        );
+        family(
+            out,
+            "bindgate_as_client_auth_failures_total",
+            "Failed client authentications at the authorization server, by method.",
+            rows(&self.as_client_auth_failures, |method| format!("method=\"{method}\"")),
         );
         family(
             out,

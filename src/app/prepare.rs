@@ -17,6 +17,9 @@ use crate::conn::tls;
 use crate::gateway::Gateway;
 use crate::gateway::{forward, routes};
 use crate::issuer::Issuer;
+use crate::issuer::client_auth::ClientAuthenticator;
+use crate::issuer::metadata;
+use crate::issuer::token::TokenEndpoint;
 use crate::jose::sign::{KeyRing, KeyRingError};
 use crate::metrics::Metrics;
 
@@ -77,7 +80,9 @@ pub async fn prepare(
     let routes = routes::RouteTable::build(&config)?;
     let dpop = dpop_verifier(&config, &metrics, previous)?;
     let issuer = match &config.authorization_server {
-        Some(settings) => Some(Arc::new(authorization_server(&config, settings, &metrics)?)),
+        Some(settings) => Some(Arc::new(authorization_server(
+            &config, settings, &dpop, &metrics, previous,
+        )?)),
         None => None,
     };
     let gateway = Arc::new(Gateway {
@@ -100,23 +105,90 @@ pub async fn prepare(
     })
 }
 
-/// The authorization server of this generation: its signing keys read
-/// afresh (a reload is how keys rotate), its TLS configuration, its
-/// metadata rendered.
+/// The authorization server of this generation: its signing keys and
+/// client key sets read afresh (a reload is how keys rotate), its TLS
+/// configuration, its metadata rendered. It shares the gateway's DPoP
+/// replay store: one place remembers every proof and assertion `jti`.
 fn authorization_server(
     config: &Config,
     settings: &AuthorizationServerSettings,
+    gateway_dpop: &DpopVerifier,
     metrics: &Arc<Metrics>,
+    previous: Option<&Prepared>,
 ) -> Result<Issuer, ConfigError> {
     let keys = KeyRing::load(&settings.signing_keys).map_err(|e| signing_keys_error(config, settings, e))?;
     let tls = tls::authorization_server_config(config, settings)?;
+    let replay = gateway_dpop.replay_store().clone();
+    let token = TokenEndpoint {
+        clients: ClientAuthenticator::new(config, settings, replay.clone())?,
+        dpop: token_endpoint_dpop(config, settings, gateway_dpop, replay, metrics, previous)?,
+        access_token_ttl_seconds: settings.access_token_ttl.as_secs(),
+        max_request_bytes: config.limits.max_token_request_bytes,
+        body_pace: config.limits.body_pace,
+    };
     Ok(Issuer::new(
         settings.clone(),
         Arc::new(keys),
         &config.dpop.algorithms,
         tls,
+        token,
         metrics.clone(),
     ))
+}
+
+/// The token endpoint's DPoP checks: `[dpop]`'s rules, with `htu` fixed to
+/// the issuer's own URLs (clients address the issuer, whatever Host the
+/// listener sees). Nonces when `dpop_require_nonce` is set: the gateway's
+/// own, when `[dpop]` requires them too, so one set of secrets serves both;
+/// otherwise a random secret kept across reloads.
+fn token_endpoint_dpop(
+    config: &Config,
+    settings: &AuthorizationServerSettings,
+    gateway_dpop: &DpopVerifier,
+    replay: Arc<ReplayStore>,
+    metrics: &Arc<Metrics>,
+    previous: Option<&Prepared>,
+) -> Result<DpopVerifier, ConfigError> {
+    let nonces = match (settings.dpop_require_nonce, gateway_dpop.nonce_issuer()) {
+        (false, _) => None,
+        (true, Some(shared)) => Some(shared.clone()),
+        (true, None) => {
+            let carried = previous
+                .and_then(|p| p.issuer.as_ref())
+                .filter(|_| previous.is_some_and(|p| p.config.dpop.nonce.is_none()))
+                .and_then(|i| i.token.dpop.nonce_issuer().cloned());
+            match carried {
+                Some(issuer) => Some(issuer),
+                None => Some(random_nonce_issuer(
+                    config,
+                    "authorization_server.dpop_require_nonce",
+                    DEFAULT_NONCE_WINDOW,
+                )?),
+            }
+        }
+    };
+    let dpop = crate::config::DpopSettings {
+        public_url: Some(metadata::issuer_origin(&settings.issuer)),
+        ..config.dpop.clone()
+    };
+    Ok(DpopVerifier::new(&dpop, nonces, replay, metrics.clone()))
+}
+
+/// How long a token endpoint nonce is good when `[dpop]` sets no window:
+/// `[dpop] nonce_window`'s default.
+const DEFAULT_NONCE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A nonce issuer with a fresh random secret: nonces from before a restart
+/// are refused, and the client retries with the one it is handed.
+fn random_nonce_issuer(
+    config: &Config,
+    key: &'static str,
+    window: std::time::Duration,
+) -> Result<Arc<NonceIssuer>, ConfigError> {
+    let mut secret = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut secret)
+        .map_err(|_| config.unusable(key, &config.source, "no randomness for a nonce secret"))?;
+    Ok(Arc::new(NonceIssuer::new(&[secret.to_vec()], window.as_secs())))
 }
 
 /// Names the entry of `signing_keys` at fault, and its file.
@@ -167,13 +239,7 @@ fn dpop_verifier(
                 .and_then(|p| p.gateway.dpop.nonce_issuer().cloned());
             match carried {
                 Some(issuer) => Some(issuer),
-                None => {
-                    let mut secret = [0u8; 32];
-                    aws_lc_rs::rand::fill(&mut secret).map_err(|_| {
-                        config.unusable("dpop.require_nonce", &config.source, "no randomness for a nonce secret")
-                    })?;
-                    Some(Arc::new(NonceIssuer::new(&[secret.to_vec()], nonce.window.as_secs())))
-                }
+                None => Some(random_nonce_issuer(config, "dpop.require_nonce", nonce.window)?),
             }
         }
         Some(nonce) => {

@@ -135,7 +135,7 @@ mod tests {
         let ctx = ProofContext {
             method,
             htu: &htu,
-            access_token: token,
+            access_token: Some(token),
             now: NOW as f64,
         };
         verify(proof, &rules(), &ctx)

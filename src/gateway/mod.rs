@@ -313,7 +313,7 @@ async fn check_sender(
         Scheme::Bearer => None,
         Scheme::Dpop => {
             let proof = proof_header.ok_or(DpopError::ProofMissing)?;
-            Some(gateway.dpop.verify(proof, target, credential.token, now)?)
+            Some(gateway.dpop.verify(proof, target, Some(credential.token), now)?)
         }
     };
     let proofs = Proofs {

@@ -122,6 +122,8 @@ impl<'a> Outcome<'a> {
             route: notes.route,
             binding_violation: notes.binding_violation,
             binding: notes.binding,
+            client_id: None,
+            grant: None,
             started: self.line.started,
             head_us: head.as_micros() as u64,
             upstream_us: notes.upstream_us,

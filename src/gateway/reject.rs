@@ -8,7 +8,6 @@ use http::{HeaderValue, Response, StatusCode};
 use crate::auth::binding::BindingError;
 use crate::auth::dpop::DPOP_NONCE;
 use crate::auth::dpop::check::DpopError;
-use crate::auth::dpop::proof::ProofError;
 use crate::auth::token::TokenError;
 use crate::auth::token::extract::CredentialError;
 use crate::auth::token::extract::Scheme;
@@ -356,37 +355,15 @@ fn binding(e: &BindingError) -> Verdict {
 
 fn dpop(e: &DpopError) -> Verdict {
     match e {
-        DpopError::ProofMissing => invalid_dpop_proof("dpop_proof_missing"),
-        DpopError::MultipleProofs => invalid_dpop_proof("dpop_proof_duplicate"),
-        DpopError::ProofTooLarge { .. } => invalid_dpop_proof("dpop_proof_too_large"),
-        DpopError::Replayed => invalid_dpop_proof("dpop_replayed"),
-        DpopError::NonceRequired { .. } => in_dpop(verdict(
-            UNAUTHORIZED,
-            Challenge::Error,
-            "use_dpop_nonce",
-            "use_dpop_nonce",
-        )),
-        DpopError::ReplayStoreUnavailable => unavailable("replay_store_unavailable"),
-        DpopError::ReplayCacheFull => unavailable("replay_cache_full"),
-        DpopError::Proof(e) => invalid_dpop_proof(proof_reason(e)),
-    }
-}
-
-fn proof_reason(e: &ProofError) -> &'static str {
-    match e {
-        ProofError::Malformed(_) => "dpop_malformed",
-        ProofError::WrongType => "dpop_typ",
-        ProofError::AlgorithmNotAllowed => "dpop_alg_not_allowed",
-        ProofError::MissingJwk => "dpop_jwk_missing",
-        ProofError::PrivateKey => "dpop_jwk_private",
-        ProofError::UnusableJwk(_) => "dpop_jwk_unusable",
-        ProofError::BadSignature => "dpop_bad_signature",
-        ProofError::ClaimsMalformed(_) => "dpop_claims_malformed",
-        ProofError::MethodMismatch => "dpop_htm_mismatch",
-        ProofError::UriMismatch => "dpop_htu_mismatch",
-        ProofError::IatOutOfWindow => "dpop_iat_out_of_window",
-        ProofError::AthMissing => "dpop_ath_missing",
-        ProofError::AthMismatch => "dpop_ath_mismatch",
+        DpopError::ProofMissing
+        | DpopError::MultipleProofs
+        | DpopError::ProofTooLarge { .. }
+        | DpopError::Replayed
+        | DpopError::Proof(_) => invalid_dpop_proof(e.label()),
+        DpopError::NonceRequired { .. } => {
+            in_dpop(verdict(UNAUTHORIZED, Challenge::Error, "use_dpop_nonce", e.label()))
+        }
+        DpopError::ReplayStoreUnavailable | DpopError::ReplayCacheFull => unavailable(e.label()),
     }
 }
 
@@ -414,6 +391,7 @@ fn header_safe(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::dpop::proof::ProofError;
 
     fn challenge(r: Rejection) -> (StatusCode, Option<String>) {
         let response = r.to_response(&ChallengeContext {

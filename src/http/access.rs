@@ -65,8 +65,14 @@ pub struct AccessRecord {
     pub reason: &'static str,
     pub route: Option<Arc<str>>,
     pub binding_violation: Option<&'static str>,
-    /// Which bindings held: `mtls`, `dpop` or `mtls+dpop`.
+    /// Which bindings held: `mtls`, `dpop` or `mtls+dpop`. At the token
+    /// endpoint, what the issued token is bound to.
     pub binding: Option<&'static str>,
+    /// The authorization server's client: the one authenticated, or else
+    /// the one the request named.
+    pub client_id: Option<String>,
+    /// The token endpoint's `grant_type`, once known to be one bindgate serves.
+    pub grant: Option<&'static str>,
     pub started: Instant,
     /// Time until the response head was ready (or until the client left, if first).
     pub head_us: u64,
@@ -91,6 +97,8 @@ impl AccessRecord {
             route = self.route.as_deref().unwrap_or("-"),
             binding = self.binding.unwrap_or("-"),
             binding_violation = self.binding_violation.unwrap_or("-"),
+            client_id = self.client_id.as_deref().unwrap_or("-"),
+            grant = self.grant.unwrap_or("-"),
             subject = identity.map(|i| i.subject.as_str()).unwrap_or("-"),
             x5t = identity.map(|i| i.x5t_s256.as_str()).unwrap_or("-"),
             resumed = self.conn.resumed,

@@ -10,7 +10,8 @@ use http_body_util::BodyExt;
 use hyper::body::Body as HttpBody;
 
 /// Why a request body is not a usable form. Every variant is an
-/// `invalid_request`, except [`FormError::TooLarge`] (413).
+/// `invalid_request`, with 413 for [`FormError::TooLarge`] and 408 for
+/// [`FormError::TimedOut`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormError {
     #[error("the request body must be application/x-www-form-urlencoded")]
@@ -19,6 +20,9 @@ pub enum FormError {
     TooLarge { limit: usize },
     #[error("the request body could not be read")]
     Unreadable,
+    /// `[limits] body_read_timeout` / `body_min_rate`, as for the gateway's bodies.
+    #[error("the request body came too slowly")]
+    TimedOut,
     #[error("parameter {0:?} is given more than once")]
     Duplicate(String),
     #[error("the request body is not valid UTF-8 once percent-decoded")]
@@ -34,6 +38,7 @@ impl FormError {
             FormError::NotForm => "form_content_type",
             FormError::TooLarge { .. } => "form_too_large",
             FormError::Unreadable => "form_unreadable",
+            FormError::TimedOut => "body_timeout",
             FormError::Duplicate(_) => "form_duplicate_parameter",
             FormError::NotUtf8 => "form_not_utf8",
             FormError::BadEscape => "form_bad_escape",
@@ -115,6 +120,7 @@ where
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(FormError::TooLarge { limit }),
+        Err(e) if crate::http::body_deadline::timed_out(&*e) => Err(FormError::TimedOut),
         Err(_) => Err(FormError::Unreadable),
     }
 }

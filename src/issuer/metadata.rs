@@ -32,6 +32,18 @@ impl EndpointUrls {
     }
 }
 
+/// `scheme://authority` of `issuer`: with a request's path, the URL a
+/// client addressed, which a DPoP proof's `htu` names.
+pub fn issuer_origin(issuer: &str) -> String {
+    match issuer.parse::<http::Uri>() {
+        Ok(uri) => match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+            _ => issuer.trim_end_matches('/').to_string(),
+        },
+        Err(_) => issuer.trim_end_matches('/').to_string(),
+    }
+}
+
 /// The path part of `issuer` without a terminating `/` (`""` for a bare
 /// host): the listener serves every endpoint under it, and the metadata at
 /// [`WELL_KNOWN`] followed by it (RFC 8414 section 3.1).

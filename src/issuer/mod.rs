@@ -7,20 +7,16 @@
 //! endpoint; any rejection becomes a JSON error ([`reject`]); its
 //! [`outcome::Outcome`] counts and logs every request exactly once.
 
-// The token endpoint, next, is the first caller of access_token, client_auth,
-// form and grant; until then their unit tests exercise them.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod access_token;
 pub(crate) mod client_auth;
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod form;
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod grant;
 pub mod metadata;
 pub(crate) mod outcome;
 pub(crate) mod reject;
 pub mod respond;
 pub mod routes;
+pub mod token;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -33,6 +29,7 @@ use self::metadata::EndpointUrls;
 use self::outcome::Outcome;
 use self::reject::Rejection;
 use self::routes::{Endpoint, Routes};
+use self::token::TokenEndpoint;
 use crate::body::Body;
 use crate::config::AuthorizationServerSettings;
 use crate::conn::Connection;
@@ -56,6 +53,7 @@ pub struct Issuer {
     /// The absolute URL of each endpoint, as published in the metadata.
     pub urls: EndpointUrls,
     pub metrics: Arc<Metrics>,
+    pub token: TokenEndpoint,
     routes: Routes,
     /// Rendered once: they change only with the generation.
     metadata: Bytes,
@@ -70,6 +68,7 @@ impl Issuer {
         keys: Arc<KeyRing>,
         dpop_algorithms: &[Algorithm],
         tls: Arc<ServerConfig>,
+        token: TokenEndpoint,
         metrics: Arc<Metrics>,
     ) -> Issuer {
         let urls = EndpointUrls::new(&settings.issuer);
@@ -82,6 +81,7 @@ impl Issuer {
             tls,
             urls,
             metrics,
+            token,
             metadata,
             jwks,
         }
@@ -101,7 +101,10 @@ pub async fn handle(
     let mut outcome = Outcome::begin(&issuer.metrics, &conn, &req);
     let (response, reason) = match serve(&issuer, &conn, req, &mut outcome).await {
         Ok(response) => (response, SERVED),
-        Err(rejection) => answer(&rejection, outcome.version(), &conn),
+        Err(rejection) => {
+            count(&issuer.metrics, &rejection, outcome.endpoint());
+            answer(&rejection, outcome.version(), &conn)
+        }
     };
     Ok(outcome.respond(response, reason))
 }
@@ -127,17 +130,29 @@ async fn serve(
     }
     inbound::check_head(&req)?;
     let (path, endpoint) = issuer.routes.find(req.uri().path()).ok_or(Rejection::NotFound)?;
-    outcome.routed(path);
+    outcome.routed(path, endpoint);
     if !endpoint.allows(req.method()) {
         return Err(Rejection::MethodNotAllowed {
             allow: endpoint.allow_header(),
         });
     }
     let head_only = req.method() == Method::HEAD;
-    Ok(match endpoint {
-        Endpoint::Metadata => respond::document(&issuer.metadata, head_only),
-        Endpoint::Jwks => respond::document(&issuer.jwks, head_only),
-    })
+    match endpoint {
+        Endpoint::Metadata => Ok(respond::document(&issuer.metadata, head_only)),
+        Endpoint::Jwks => Ok(respond::document(&issuer.jwks, head_only)),
+        Endpoint::Token => token::serve(issuer, &issuer.token, conn, req, outcome).await,
+    }
+}
+
+/// The refusal counters beside `bindgate_as_requests_total`: the token
+/// endpoint's by error code, and failed client authentications by method.
+fn count(metrics: &Metrics, rejection: &Rejection, endpoint: Option<Endpoint>) {
+    if endpoint == Some(Endpoint::Token) {
+        metrics.record_as_token_error(rejection.verdict().error);
+    }
+    if let Rejection::ClientAuth(e) = rejection {
+        metrics.record_as_client_auth_failure(e.method());
+    }
 }
 
 /// The response to a rejection and its reason label.

@@ -6,6 +6,7 @@
 //! was waiting on a key fetch or a store).
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use http::{Method, Request, Response, Version};
@@ -14,6 +15,7 @@ use http_body_util::BodyExt;
 use crate::body::Body;
 use crate::conn::Connection;
 use crate::http::access::{AccessRecord, CLIENT_CLOSED_REQUEST, CLIENT_GONE, LoggedBody, RequestLine};
+use crate::issuer::routes::Endpoint;
 use crate::metrics::Metrics;
 
 /// An end-of-request guard: [`Outcome::respond`] counts the request and
@@ -25,6 +27,12 @@ pub struct Outcome<'a> {
     line: RequestLine,
     /// The endpoint's path as served, once the request was routed to one.
     endpoint: Option<Arc<str>>,
+    routed_to: Option<Endpoint>,
+    /// What the token endpoint decided, for the access line.
+    client_id: Option<String>,
+    grant: Option<&'static str>,
+    binding: Option<&'static str>,
+    bytes_in: u64,
     answered: bool,
 }
 
@@ -36,14 +44,47 @@ impl<'a> Outcome<'a> {
             metrics,
             conn,
             endpoint: None,
+            routed_to: None,
             line,
+            client_id: None,
+            grant: None,
+            binding: None,
+            bytes_in: 0,
             answered: false,
         }
     }
 
-    /// The request was routed to the endpoint served at `path`.
-    pub fn routed(&mut self, path: &Arc<str>) {
+    /// The request was routed to `endpoint`, served at `path`.
+    pub fn routed(&mut self, path: &Arc<str>, endpoint: Endpoint) {
         self.endpoint = Some(path.clone());
+        self.routed_to = Some(endpoint);
+    }
+
+    /// The endpoint the request was routed to, if any.
+    pub fn endpoint(&self) -> Option<Endpoint> {
+        self.routed_to
+    }
+
+    /// The client the request names, then the one it authenticated as.
+    /// Kept only for the access log.
+    pub fn client(&mut self, client_id: &str) {
+        if self.line.access_log && self.client_id.as_deref() != Some(client_id) {
+            self.client_id = Some(client_id.to_string());
+        }
+    }
+
+    pub fn grant(&mut self, grant: &'static str) {
+        self.grant = Some(grant);
+    }
+
+    /// What the issued token is bound to (`mtls` or `dpop`).
+    pub fn binding(&mut self, binding: &'static str) {
+        self.binding = Some(binding);
+    }
+
+    /// The request body was read whole: `bytes` long.
+    pub fn read_body(&mut self, bytes: usize) {
+        self.bytes_in = bytes as u64;
     }
 
     pub fn version(&self) -> Version {
@@ -82,12 +123,13 @@ impl<'a> Outcome<'a> {
             reason,
             route: self.endpoint.take(),
             binding_violation: None,
-            binding: None,
+            binding: self.binding,
+            client_id: self.client_id.take(),
+            grant: self.grant,
             started: self.line.started,
             head_us: head.as_micros() as u64,
             upstream_us: None,
-            // No endpoint reads a body yet; the count is zero until one does.
-            bytes_in: Arc::default(),
+            bytes_in: Arc::new(AtomicU64::new(self.bytes_in)),
         })
     }
 }
@@ -126,7 +168,7 @@ mod tests {
         let (metrics, conn) = (Metrics::default(), conn());
         let req = Request::get("/jwks").body(()).unwrap();
         let mut outcome = Outcome::begin(&metrics, &conn, &req);
-        outcome.routed(&Arc::from("/jwks"));
+        outcome.routed(&Arc::from("/jwks"), Endpoint::Jwks);
         drop(outcome.respond(Response::new(crate::body::full("{}")), "served"));
         assert_eq!(
             counted(&metrics),

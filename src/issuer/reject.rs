@@ -4,8 +4,14 @@
 
 use http::{HeaderValue, Response, StatusCode};
 
+use crate::auth::dpop::DPOP_NONCE;
+use crate::auth::dpop::check::DpopError;
 use crate::body::Body;
 use crate::http::inbound::RequestError;
+use crate::issuer::access_token::MintError;
+use crate::issuer::client_auth::{ClientAuthError, Fault};
+use crate::issuer::form::FormError;
+use crate::issuer::grant::GrantError;
 use crate::issuer::respond;
 
 /// Why a request got no answer from an endpoint.
@@ -24,6 +30,17 @@ pub enum Rejection {
     /// a reload cannot remove it, so only a listener given without one sees this.
     #[error("no authorization server is configured")]
     Unconfigured,
+    #[error(transparent)]
+    Form(#[from] FormError),
+    #[error("client authentication failed: {0}")]
+    ClientAuth(#[from] ClientAuthError),
+    #[error(transparent)]
+    Dpop(#[from] DpopError),
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    /// Our failure, not the client's: the description says only that much.
+    #[error("the token could not be issued")]
+    Mint(#[from] MintError),
 }
 
 /// How one rejection is answered.
@@ -60,17 +77,39 @@ impl Rejection {
                     "unconfigured",
                 )
             },
+            Rejection::Form(e) => form_verdict(e),
+            Rejection::ClientAuth(e) => match e.fault() {
+                Fault::Client => verdict(StatusCode::UNAUTHORIZED, "invalid_client", e.label()),
+                Fault::Server => verdict(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", e.label()),
+            },
+            Rejection::Dpop(e) => dpop_verdict(e),
+            Rejection::Grant(e) => verdict(StatusCode::BAD_REQUEST, e.code(), e.label()),
+            Rejection::Mint(MintError::Random) => {
+                verdict(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "random_failed")
+            }
+            Rejection::Mint(MintError::Sign(_)) => {
+                verdict(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "signing_failed")
+            }
         }
     }
 
-    /// The response: JSON error body, `no-store`, and `Allow` for a 405.
+    /// The response: JSON error body, `no-store`, `Allow` for a 405, and
+    /// the nonce to use for `use_dpop_nonce` (RFC 9449 section 8).
     pub fn to_response(&self) -> Response<Body> {
         let verdict = self.verdict();
         let mut response = respond::error(verdict.status, verdict.error, &self.to_string());
-        if let Rejection::MethodNotAllowed { allow } = self {
-            response
-                .headers_mut()
-                .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+        match self {
+            Rejection::MethodNotAllowed { allow } => {
+                response
+                    .headers_mut()
+                    .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+            }
+            Rejection::Dpop(DpopError::NonceRequired { nonce }) => {
+                if let Ok(value) = HeaderValue::from_str(nonce) {
+                    response.headers_mut().insert(DPOP_NONCE, value);
+                }
+            }
+            _ => {}
         }
         response
     }
@@ -104,5 +143,50 @@ fn request_verdict(e: &RequestError) -> Verdict {
         }),
         RequestError::PathNotNormalized => bad("path_not_normalized"),
         RequestError::UnderscoreInHeaderName => bad("header_name_underscore"),
+    }
+}
+
+fn form_verdict(e: &FormError) -> Verdict {
+    let bad = |status| Verdict {
+        status,
+        error: "invalid_request",
+        reason: e.label(),
+        close_connection: false,
+    };
+    match e {
+        FormError::TooLarge { .. } => bad(StatusCode::PAYLOAD_TOO_LARGE),
+        // The rest of a body that came too slowly is not worth waiting for.
+        FormError::TimedOut => Verdict {
+            close_connection: true,
+            ..bad(StatusCode::REQUEST_TIMEOUT)
+        },
+        FormError::NotForm
+        | FormError::Unreadable
+        | FormError::Duplicate(_)
+        | FormError::NotUtf8
+        | FormError::BadEscape => bad(StatusCode::BAD_REQUEST),
+    }
+}
+
+/// RFC 9449 section 5: the token endpoint answers a bad proof with a 400
+/// `invalid_dpop_proof` and a missing nonce with a 400 `use_dpop_nonce`
+/// (the gateway, a resource server, answers 401 with a challenge instead).
+fn dpop_verdict(e: &DpopError) -> Verdict {
+    let verdict = |status, error| Verdict {
+        status,
+        error,
+        reason: e.label(),
+        close_connection: false,
+    };
+    match e {
+        DpopError::ProofMissing
+        | DpopError::MultipleProofs
+        | DpopError::ProofTooLarge { .. }
+        | DpopError::Proof(_)
+        | DpopError::Replayed => verdict(StatusCode::BAD_REQUEST, "invalid_dpop_proof"),
+        DpopError::NonceRequired { .. } => verdict(StatusCode::BAD_REQUEST, "use_dpop_nonce"),
+        DpopError::ReplayStoreUnavailable | DpopError::ReplayCacheFull => {
+            verdict(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+        }
     }
 }

@@ -17,10 +17,12 @@ pub enum Endpoint {
     Metadata,
     /// `GET /jwks`: every signing key, the signer first.
     Jwks,
+    /// `POST /token`: RFC 6749 section 3.2.
+    Token,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 2] = [Endpoint::Metadata, Endpoint::Jwks];
+    pub const ALL: [Endpoint; 3] = [Endpoint::Metadata, Endpoint::Jwks, Endpoint::Token];
 
     /// The path the listener serves it at, for an issuer whose path is
     /// `issuer_path` (no trailing `/`; empty for a bare host).
@@ -29,6 +31,7 @@ impl Endpoint {
             // RFC 8414 section 3.1: the well-known segment goes before the issuer's path.
             Endpoint::Metadata => format!("{WELL_KNOWN}{issuer_path}"),
             Endpoint::Jwks => format!("{issuer_path}/jwks"),
+            Endpoint::Token => format!("{issuer_path}/token"),
         }
     }
 
@@ -36,6 +39,8 @@ impl Endpoint {
     pub fn allows(self, method: &Method) -> bool {
         match self {
             Endpoint::Metadata | Endpoint::Jwks => method == Method::GET || method == Method::HEAD,
+            // RFC 6749 section 3.2: "The client MUST use the HTTP POST method".
+            Endpoint::Token => method == Method::POST,
         }
     }
 
@@ -43,6 +48,7 @@ impl Endpoint {
     pub fn allow_header(self) -> &'static str {
         match self {
             Endpoint::Metadata | Endpoint::Jwks => "GET, HEAD",
+            Endpoint::Token => "POST",
         }
     }
 }
@@ -84,7 +90,8 @@ mod tests {
             routes.find("/.well-known/oauth-authorization-server").map(|r| r.1),
             Some(Endpoint::Metadata)
         );
-        for other in ["/jwks/", "/jwks/x", "/JWKS", "//jwks", "/", "/token"] {
+        assert_eq!(routes.find("/token").map(|r| r.1), Some(Endpoint::Token));
+        for other in ["/jwks/", "/jwks/x", "/JWKS", "//jwks", "/", "/token/", "/introspect"] {
             assert!(routes.find(other).is_none(), "{other}");
         }
         let routes = Routes::new("/tenant");

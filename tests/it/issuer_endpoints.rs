@@ -218,8 +218,7 @@ async fn unknown_paths_get_404_wrong_methods_405_with_allow_and_head_the_bare_he
     let gw = s.start(&spec_with(&s, &[&key])).await;
     for alpn in [Alpn::Http1, Alpn::H2] {
         let client = s.client(None, alpn);
-        // Not routed (yet): /token is no endpoint of this listener today.
-        for path in ["/nowhere", "/jwks/", "/token", "/.well-known/openid-configuration"] {
+        for path in ["/nowhere", "/jwks/", "/token/", "/.well-known/openid-configuration"] {
             let reply = fetch(&client, &gw, "GET", path).await;
             assert_eq!(reply.status, 404, "{alpn:?} {path}");
             assert_eq!(reply.json()["error"], "not_found", "{alpn:?} {path}");
@@ -231,6 +230,12 @@ async fn unknown_paths_get_404_wrong_methods_405_with_allow_and_head_the_bare_he
             assert_eq!(reply.header("allow").as_deref(), Some("GET, HEAD"));
             assert_eq!(reply.header("cache-control").as_deref(), Some("no-store"));
             assert_eq!(reply.json()["error"], "invalid_request");
+        }
+        for method in ["GET", "PUT", "DELETE"] {
+            let reply = fetch(&client, &gw, method, "/token").await;
+            assert_eq!(reply.status, 405, "{alpn:?} {method} /token");
+            assert_eq!(reply.header("allow").as_deref(), Some("POST"));
+            assert_eq!(reply.header("cache-control").as_deref(), Some("no-store"));
         }
         let full = fetch(&client, &gw, "GET", "/jwks").await;
         let head = fetch(&client, &gw, "HEAD", "/jwks").await;

@@ -39,6 +39,23 @@ pub enum DpopError {
     ReplayCacheFull,
 }
 
+impl DpopError {
+    /// The stable reason label of logs and metrics, the same at the gateway
+    /// and at the token endpoint.
+    pub fn label(&self) -> &'static str {
+        match self {
+            DpopError::ProofMissing => "dpop_proof_missing",
+            DpopError::MultipleProofs => "dpop_proof_duplicate",
+            DpopError::ProofTooLarge { .. } => "dpop_proof_too_large",
+            DpopError::Proof(e) => e.label(),
+            DpopError::NonceRequired { .. } => "use_dpop_nonce",
+            DpopError::Replayed => "dpop_replayed",
+            DpopError::ReplayStoreUnavailable => "replay_store_unavailable",
+            DpopError::ReplayCacheFull => "replay_cache_full",
+        }
+    }
+}
+
 /// What a request must match: where the client sent it.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestTarget<'a> {
@@ -124,7 +141,7 @@ impl DpopVerifier {
         &self,
         proof: &str,
         target: &RequestTarget<'_>,
-        access_token: &str,
+        access_token: Option<&str>,
         now: f64,
     ) -> Result<VerifiedProof, DpopError> {
         if proof.len() > self.max_proof_size {

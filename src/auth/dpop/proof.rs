@@ -44,6 +44,28 @@ pub enum ProofError {
     AthMismatch,
 }
 
+impl ProofError {
+    /// The stable reason label of logs and metrics, the same at the gateway
+    /// and at the token endpoint.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ProofError::Malformed(_) => "dpop_malformed",
+            ProofError::WrongType => "dpop_typ",
+            ProofError::AlgorithmNotAllowed => "dpop_alg_not_allowed",
+            ProofError::MissingJwk => "dpop_jwk_missing",
+            ProofError::PrivateKey => "dpop_jwk_private",
+            ProofError::UnusableJwk(_) => "dpop_jwk_unusable",
+            ProofError::BadSignature => "dpop_bad_signature",
+            ProofError::ClaimsMalformed(_) => "dpop_claims_malformed",
+            ProofError::MethodMismatch => "dpop_htm_mismatch",
+            ProofError::UriMismatch => "dpop_htu_mismatch",
+            ProofError::IatOutOfWindow => "dpop_iat_out_of_window",
+            ProofError::AthMissing => "dpop_ath_missing",
+            ProofError::AthMismatch => "dpop_ath_mismatch",
+        }
+    }
+}
+
 /// Static rules for proofs.
 #[derive(Debug, Clone)]
 pub struct ProofRules {
@@ -59,8 +81,10 @@ pub struct ProofContext<'a> {
     pub method: &'a str,
     /// The request URI as the client addressed it, normalised.
     pub htu: &'a NormalizedUri,
-    /// The access token presented with the proof; `ath` must hash it.
-    pub access_token: &'a str,
+    /// The access token presented with the proof, which `ath` must hash;
+    /// `None` at the token endpoint, where the proof comes before any token
+    /// (RFC 9449 section 5) and `ath` is not checked.
+    pub access_token: Option<&'a str>,
     pub now: f64,
 }
 
@@ -148,12 +172,14 @@ pub fn verify(proof: &str, rules: &ProofRules, ctx: &ProofContext<'_>) -> Result
     if (iat - ctx.now).abs() > rules.iat_window + rules.leeway {
         return Err(ProofError::IatOutOfWindow);
     }
-    let presented = claims.ath.as_deref().ok_or(ProofError::AthMissing)?;
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(
-        presented.as_bytes(),
-        ath(ctx.access_token).as_bytes(),
-    )) {
-        return Err(ProofError::AthMismatch);
+    if let Some(access_token) = ctx.access_token {
+        let presented = claims.ath.as_deref().ok_or(ProofError::AthMissing)?;
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            presented.as_bytes(),
+            ath(access_token).as_bytes(),
+        )) {
+            return Err(ProofError::AthMismatch);
+        }
     }
     Ok(VerifiedProof {
         jkt,
@@ -250,7 +276,7 @@ mod tests {
         let ctx = ProofContext {
             method: "GET",
             htu: &htu,
-            access_token: token,
+            access_token: Some(token),
             now: NOW,
         };
         verify(proof, &rules(), &ctx)
