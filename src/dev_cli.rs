@@ -1,4 +1,5 @@
-//! The developer subcommands (`dev-certs`, `mint`, `dpop-proof`, `demo`),
+//! The developer subcommands (`dev-certs`, `mint`, `dpop-proof`,
+//! `client-assertion`, `demo`),
 //! built only with the `dev` feature (on by default): a hardened build
 //! (`--no-default-features`) leaves them and rcgen out of the binary.
 
@@ -92,6 +93,31 @@ pub enum DevCommand {
         #[arg(long, value_name = "SECONDS")]
         iat: Option<u64>,
     },
+    /// Print a private_key_jwt client assertion (RFC 7523) for one token request, signed with a client's key.
+    #[command(
+        long_about = "Print a client assertion JWT (RFC 7523, private_key_jwt) for one request to the authorization \
+            server: the value of the form's client_assertion parameter. iss and sub are the client_id, aud the \
+            issuer identifier, jti random (an assertion is good for one request), exp a minute ahead.\n\n\
+            Example:\n  \
+            curl --cacert certs/ca.pem https://localhost:8444/token \\\n    \
+            -H \"DPoP: $(bindgate dpop-proof --method POST --url https://localhost:8444/token)\" \\\n    \
+            -d grant_type=client_credentials -d client_id=app \\\n    \
+            -d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer \\\n    \
+            -d client_assertion=$(bindgate client-assertion)"
+    )]
+    ClientAssertion {
+        /// The client's private key (EC P-256 or Ed25519, PKCS#8 PEM), whose public key is in the client's jwks.
+        #[arg(long, default_value = "certs/app-key.pem")]
+        key: PathBuf,
+        #[arg(long, default_value = "app")]
+        client_id: String,
+        /// The authorization server's issuer identifier ([authorization_server] issuer).
+        #[arg(long, default_value = "https://localhost:8444")]
+        aud: String,
+        /// Lifetime, e.g. 60s; the server accepts at most 5m.
+        #[arg(long, default_value = "60s", value_parser = parse_ttl)]
+        ttl: std::time::Duration,
+    },
     /// Show the gateway at work on loopback: an echo upstream, a bound token accepted, a replayed one rejected.
     Demo {
         #[arg(short, long, default_value = "gateway.toml")]
@@ -154,6 +180,25 @@ pub fn run(command: DevCommand) -> ExitCode {
             match bindgate::dev::proof::proof_with_key_file(&key, &request) {
                 Ok(proof) => {
                     println!("{proof}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        DevCommand::ClientAssertion {
+            key,
+            client_id,
+            aud,
+            ttl,
+        } => {
+            let request = bindgate::dev::assertion::AssertionRequest {
+                client_id: &client_id,
+                audience: &aud,
+                lifetime: ttl,
+            };
+            match bindgate::dev::assertion::assertion_with_key_file(&key, &request) {
+                Ok(assertion) => {
+                    println!("{assertion}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),

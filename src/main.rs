@@ -208,6 +208,7 @@ fn check(path: PathBuf) -> ExitCode {
         println!("  issuer       {}", s.issuer);
         println!("    audience   {}", s.audience.join(", "));
         println!("    keys       {} ({})", keys.len(), kids.join(", "));
+        println!("    keys from  {}", s.keys);
         println!("    algorithms {}", algs.join(", "));
     }
     if let Some(issuer) = &prepared.issuer {

@@ -12,7 +12,7 @@ use crate::auth::dpop::check::DpopVerifier;
 use crate::auth::dpop::nonce::NonceIssuer;
 use crate::auth::dpop::store::ReplayStore;
 use crate::auth::token::{self, KeyStore, TokenValidator};
-use crate::config::{AuthorizationServerSettings, Config, ConfigError, JwksSource, TokenSettings};
+use crate::config::{AuthorizationServerSettings, Config, ConfigError, IssuerKeys, JwksSource, TokenSettings};
 use crate::conn::tls;
 use crate::gateway::Gateway;
 use crate::gateway::{forward, routes};
@@ -64,9 +64,17 @@ pub async fn prepare(
         certificates
             .extend(tls::summaries("client_ca", path).map_err(|e| config.unusable("server.client_ca", path, e))?);
     }
+    // Read once, afresh each generation (a reload is how keys rotate), and
+    // shared: the embedded issuer's tokens are verified against this very ring.
+    let signing_keys = match &config.authorization_server {
+        Some(settings) => Some(Arc::new(
+            KeyRing::load(&settings.signing_keys).map_err(|e| signing_keys_error(&config, settings, e))?,
+        )),
+        None => None,
+    };
     let mut issuers = Vec::with_capacity(config.issuers.len());
     for settings in &config.issuers {
-        let keys = key_store(&config, settings, &metrics, previous, policy).await?;
+        let keys = key_store(&config, settings, signing_keys.as_deref(), &metrics, previous, policy).await?;
         issuers.push(token::Issuer {
             settings: settings.clone(),
             keys,
@@ -79,12 +87,12 @@ pub async fn prepare(
     }
     let routes = routes::RouteTable::build(&config)?;
     let dpop = dpop_verifier(&config, &metrics, previous)?;
-    let issuer = match &config.authorization_server {
-        Some(settings) => Some(Arc::new(authorization_server(
-            &config, settings, &dpop, &metrics, previous,
-        )?)),
-        None => None,
-    };
+    let issuer = config
+        .authorization_server
+        .as_ref()
+        .zip(signing_keys)
+        .map(|(settings, keys)| authorization_server(&config, settings, keys, &dpop, &metrics, previous).map(Arc::new))
+        .transpose()?;
     let gateway = Arc::new(Gateway {
         realm: config.server.realm.clone(),
         validator: TokenValidator::new(issuers, config.limits.token_cache_bytes, metrics.clone()),
@@ -105,18 +113,19 @@ pub async fn prepare(
     })
 }
 
-/// The authorization server of this generation: its signing keys and
-/// client key sets read afresh (a reload is how keys rotate), its TLS
-/// configuration, its metadata rendered. It shares the gateway's DPoP
-/// replay store: one place remembers every proof and assertion `jti`.
+/// The authorization server of this generation: its signing keys (loaded
+/// by the caller, shared with the gateway), its client key sets read afresh
+/// (a reload is how keys rotate), its TLS configuration, its metadata
+/// rendered. It shares the gateway's DPoP replay store: one place remembers
+/// every proof and assertion `jti`.
 fn authorization_server(
     config: &Config,
     settings: &AuthorizationServerSettings,
+    keys: Arc<KeyRing>,
     gateway_dpop: &DpopVerifier,
     metrics: &Arc<Metrics>,
     previous: Option<&Prepared>,
 ) -> Result<Issuer, ConfigError> {
-    let keys = KeyRing::load(&settings.signing_keys).map_err(|e| signing_keys_error(config, settings, e))?;
     let tls = tls::authorization_server_config(config, settings)?;
     let replay = gateway_dpop.replay_store().clone();
     let token = TokenEndpoint {
@@ -128,7 +137,7 @@ fn authorization_server(
     };
     Ok(Issuer::new(
         settings.clone(),
-        Arc::new(keys),
+        keys,
         &config.dpop.algorithms,
         tls,
         token,
@@ -262,15 +271,30 @@ fn dpop_verifier(
     Ok(DpopVerifier::new(settings, nonces, replay, metrics.clone()))
 }
 
+/// The keys of one trusted issuer. `signing_keys` is the embedded
+/// authorization server's ring, when there is one.
 async fn key_store(
     config: &Config,
     settings: &TokenSettings,
+    signing_keys: Option<&KeyRing>,
     metrics: &Arc<Metrics>,
     previous: Option<&Prepared>,
     policy: KeysPolicy,
 ) -> Result<Arc<KeyStore>, ConfigError> {
     let key = format!("{}.jwks", settings.section);
-    let source = &settings.jwks;
+    let source = match (&settings.keys, signing_keys) {
+        (IssuerKeys::Jwks(source), _) => source,
+        (IssuerKeys::Embedded, Some(ring)) => return Ok(Arc::new(KeyStore::embedded(&settings.issuer, ring))),
+        // Validation chooses Embedded only with the table present; a Config
+        // built in code may still get here.
+        (IssuerKeys::Embedded, None) => {
+            return Err(ConfigError::InvalidValue {
+                file: config.source.clone(),
+                key: key.into(),
+                reason: "required (a file path or an https:// URL): there is no [authorization_server]".into(),
+            });
+        }
+    };
     if let JwksSource::File(path) = source {
         let store = KeyStore::from_file(&settings.issuer, path).map_err(|e| config.unusable(key, path, e))?;
         return Ok(Arc::new(store));

@@ -29,7 +29,7 @@ pub use authorization_server::{
 pub use dn::{DistinguishedName, DnError};
 pub use dpop::{DpopSettings, ReplayStoreSettings, StoreFailure};
 pub use routes::{AuthPolicy, BindingMethods, BindingMode, RouteSettings};
-pub use token::{JwksSource, RemoteJwksSettings, TokenSettings, TypPolicy};
+pub use token::{IssuerKeys, JwksSource, RemoteJwksSettings, TokenSettings, TypPolicy};
 
 /// Exit code for an invalid configuration (`EX_CONFIG` would be 78; design.md
 /// fixes 64, `EX_USAGE`, so scripts can tell "bad config" from "crashed").
@@ -217,19 +217,24 @@ impl Config {
         };
         let server = v.server(raw.server)?;
         let admin = raw.admin.map(|a| v.admin(a)).transpose()?;
+        let upstream = v.upstream(raw.upstream)?;
+        // Before the issuers, wherever the table is in the file: the one
+        // whose `issuer` is its issuer takes its keys from it.
+        let authorization_server = raw
+            .authorization_server
+            .map(|a| v.authorization_server(a, &server, admin.as_ref()))
+            .transpose()?;
+        let embedded = authorization_server.as_ref().map(|a| a.issuer.as_str());
         Ok(Config {
             source: path.to_path_buf(),
-            upstream: v.upstream(raw.upstream)?,
-            issuers: v.issuers(raw.token, raw.issuer)?,
+            upstream,
+            issuers: v.issuers(raw.token, raw.issuer, embedded)?,
             forward: v.forward(raw.forward.unwrap_or_default())?,
             limits: v.limits(raw.limits.unwrap_or_default())?,
             reload: v.reload(raw.reload.unwrap_or_default())?,
             routes: v.routes(raw.route)?,
             dpop: v.dpop(raw.dpop.unwrap_or_default())?,
-            authorization_server: raw
-                .authorization_server
-                .map(|a| v.authorization_server(a, &server, admin.as_ref()))
-                .transpose()?,
+            authorization_server,
             server,
             admin,
         })
@@ -241,7 +246,8 @@ impl Config {
         files.extend(self.server.client_ca.iter().cloned());
         files.extend(self.server.crls.iter().cloned());
         for issuer in &self.issuers {
-            if let JwksSource::File(path) = &issuer.jwks {
+            // The embedded issuer's signing keys are the authorization server's, watched below.
+            if let IssuerKeys::Jwks(JwksSource::File(path)) = &issuer.keys {
                 files.push(path.clone());
             }
             files.extend(issuer.remote.ca.iter().cloned());

@@ -163,3 +163,110 @@ fn max_token_request_bytes_defaults_to_64_kib_and_has_a_floor() {
         ConfigError::InvalidValue { key, .. } if key == "limits.max_token_request_bytes"
     ));
 }
+
+const AS_TABLE: &str = r#"
+[authorization_server]
+issuer = "https://localhost:8444"
+listen = "127.0.0.1:8444"
+signing_keys = ["certs/as-signing-key.pem"]
+"#;
+
+/// `MINIMAL` with its `[token]` naming `issuer` and no `jwks`.
+fn token_of(issuer: &str) -> String {
+    MINIMAL
+        .replace("issuer = \"https://issuer.example\"", &format!("issuer = {issuer:?}"))
+        .replace("jwks = \"certs/jwks.json\"", "")
+}
+
+fn refused(text: &str) -> (String, String) {
+    match parse(text) {
+        Err(ConfigError::InvalidValue { key, reason, .. }) => (key.to_string(), reason),
+        other => panic!("expected an invalid value, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_embedded_issuer_needs_no_jwks_wherever_its_table_is_written() {
+    let after = token_of("https://localhost:8444") + AS_TABLE;
+    let before = token_of("https://localhost:8444").replace("[token]", &format!("{AS_TABLE}\n[token]"));
+    for text in [after, before] {
+        let config = parse(&text).unwrap();
+        assert_eq!(config.issuers[0].keys, IssuerKeys::Embedded, "{text}");
+        // Its keys are the signing keys, which a reload watches already.
+        let signing_key = Path::new("/etc/bindgate/certs/as-signing-key.pem");
+        assert!(config.watched_files().iter().any(|f| f == signing_key));
+    }
+    let second = format!(
+        "{MINIMAL}\n[[issuer]]\nissuer = \"https://localhost:8444\"\naudience = \"https://api.example\"\n{AS_TABLE}"
+    );
+    let config = parse(&second).unwrap();
+    assert!(matches!(config.issuers[0].keys, IssuerKeys::Jwks(JwksSource::File(_))));
+    assert_eq!(config.issuers[1].keys, IssuerKeys::Embedded);
+}
+
+#[test]
+fn the_embedded_issuer_may_still_name_jwks_or_discovery() {
+    for (line, expected) in [
+        (
+            "jwks = \"https://localhost:8444/jwks\"",
+            JwksSource::Url("https://localhost:8444/jwks".parse().unwrap()),
+        ),
+        (
+            "discovery = \"https://localhost:8444/.well-known/oauth-authorization-server\"",
+            JwksSource::Discovery(
+                "https://localhost:8444/.well-known/oauth-authorization-server"
+                    .parse()
+                    .unwrap(),
+            ),
+        ),
+    ] {
+        let text = token_of("https://localhost:8444").replace(
+            "audience = [\"https://api.example\"]",
+            &format!("audience = [\"https://api.example\"]\n{line}"),
+        ) + AS_TABLE;
+        assert_eq!(parse(&text).unwrap().issuers[0].keys, IssuerKeys::Jwks(expected));
+    }
+}
+
+#[test]
+fn another_issuer_without_jwks_is_refused_naming_the_embedded_one() {
+    let (key, reason) = refused(&token_of("https://localhost:8444"));
+    assert_eq!(key, "token.jwks");
+    assert_eq!(reason, "required (a file path or an https:// URL)");
+    // Compared exactly, as a token's `iss` is: a trailing slash is another issuer.
+    let (key, reason) = refused(&(token_of("https://localhost:8444/") + AS_TABLE));
+    assert_eq!(key, "token.jwks");
+    assert_eq!(
+        reason,
+        "required (a file path or an https:// URL); only the embedded authorization server's \
+         issuer, \"https://localhost:8444\", needs none, and this one is \"https://localhost:8444/\""
+    );
+    let second = format!("{MINIMAL}\n[[issuer]]\nissuer = \"https://login.example\"\naudience = \"x\"\n{AS_TABLE}");
+    assert_eq!(refused(&second).0, "issuer[0].jwks");
+    let message = parse(&second).unwrap_err().to_string();
+    assert!(
+        message.starts_with("/etc/bindgate/gateway.toml: key `issuer[0].jwks`: "),
+        "{message}"
+    );
+}
+
+#[test]
+fn fetch_knobs_are_refused_for_the_embedded_issuer() {
+    for knob in [
+        "jwks_ca = \"certs/ca.pem\"",
+        "jwks_refresh = \"5m\"",
+        "jwks_refresh_min = \"30s\"",
+        "jwks_refresh_max = \"1h\"",
+        "jwks_refetch_cooldown = \"10s\"",
+        "jwks_timeout = \"5s\"",
+    ] {
+        let text = token_of("https://localhost:8444").replace(
+            "audience = [\"https://api.example\"]",
+            &format!("audience = [\"https://api.example\"]\n{knob}"),
+        ) + AS_TABLE;
+        let (key, reason) = refused(&text);
+        let name = knob.split(' ').next().unwrap();
+        assert_eq!(key, format!("token.{name}"));
+        assert!(reason.contains("embedded authorization server"), "{reason}");
+    }
+}

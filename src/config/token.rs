@@ -2,6 +2,7 @@
 //! audiences, with which keys and algorithms.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,7 +11,29 @@ use serde::Deserialize;
 use super::{ConfigError, Validator};
 use crate::jose::Algorithm;
 
-/// Where an issuer's verification keys come from.
+/// Where a trusted issuer's verification keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssuerKeys {
+    /// A JWKS document: a file, a URL, or one found by discovery.
+    Jwks(JwksSource),
+    /// The embedded authorization server's key ring, read in-process:
+    /// nothing to fetch, so nothing to cache or refresh, and a rotation
+    /// takes effect with the reload that makes it.
+    Embedded,
+}
+
+impl fmt::Display for IssuerKeys {
+    /// Where the keys are, as `check` and the demo print it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IssuerKeys::Jwks(JwksSource::File(path)) => write!(f, "{}", path.display()),
+            IssuerKeys::Jwks(JwksSource::Url(url) | JwksSource::Discovery(url)) => write!(f, "{url}"),
+            IssuerKeys::Embedded => f.write_str("the embedded authorization server, in-process"),
+        }
+    }
+}
+
+/// Where a JWKS document comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwksSource {
     File(PathBuf),
@@ -51,7 +74,9 @@ pub struct TokenSettings {
     pub section: String,
     pub issuer: String,
     pub audience: Vec<String>,
-    pub jwks: JwksSource,
+    pub keys: IssuerKeys,
+    /// Used only for keys fetched ([`JwksSource::Url`], [`JwksSource::Discovery`]);
+    /// always the defaults for [`IssuerKeys::Embedded`], which refuses the knobs.
     pub remote: RemoteJwksSettings,
     pub algorithms: Vec<Algorithm>,
     pub leeway: Duration,
@@ -81,6 +106,23 @@ pub(super) struct RawToken {
     max_lifetime: Option<String>,
 }
 
+impl RawToken {
+    /// The first `jwks_*` knob written (in the README's order): they tune
+    /// fetching, so one written where nothing is fetched is a mistake.
+    fn first_remote_knob(&self) -> Option<&'static str> {
+        [
+            ("jwks_ca", self.jwks_ca.is_some()),
+            ("jwks_refresh", self.jwks_refresh.is_some()),
+            ("jwks_refresh_min", self.jwks_refresh_min.is_some()),
+            ("jwks_refresh_max", self.jwks_refresh_max.is_some()),
+            ("jwks_refetch_cooldown", self.jwks_refetch_cooldown.is_some()),
+            ("jwks_timeout", self.jwks_timeout.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(name, written)| written.then_some(name))
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum OneOrMany {
@@ -90,17 +132,19 @@ enum OneOrMany {
 
 impl Validator<'_> {
     /// `[token]` and `[[issuer]]` together: at least one, issuers unique.
+    /// `embedded` is `[authorization_server] issuer`, when there is one.
     pub(super) fn issuers(
         &self,
         token: Option<RawToken>,
         more: Vec<RawToken>,
+        embedded: Option<&str>,
     ) -> Result<Vec<TokenSettings>, ConfigError> {
         let mut issuers = Vec::with_capacity(1 + more.len());
         if let Some(raw) = token {
-            issuers.push(self.token("token".into(), raw)?);
+            issuers.push(self.token("token".into(), raw, embedded)?);
         }
         for (index, raw) in more.into_iter().enumerate() {
-            issuers.push(self.token(format!("issuer[{index}]").into(), raw)?);
+            issuers.push(self.token(format!("issuer[{index}]").into(), raw, embedded)?);
         }
         if issuers.is_empty() {
             return Err(self.invalid("token", "a [token] table or at least one [[issuer]] is required"));
@@ -113,11 +157,17 @@ impl Validator<'_> {
         Ok(issuers)
     }
 
-    fn token(&self, section: Cow<'static, str>, raw: RawToken) -> Result<TokenSettings, ConfigError> {
+    fn token(
+        &self,
+        section: Cow<'static, str>,
+        raw: RawToken,
+        embedded: Option<&str>,
+    ) -> Result<TokenSettings, ConfigError> {
         let key = |name: &str| -> Cow<'static, str> { format!("{section}.{name}").into() };
         if raw.issuer.is_empty() {
             return Err(self.invalid(key("issuer"), "must not be empty"));
         }
+        let keys = self.issuer_keys(&key, &raw, embedded)?;
         let audience = match raw.audience {
             OneOrMany::One(a) => vec![a],
             OneOrMany::Many(list) => list,
@@ -125,15 +175,6 @@ impl Validator<'_> {
         if audience.is_empty() || audience.iter().any(String::is_empty) {
             return Err(self.invalid(key("audience"), "needs at least one non-empty audience"));
         }
-        let jwks = match (raw.jwks, raw.discovery) {
-            (Some(_), Some(_)) => {
-                return Err(self.invalid(key("discovery"), "set either jwks or discovery, not both"));
-            }
-            (None, None) => return Err(self.invalid(key("jwks"), "required (a file path or an https:// URL)")),
-            (None, Some(url)) => JwksSource::Discovery(self.https_url(key("discovery"), &url)?),
-            (Some(text), None) if text.contains("://") => JwksSource::Url(self.https_url(key("jwks"), &text)?),
-            (Some(text), None) => JwksSource::File(self.path(PathBuf::from(text))),
-        };
         let remote = RemoteJwksSettings {
             ca: raw.jwks_ca.map(|p| self.path(p)),
             refresh: self.duration(key("jwks_refresh"), raw.jwks_refresh, Duration::from_secs(300))?,
@@ -184,7 +225,7 @@ impl Validator<'_> {
             section: section.to_string(),
             issuer: raw.issuer,
             audience,
-            jwks,
+            keys,
             remote,
             algorithms,
             leeway: self.duration(key("leeway"), raw.leeway, Duration::from_secs(30))?,
@@ -192,6 +233,46 @@ impl Validator<'_> {
             max_size,
             max_lifetime,
         })
+    }
+
+    /// `jwks` or `discovery`; neither for the embedded issuer, compared
+    /// exactly as a token's `iss` is, which then takes no `jwks_*` knob.
+    fn issuer_keys(
+        &self,
+        key: &impl Fn(&str) -> Cow<'static, str>,
+        raw: &RawToken,
+        embedded: Option<&str>,
+    ) -> Result<IssuerKeys, ConfigError> {
+        let source = match (&raw.jwks, &raw.discovery) {
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(key("discovery"), "set either jwks or discovery, not both"));
+            }
+            (None, None) if embedded == Some(raw.issuer.as_str()) => {
+                if let Some(knob) = raw.first_remote_knob() {
+                    return Err(self.invalid(
+                        key(knob),
+                        "tunes fetching keys over https://, and this issuer is the embedded authorization \
+                         server's: its keys are read in-process, with nothing to fetch",
+                    ));
+                }
+                return Ok(IssuerKeys::Embedded);
+            }
+            (None, None) => {
+                let reason = match embedded {
+                    None => "required (a file path or an https:// URL)".to_string(),
+                    Some(embedded) => format!(
+                        "required (a file path or an https:// URL); only the embedded authorization \
+                         server's issuer, {embedded:?}, needs none, and this one is {:?}",
+                        raw.issuer
+                    ),
+                };
+                return Err(self.invalid(key("jwks"), reason));
+            }
+            (None, Some(url)) => JwksSource::Discovery(self.https_url(key("discovery"), url)?),
+            (Some(text), None) if text.contains("://") => JwksSource::Url(self.https_url(key("jwks"), text)?),
+            (Some(text), None) => JwksSource::File(self.path(PathBuf::from(text))),
+        };
+        Ok(IssuerKeys::Jwks(source))
     }
 
     pub(super) fn https_url(&self, key: Cow<'static, str>, text: &str) -> Result<http::Uri, ConfigError> {

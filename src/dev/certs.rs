@@ -26,10 +26,12 @@ pub enum DevCertsError {
     },
     #[error("cannot generate certificates: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error("cannot publish a generated key: {0}")]
+    Key(String),
 }
 
 /// The files written, relative to the output directory.
-pub const FILES: [&str; 12] = [
+pub const FILES: [&str; 14] = [
     "ca.pem",
     "ca-key.pem",
     "server.pem",
@@ -42,6 +44,8 @@ pub const FILES: [&str; 12] = [
     "jwks.json",
     "dpop-key.pem",
     "as-signing-key.pem",
+    "app-key.pem",
+    "app.jwks.json",
 ];
 
 /// How long the dev material stays valid: long enough that a checked-in copy keeps working.
@@ -106,6 +110,12 @@ pub fn write(out: &Path, force: bool) -> Result<Vec<PathBuf>, DevCertsError> {
     // setup exercises the algorithm the dev issuer key does not.
     let as_key = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
     put_readable("as-signing-key.pem", as_key.serialize_pem(), Readable::ByOwnerOnly)?;
+    // The shipped `private_key_jwt` client "app": its assertion key, and the
+    // JWKS the authorization server checks its assertions against.
+    let app_key = KeyPair::generate()?;
+    let app_jwks = public_jwks(&app_key.serialize_pem())?;
+    put_readable("app-key.pem", app_key.serialize_pem(), Readable::ByAll)?;
+    put_readable("app.jwks.json", app_jwks, Readable::ByAll)?;
     Ok(written)
 }
 
@@ -169,6 +179,14 @@ pub fn ec_p256_jwk(key: &KeyPair) -> (serde_json::Value, String) {
         "kid": kid, "alg": "ES256", "use": "sig",
     });
     (jwk, kid)
+}
+
+/// The JWKS of one key as the authorization server's own `/jwks` would
+/// publish it: `kid` its RFC 7638 thumbprint, `alg` and `use` set.
+fn public_jwks(pem: &str) -> Result<String, DevCertsError> {
+    let key = crate::jose::sign::SigningKey::from_pem(pem.as_bytes()).map_err(|e| DevCertsError::Key(e.to_string()))?;
+    let doc = serde_json::json!({ "keys": [key.public_jwk()] });
+    Ok(serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n")
 }
 
 fn jwks_for(key: &KeyPair) -> String {

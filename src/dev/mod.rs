@@ -1,6 +1,7 @@
 //! Developer tooling behind the CLI: dev certificates, token minting, DPoP
-//! proofs and the demo.
+//! proofs, client assertions and the demo.
 
+pub mod assertion;
 pub mod certs;
 pub mod demo;
 pub(crate) mod keys;

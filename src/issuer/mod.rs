@@ -9,8 +9,10 @@
 
 pub(crate) mod access_token;
 pub(crate) mod client_auth;
+pub(crate) mod client_request;
 pub(crate) mod form;
 pub(crate) mod grant;
+pub(crate) mod introspect;
 pub mod metadata;
 pub(crate) mod outcome;
 pub(crate) mod reject;
@@ -141,6 +143,7 @@ async fn serve(
         Endpoint::Metadata => Ok(respond::document(&issuer.metadata, head_only)),
         Endpoint::Jwks => Ok(respond::document(&issuer.jwks, head_only)),
         Endpoint::Token => token::serve(issuer, &issuer.token, conn, req, outcome).await,
+        Endpoint::Introspect => introspect::serve(issuer, conn, req, outcome).await,
     }
 }
 

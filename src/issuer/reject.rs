@@ -12,6 +12,7 @@ use crate::issuer::access_token::MintError;
 use crate::issuer::client_auth::{ClientAuthError, Fault};
 use crate::issuer::form::FormError;
 use crate::issuer::grant::GrantError;
+use crate::issuer::introspect::IntrospectError;
 use crate::issuer::respond;
 
 /// Why a request got no answer from an endpoint.
@@ -38,6 +39,8 @@ pub enum Rejection {
     Dpop(#[from] DpopError),
     #[error(transparent)]
     Grant(#[from] GrantError),
+    #[error(transparent)]
+    Introspect(#[from] IntrospectError),
     /// Our failure, not the client's: the description says only that much.
     #[error("the token could not be issued")]
     Mint(#[from] MintError),
@@ -84,6 +87,7 @@ impl Rejection {
             },
             Rejection::Dpop(e) => dpop_verdict(e),
             Rejection::Grant(e) => verdict(StatusCode::BAD_REQUEST, e.code(), e.label()),
+            Rejection::Introspect(e) => verdict(StatusCode::BAD_REQUEST, "invalid_request", e.label()),
             Rejection::Mint(MintError::Random) => {
                 verdict(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "random_failed")
             }

@@ -19,10 +19,17 @@ pub enum Endpoint {
     Jwks,
     /// `POST /token`: RFC 6749 section 3.2.
     Token,
+    /// `POST /introspect`: RFC 7662.
+    Introspect,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 3] = [Endpoint::Metadata, Endpoint::Jwks, Endpoint::Token];
+    pub const ALL: [Endpoint; 4] = [
+        Endpoint::Metadata,
+        Endpoint::Jwks,
+        Endpoint::Token,
+        Endpoint::Introspect,
+    ];
 
     /// The path the listener serves it at, for an issuer whose path is
     /// `issuer_path` (no trailing `/`; empty for a bare host).
@@ -32,6 +39,7 @@ impl Endpoint {
             Endpoint::Metadata => format!("{WELL_KNOWN}{issuer_path}"),
             Endpoint::Jwks => format!("{issuer_path}/jwks"),
             Endpoint::Token => format!("{issuer_path}/token"),
+            Endpoint::Introspect => format!("{issuer_path}/introspect"),
         }
     }
 
@@ -40,7 +48,7 @@ impl Endpoint {
         match self {
             Endpoint::Metadata | Endpoint::Jwks => method == Method::GET || method == Method::HEAD,
             // RFC 6749 section 3.2: "The client MUST use the HTTP POST method".
-            Endpoint::Token => method == Method::POST,
+            Endpoint::Token | Endpoint::Introspect => method == Method::POST,
         }
     }
 
@@ -48,7 +56,7 @@ impl Endpoint {
     pub fn allow_header(self) -> &'static str {
         match self {
             Endpoint::Metadata | Endpoint::Jwks => "GET, HEAD",
-            Endpoint::Token => "POST",
+            Endpoint::Token | Endpoint::Introspect => "POST",
         }
     }
 }
@@ -91,7 +99,7 @@ mod tests {
             Some(Endpoint::Metadata)
         );
         assert_eq!(routes.find("/token").map(|r| r.1), Some(Endpoint::Token));
-        for other in ["/jwks/", "/jwks/x", "/JWKS", "//jwks", "/", "/token/", "/introspect"] {
+        for other in ["/jwks/", "/jwks/x", "/JWKS", "//jwks", "/", "/token/", "/revoke"] {
             assert!(routes.find(other).is_none(), "{other}");
         }
         let routes = Routes::new("/tenant");

@@ -1,23 +1,19 @@
 //! The token endpoint, `POST /token` (RFC 6749 section 3.2), in the order a
 //! request is decided:
 //!
-//! 1. the form: `application/x-www-form-urlencoded` only, read within
-//!    `[limits] max_token_request_bytes` and `body_read_timeout`, each
-//!    parameter at most once;
+//! 1. the form (`client_request::read_form`);
 //! 2. the DPoP proof, if the request has one (RFC 9449 section 5): the
 //!    gateway's own checks, with `htu` the token endpoint's URL, then the
 //!    server nonce and the replay store. Before client authentication, so a
 //!    client told `use_dpop_nonce` has not spent its client assertion's
 //!    `jti` on the refused attempt;
-//! 3. client authentication (`client_auth`);
+//! 3. client authentication (`client_request::authenticate`);
 //! 4. the grant (`grant`): type, scope, audience and the binding;
 //! 5. the access token, signed by the ring's current key.
 //!
 //! Every answer, success or error, carries `Cache-Control: no-store`.
 //! Nothing here logs a credential: the access line gets the client_id, the
 //! grant and the binding, never the form.
-
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
 use http::{HeaderValue, Request, Response};
@@ -30,11 +26,10 @@ use crate::config::{BodyPace, GrantType};
 use crate::conn::Connection;
 use crate::conn::activity::RequestBody;
 use crate::conn::identity::x5t_s256;
-use crate::http::body_deadline::BodyDeadline;
 use crate::issuer::Issuer;
 use crate::issuer::access_token::{self, Binding, Grant};
-use crate::issuer::client_auth::{AuthenticatedClient, ClientAuthenticator, ClientCredentials};
-use crate::issuer::form::{self, Form};
+use crate::issuer::client_auth::{AuthenticatedClient, ClientAuthenticator};
+use crate::issuer::client_request;
 use crate::issuer::grant::{self, Evidence, GrantError};
 use crate::issuer::outcome::Outcome;
 use crate::issuer::reject::Rejection;
@@ -73,13 +68,9 @@ pub async fn serve(
     outcome: &mut Outcome<'_>,
 ) -> Result<Response<Body>, Rejection> {
     let (parts, body) = req.into_parts();
-    form::check_content_type(parts.headers.get(CONTENT_TYPE))?;
+    let form = client_request::read_form(&parts, body, endpoint, outcome).await?;
     let proof = DpopVerifier::proof_header(&parts.headers)?;
-    let body = BodyDeadline::new(body, endpoint.body_pace);
-    let bytes = form::read_bounded(body, endpoint.max_request_bytes).await?;
-    outcome.read_body(bytes.len());
-    let form = Form::parse(&bytes)?;
-    let now = unix_now();
+    let now = client_request::unix_now();
 
     let (dpop_jkt, next_nonce) = match proof {
         Some(proof) => {
@@ -95,17 +86,7 @@ pub async fn serve(
         None => (None, None),
     };
 
-    let credentials = ClientCredentials {
-        client_id: form.get("client_id"),
-        client_assertion_type: form.get("client_assertion_type"),
-        client_assertion: form.get("client_assertion"),
-        peer_chain: conn.peer_chain.as_deref(),
-    };
-    if let Some(client_id) = credentials.client_id {
-        outcome.client(client_id);
-    }
-    let authenticated = endpoint.clients.authenticate(&credentials, now).await?;
-    outcome.client(&authenticated.client.client_id);
+    let authenticated = client_request::authenticate(&endpoint.clients, &form, conn, now, outcome).await?;
 
     let grant_type = grant::grant_type(authenticated.client, &form)?;
     outcome.grant(grant_type.name());
@@ -181,13 +162,4 @@ fn token_response(
         headers.insert(DPOP_NONCE, nonce);
     }
     response
-}
-
-/// Seconds since the epoch, fractional: the clock client assertions and
-/// DPoP proofs are checked against.
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
 }

@@ -104,10 +104,18 @@ fn token_cache_memory_stays_within_its_byte_budget() {
     let (roomy, metrics) = validator(&issuer, 64 << 20);
     fill(&roomy, &tokens);
     let per_entry = (live_bytes() - before) as f64 / tokens.len() as f64;
+    // Counted from here: the doorkeeper is probabilistic, so a false
+    // positive may admit a token on its first verification and give a hit
+    // while filling.
+    let hits_before = cache_hits(&metrics);
     for token in &tokens {
         roomy.validate_at(token, now_seconds()).unwrap();
     }
-    assert_eq!(cache_hits(&metrics), tokens.len() as f64, "not every token was cached");
+    assert_eq!(
+        cache_hits(&metrics) - hits_before,
+        tokens.len() as f64,
+        "not every token was cached"
+    );
     drop(roomy);
 
     // A budget for about a third of them: full, and within 1.2x of it.

@@ -16,6 +16,7 @@ mod client_gone;
 mod dpop;
 mod dpop_shared;
 mod drain;
+mod embedded_trust;
 mod idle;
 mod issuer_endpoints;
 mod keys;

@@ -23,6 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use crate::config::{JwksSource, RemoteJwksSettings};
 use crate::conn::tls::{self, ClientRoots, ClientTlsError};
 use crate::jose::jwk::{JwksError, KeySet};
+use crate::jose::sign::KeyRing;
 use crate::metrics::Metrics;
 
 /// Largest JWKS or metadata document accepted.
@@ -90,6 +91,14 @@ impl KeyStore {
             generation: AtomicU64::new(0),
             remote: None,
         }
+    }
+
+    /// The embedded authorization server's published keys, taken from its
+    /// ring in-process. Never fetched and never empty: each generation
+    /// builds its own from the ring it loaded, so a rotation is in effect
+    /// for the gateway the moment the reload that made it is.
+    pub fn embedded(issuer: &str, ring: &KeyRing) -> KeyStore {
+        KeyStore::from_keys(issuer, ring.verification_keys())
     }
 
     /// Keys fetched from `source` (a URL or discovery); empty until the first fetch.
@@ -389,6 +398,31 @@ mod tests {
         assert_eq!(max_age("no-store"), Some(Duration::ZERO));
         assert_eq!(max_age("public"), None);
         assert_eq!(max_age("max-age=soon"), None);
+    }
+
+    #[tokio::test]
+    async fn an_embedded_store_holds_every_ring_key_and_never_fetches() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        for (name, alg) in [
+            ("signer", &rcgen::PKCS_ED25519),
+            ("next", &rcgen::PKCS_ECDSA_P256_SHA256),
+        ] {
+            let path = dir.path().join(format!("{name}.pem"));
+            std::fs::write(&path, rcgen::KeyPair::generate_for(alg).unwrap().serialize_pem()).unwrap();
+            paths.push(path);
+        }
+        let ring = KeyRing::load(&paths).unwrap();
+        let store = KeyStore::embedded("https://as.example", &ring);
+        let ring_kids: Vec<&str> = ring.keys().map(|k| k.kid()).collect();
+        assert_eq!(store.current().len(), ring_kids.len());
+        for kid in ring_kids {
+            assert!(store.current().has_kid(kid), "{kid}");
+        }
+        assert!(store.is_loaded());
+        assert_eq!(store.fetch().await.unwrap(), Duration::MAX);
+        assert!(!store.refetch_for_unknown_kid().await);
+        assert_eq!(store.generation(), 0);
     }
 
     #[test]

@@ -303,7 +303,7 @@ mod tests {
             issuer: "https://issuer.example".into(),
             audience: vec!["https://api.example".into()],
             section: "token".into(),
-            jwks: crate::config::JwksSource::File("unused".into()),
+            keys: crate::config::IssuerKeys::Jwks(crate::config::JwksSource::File("unused".into())),
             remote: crate::config::RemoteJwksSettings {
                 ca: None,
                 refresh: Duration::from_secs(300),

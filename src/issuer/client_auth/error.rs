@@ -31,6 +31,11 @@ pub enum ClientAuthError {
     #[error("a client assertion from a client registered for {}", registered.name())]
     MultipleMethods { registered: AuthMethod },
 
+    /// Introspection and revocation answer confidential clients only: a
+    /// public client is named, never authenticated.
+    #[error("a public client cannot authenticate to this endpoint")]
+    PublicClient,
+
     #[error("no client certificate on the connection")]
     CertificateMissing { method: AuthMethod },
     #[error("the client certificate is not valid X.509")]
@@ -100,6 +105,7 @@ impl ClientAuthError {
             ClientAuthError::UnknownClient => "unknown_client",
             ClientAuthError::ClientIdMismatch => "client_id_mismatch",
             ClientAuthError::MultipleMethods { .. } => "multiple_methods",
+            ClientAuthError::PublicClient => "public_client",
             ClientAuthError::CertificateMissing { .. } => "certificate_missing",
             ClientAuthError::CertificateMalformed { .. } => "certificate_malformed",
             ClientAuthError::CertificateExpired { .. } => "certificate_expired",
@@ -138,6 +144,7 @@ impl ClientAuthError {
     pub fn method(&self) -> &'static str {
         match self {
             ClientAuthError::ClientIdMissing | ClientAuthError::UnknownClient => "unknown",
+            ClientAuthError::PublicClient => AuthMethod::None.name(),
             ClientAuthError::MultipleMethods { registered: method }
             | ClientAuthError::CertificateMissing { method }
             | ClientAuthError::CertificateMalformed { method }
@@ -180,6 +187,7 @@ impl ClientAuthError {
             | ClientAuthError::UnknownClient
             | ClientAuthError::ClientIdMismatch
             | ClientAuthError::MultipleMethods { .. }
+            | ClientAuthError::PublicClient
             | ClientAuthError::CertificateMissing { .. }
             | ClientAuthError::CertificateMalformed { .. }
             | ClientAuthError::CertificateExpired { .. }

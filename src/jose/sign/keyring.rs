@@ -100,6 +100,11 @@ impl KeyRing {
     pub fn verification_keys(&self) -> KeySet {
         self.verification.clone()
     }
+
+    /// The published keys, borrowed: what the issuer's own introspection verifies against.
+    pub fn verification(&self) -> &KeySet {
+        &self.verification
+    }
 }
 
 impl fmt::Debug for KeyRing {

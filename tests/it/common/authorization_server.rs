@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey};
 use sha2::{Digest, Sha256};
 
 /// The issuer of every test configuration: the externally visible URL,
@@ -43,6 +44,24 @@ impl SigningKeyFile {
         );
         let kid = thumbprint(&format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#));
         SigningKeyFile::write(dir, name, &pair, "ES256", x, kid)
+    }
+
+    /// `claims` signed with this key as the authorization server signs an
+    /// access token (`alg`, `kid`, `typ: at+jwt`), by another implementation.
+    pub fn sign(&self, claims: &serde_json::Value) -> String {
+        let pem = std::fs::read(&self.path).unwrap();
+        let (key, alg) = match self.alg {
+            "EdDSA" => (EncodingKey::from_ed_pem(&pem).unwrap(), Algorithm::EdDSA),
+            _ => (EncodingKey::from_ec_pem(&pem).unwrap(), Algorithm::ES256),
+        };
+        let header = serde_json::json!({ "alg": self.alg, "typ": "at+jwt", "kid": self.kid });
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, alg).unwrap();
+        format!("{input}.{signature}")
     }
 
     fn write(

@@ -28,6 +28,9 @@ pub struct ConfigSpec {
     pub server: Vec<String>,
     pub upstream: Vec<String>,
     pub token: Vec<String>,
+    /// Replaces the `[token]` lines `issuer`, `audience` and `jwks` (None
+    /// keeps the test issuer and its JWKS file).
+    pub token_head: Option<Vec<String>>,
     pub limits: Vec<String>,
     /// Whole tables appended at the end (`[[route]]`, `[forward]`, ...).
     pub tail: Vec<String>,
@@ -74,10 +77,14 @@ impl Setup {
             Some(None) => String::new(),
         };
         let lines = |v: &Vec<String>| v.iter().map(|l| format!("{l}\n")).collect::<String>();
+        let token_head = match &spec.token_head {
+            Some(head) => lines(head),
+            None => format!("issuer = {ISS:?}\naudience = [{AUD:?}]\njwks = {}\n", p(&self.jwks)),
+        };
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\ncert = {}\nkey = {}\n{client_ca}{}\n\
              [upstream]\nurl = {:?}\n{}\n\
-             [token]\nissuer = {ISS:?}\naudience = [{AUD:?}]\njwks = {}\n{}\n\
+             [token]\n{}{}\n\
              [admin]\nlisten = \"127.0.0.1:0\"\n\n\
              [limits]\n{}\n\
              [reload]\npoll_interval = \"100ms\"\n\n{}",
@@ -86,7 +93,7 @@ impl Setup {
             lines(&spec.server),
             spec.upstream_url.clone().unwrap_or_else(|| self.upstream.url()),
             lines(&spec.upstream),
-            p(&self.jwks),
+            token_head,
             lines(&spec.token),
             lines(&spec.limits),
             spec.tail.join("\n"),

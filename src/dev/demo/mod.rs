@@ -1,25 +1,30 @@
 //! `bindgate demo`: the gateway's main job, shown end to end on loopback.
-//! Starts an echo upstream and the gateway from the shipped configuration,
-//! then shows a bound token accepted and the same token replayed from
-//! another client certificate rejected.
+//! Starts an echo upstream and the gateway from the shipped configuration.
+//! With an authorization server configured, clients get their tokens from
+//! it (`issued.rs`): a service's certificate-bound token works for it and
+//! not for another client, and an app's DPoP-bound token works with a fresh
+//! proof and not with a replayed one. Without one, the same scenes run on
+//! tokens minted from the dev issuer key.
+
+mod client;
+mod issued;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
+use self::client::{DemoClient, Reply};
 use super::mint::{MintRequest, mint};
-use crate::config::{Config, JwksSource};
-use crate::conn::pem;
+use crate::config::Config;
 
 /// Why the demo could not run or did not show what it should.
 #[derive(Debug, thiserror::Error)]
@@ -43,14 +48,25 @@ pub async fn run(config_path: &Path, certs: &Path, keep_running: bool) -> Result
         "  gateway         https://{}  (keys from {})",
         demo.gateway_addr, demo.keys_from
     );
+    if let Some(as_addr) = demo.authorization_server {
+        println!("  token endpoint  https://{as_addr}/token");
+    }
     println!();
 
-    demo.certificate_bound_scenes().await?;
     let accepts_dpop = demo.live.current().gateway.routes.find("/hello").methods.dpop;
-    if accepts_dpop && demo.certs.join("dpop-key.pem").exists() {
-        demo.dpop_scenes().await?;
+    match demo.authorization_server {
+        Some(as_addr) => {
+            demo.issued_scenes(as_addr, accepts_dpop).await?;
+            demo.print_try_it_issued(as_addr, keep_running);
+        }
+        None => {
+            demo.certificate_bound_scenes().await?;
+            if accepts_dpop && demo.certs.join("dpop-key.pem").exists() {
+                demo.dpop_scenes().await?;
+            }
+            demo.print_try_it(keep_running, accepts_dpop);
+        }
     }
-    demo.print_try_it(keep_running, accepts_dpop);
 
     if keep_running {
         let _ = tokio::signal::ctrl_c().await;
@@ -65,6 +81,8 @@ struct Demo {
     certs: std::path::PathBuf,
     upstream_addr: std::net::SocketAddr,
     gateway_addr: std::net::SocketAddr,
+    /// The authorization server's listener, when the configuration has one.
+    authorization_server: Option<std::net::SocketAddr>,
     keys_from: String,
     iss: String,
     aud: String,
@@ -83,14 +101,16 @@ impl Demo {
             .parse()
             .map_err(|e| setup(format!("upstream url: {e}")))?;
 
+        // The tokens the gateway must accept: the embedded issuer's when
+        // there is one, for the scenes run on its tokens.
+        let embedded = config.authorization_server.as_ref().map(|a| a.issuer.clone());
         let issuer = config
             .issuers
-            .first()
+            .iter()
+            .find(|i| Some(&i.issuer) == embedded.as_ref())
+            .or(config.issuers.first())
             .ok_or_else(|| setup("the configuration trusts no issuer"))?;
-        let keys_from = match &issuer.jwks {
-            JwksSource::File(path) => path.display().to_string(),
-            JwksSource::Url(url) | JwksSource::Discovery(url) => url.to_string(),
-        };
+        let keys_from = issuer.keys.to_string();
         let (iss, aud) = (issuer.issuer.clone(), issuer.audience[0].clone());
         // The upstream address above exists only in memory; a reload from the file would lose it.
         config.reload.watch_files = false;
@@ -106,11 +126,24 @@ impl Demo {
             ))
         })?;
         let gateway_addr = gateway_listener.local_addr().map_err(setup)?;
+        let as_listener = match &prepared.config.authorization_server {
+            Some(settings) => Some(TcpListener::bind(settings.listen).await.map_err(|e| {
+                setup(format!(
+                    "cannot listen on {}: {e} (is `bindgate run` already running?)",
+                    settings.listen
+                ))
+            })?),
+            None => None,
+        };
+        let authorization_server = match &as_listener {
+            Some(listener) => Some(listener.local_addr().map_err(setup)?),
+            None => None,
+        };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let listeners = crate::Listeners {
             proxy: gateway_listener,
             admin: None,
-            authorization_server: None,
+            authorization_server: as_listener,
         };
         let live = Arc::new(crate::app::live::Live::new(
             config_path.to_path_buf(),
@@ -125,6 +158,7 @@ impl Demo {
             certs: certs.to_path_buf(),
             upstream_addr,
             gateway_addr,
+            authorization_server,
             keys_from,
             iss,
             aud,
@@ -156,27 +190,13 @@ impl Demo {
         let client_b = DemoClient::new(certs, "client-b")?;
 
         println!("1. client-a calls with a token bound to its own certificate");
-        let (status, _, body) = client_a.get(gateway_addr, "/hello", Some(&token)).await?;
-        println!("   -> {status}");
-        println!("   upstream saw: {body}");
-        expect(status == StatusCode::OK, "client-a with its own token should get 200")?;
-
-        println!("2. client-b replays client-a's token with its own certificate");
-        let (status, challenge, body) = client_b.get(gateway_addr, "/hello", Some(&token)).await?;
-        println!("   -> {status}");
-        println!("   WWW-Authenticate: {challenge}");
-        println!("   {body}");
+        let reply = client_a.get(gateway_addr, "/hello", Some(&token)).await?;
+        show_upstream(&reply);
         expect(
-            status == StatusCode::UNAUTHORIZED && body.contains("cnf_mismatch"),
-            "replay should get 401 cnf_mismatch",
+            reply.status == StatusCode::OK,
+            "client-a with its own token should get 200",
         )?;
-
-        println!("3. client-a calls without a token");
-        let (status, challenge, _) = client_a.get(gateway_addr, "/hello", None).await?;
-        println!("   -> {status}   WWW-Authenticate: {challenge}");
-        expect(status == StatusCode::UNAUTHORIZED, "no token should get 401")?;
-
-        Ok(())
+        replay_scenes(2, &client_a, &client_b, gateway_addr, &token).await
     }
 
     /// Scenes 4-5: a DPoP-bound token with a fresh proof, then that proof replayed.
@@ -199,24 +219,13 @@ impl Demo {
         )
         .map_err(setup)?;
         println!("4. an app calls with a DPoP-bound token and a fresh proof signed by its own key");
-        let (status, _, body) = client_a.get_dpop(gateway_addr, "/hello", &token, &proof).await?;
-        println!("   -> {status}");
-        println!("   upstream saw: {body}");
+        let reply = client_a.get_dpop(gateway_addr, "/hello", &token, &proof).await?;
+        show_upstream(&reply);
         expect(
-            status == StatusCode::OK,
+            reply.status == StatusCode::OK,
             "a DPoP token with a valid proof should get 200",
         )?;
-
-        println!("5. someone replays that request, proof and all");
-        let (status, challenge, body) = client_a.get_dpop(gateway_addr, "/hello", &token, &proof).await?;
-        println!("   -> {status}");
-        println!("   WWW-Authenticate: {challenge}");
-        println!("   {body}");
-        expect(
-            status == StatusCode::UNAUTHORIZED && body.contains("dpop_replayed"),
-            "a replayed proof should get 401 dpop_replayed",
-        )?;
-        Ok(())
+        proof_replay_scene(5, &client_a, gateway_addr, &token, &proof).await
     }
 
     fn print_try_it(&self, keep_running: bool, accepts_dpop: bool) {
@@ -250,6 +259,58 @@ impl Demo {
     }
 }
 
+/// A reply the upstream answered: what it saw of the client.
+fn show_upstream(reply: &Reply) {
+    println!("   -> {}", reply.status);
+    println!("   upstream saw: {}", reply.body);
+}
+
+/// A refused reply: its challenge and the JSON body.
+fn show_refusal(reply: &Reply) {
+    println!("   -> {}", reply.status);
+    println!("   WWW-Authenticate: {}", reply.challenge);
+    println!("   {}", reply.body);
+}
+
+/// Scenes `first` and `first + 1`: the certificate-bound `token` replayed
+/// from client-b's certificate, and no token at all.
+async fn replay_scenes(
+    first: usize,
+    client_a: &DemoClient,
+    client_b: &DemoClient,
+    gateway: SocketAddr,
+    token: &str,
+) -> Result<(), DemoError> {
+    println!("{first}. client-b replays client-a's token with its own certificate");
+    let reply = client_b.get(gateway, "/hello", Some(token)).await?;
+    show_refusal(&reply);
+    expect(
+        reply.status == StatusCode::UNAUTHORIZED && reply.body.contains("cnf_mismatch"),
+        "replay should get 401 cnf_mismatch",
+    )?;
+    println!("{}. client-a calls without a token", first + 1);
+    let reply = client_a.get(gateway, "/hello", None).await?;
+    println!("   -> {}   WWW-Authenticate: {}", reply.status, reply.challenge);
+    expect(reply.status == StatusCode::UNAUTHORIZED, "no token should get 401")
+}
+
+/// Scene `number`: a DPoP request replayed, proof and all.
+async fn proof_replay_scene(
+    number: usize,
+    client: &DemoClient,
+    gateway: SocketAddr,
+    token: &str,
+    proof: &str,
+) -> Result<(), DemoError> {
+    println!("{number}. someone replays that request, proof and all");
+    let reply = client.get_dpop(gateway, "/hello", token, proof).await?;
+    show_refusal(&reply);
+    expect(
+        reply.status == StatusCode::UNAUTHORIZED && reply.body.contains("dpop_replayed"),
+        "a replayed proof should get 401 dpop_replayed",
+    )
+}
+
 fn expect(ok: bool, what: &str) -> Result<(), DemoError> {
     if ok {
         Ok(())
@@ -281,93 +342,5 @@ async fn echo_upstream(listener: TcpListener) {
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;
         });
-    }
-}
-
-/// A TLS client presenting one of the dev client certificates.
-struct DemoClient {
-    connector: tokio_rustls::TlsConnector,
-}
-
-impl DemoClient {
-    fn new(certs: &Path, name: &str) -> Result<DemoClient, DemoError> {
-        let ca: PathBuf = certs.join("ca.pem");
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in pem::certificates(&ca).map_err(|e| setup(format!("{}: {e}", ca.display())))? {
-            roots.add(cert).map_err(setup)?;
-        }
-        let cert_path = certs.join(format!("{name}.pem"));
-        let key_path = certs.join(format!("{name}-key.pem"));
-        let chain = pem::certificates(&cert_path).map_err(|e| setup(format!("{}: {e}", cert_path.display())))?;
-        let key = pem::private_key(&key_path).map_err(|e| setup(format!("{}: {e}", key_path.display())))?;
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(setup)?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)
-            .map_err(setup)?;
-        Ok(DemoClient {
-            connector: tokio_rustls::TlsConnector::from(Arc::new(tls)),
-        })
-    }
-
-    async fn get(
-        &self,
-        addr: SocketAddr,
-        path: &str,
-        token: Option<&str>,
-    ) -> Result<(StatusCode, String, String), DemoError> {
-        let authorization = token.map(|t| format!("Bearer {t}"));
-        self.send(addr, path, authorization, None).await
-    }
-
-    async fn get_dpop(
-        &self,
-        addr: SocketAddr,
-        path: &str,
-        token: &str,
-        proof: &str,
-    ) -> Result<(StatusCode, String, String), DemoError> {
-        self.send(addr, path, Some(format!("DPoP {token}")), Some(proof)).await
-    }
-
-    async fn send(
-        &self,
-        addr: SocketAddr,
-        path: &str,
-        authorization: Option<String>,
-        proof: Option<&str>,
-    ) -> Result<(StatusCode, String, String), DemoError> {
-        let tcp = TcpStream::connect(addr).await.map_err(setup)?;
-        let name = ServerName::try_from("localhost").map_err(setup)?;
-        let tls = self.connector.connect(name, tcp).await.map_err(setup)?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(setup)?;
-        tokio::spawn(conn);
-        let mut req = Request::get(path).header("host", format!("localhost:{}", addr.port()));
-        if let Some(authorization) = authorization {
-            req = req.header("authorization", authorization);
-        }
-        if let Some(proof) = proof {
-            req = req.header("dpop", proof);
-        }
-        let req = req.body(Empty::<Bytes>::new()).map_err(setup)?;
-        let response = sender.send_request(req).await.map_err(setup)?;
-        let status = response.status();
-        let challenges: Vec<&str> = response
-            .headers()
-            .get_all("www-authenticate")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let challenge = if challenges.is_empty() {
-            "-".to_string()
-        } else {
-            challenges.join("\n   WWW-Authenticate: ")
-        };
-        let body = response.into_body().collect().await.map_err(setup)?.to_bytes();
-        Ok((status, challenge, String::from_utf8_lossy(&body).into_owned()))
     }
 }

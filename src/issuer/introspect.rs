@@ -1,0 +1,227 @@
+//! The introspection endpoint, `POST /introspect` (RFC 7662): an
+//! authenticated confidential client asks whether a token is active and
+//! what it says.
+//!
+//! - Client authentication as at the token endpoint; a public client
+//!   (`auth = "none"`) proves nothing and is refused with `invalid_client`.
+//! - `active: true` only for an access token this issuer signed with a key
+//!   of the current ring, with this `iss`, `typ` `at+jwt`, and not expired
+//!   (no leeway: the answer is about now). Anything else, including a token
+//!   signed by a key since removed, is `{"active": false}`, with no reason:
+//!   RFC 7662 section 2.2 says to disclose nothing about an inactive token.
+//! - `token_type_hint` is accepted and ignored: only access tokens exist so far.
+//! - Any confidential client may introspect any token: the audience check is
+//!   the resource server's, which is who asks.
+
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Request, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::body::{self, Body};
+use crate::conn::Connection;
+use crate::conn::activity::RequestBody;
+use crate::issuer::Issuer;
+use crate::issuer::client_auth::{AuthMethod, ClientAuthError};
+use crate::issuer::client_request;
+use crate::issuer::outcome::Outcome;
+use crate::issuer::reject::Rejection;
+use crate::jose::Algorithm;
+use crate::jose::jwk::KeySet;
+use crate::jose::jws::{self, JoseHeader};
+
+/// Why an introspection request is refused (as opposed to answered `active: false`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntrospectError {
+    #[error("token is missing")]
+    TokenMissing,
+}
+
+impl IntrospectError {
+    /// The stable label of logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            IntrospectError::TokenMissing => "token_missing",
+        }
+    }
+}
+
+/// Answers one introspection request.
+pub async fn serve(
+    issuer: &Issuer,
+    conn: &Connection,
+    req: Request<RequestBody>,
+    outcome: &mut Outcome<'_>,
+) -> Result<Response<Body>, Rejection> {
+    let (parts, body) = req.into_parts();
+    let endpoint = &issuer.token;
+    let form = client_request::read_form(&parts, body, endpoint, outcome).await?;
+    let now = client_request::unix_now();
+    let authenticated = client_request::authenticate(&endpoint.clients, &form, conn, now, outcome).await?;
+    if authenticated.method == AuthMethod::None {
+        return Err(ClientAuthError::PublicClient.into());
+    }
+
+    let token = form.get("token").ok_or(IntrospectError::TokenMissing)?;
+    let answer =
+        introspect(issuer.keys.verification(), &issuer.settings.issuer, token, now as u64).unwrap_or_else(inactive);
+    Ok(json_response(&answer))
+}
+
+/// The members of an active token's answer, or `None` for an inactive one:
+/// `token` must verify against `keys` and name `issuer`.
+fn introspect(keys: &KeySet, issuer: &str, token: &str, now: u64) -> Option<Value> {
+    let jws = jws::parse::<JoseHeader>(token).ok()?;
+    if !jws
+        .header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt"))
+        || jws.header.crit.is_some()
+    {
+        return None;
+    }
+    let alg = Algorithm::from_name(&jws.header.alg).ok()?;
+    let key = keys.choose(jws.header.kid.as_deref(), alg).ok()?;
+    if !key.verify(alg, jws.signing_input.as_bytes(), jws.signature_b64) {
+        return None;
+    }
+    let payload = jws::decode_part(jws.payload_b64, "payload").ok()?;
+    let claims: IssuedClaims = serde_json::from_slice(&payload).ok()?;
+    if claims.iss != issuer || claims.exp <= now {
+        return None;
+    }
+    let token_type = if claims.cnf.contains_key("jkt") {
+        "DPoP"
+    } else {
+        "Bearer"
+    };
+    let mut answer = serde_json::json!({
+        "active": true,
+        "iss": claims.iss,
+        "sub": claims.sub,
+        "aud": claims.aud,
+        "client_id": claims.client_id,
+        "iat": claims.iat,
+        "exp": claims.exp,
+        "jti": claims.jti,
+        "token_type": token_type,
+        "cnf": claims.cnf,
+    });
+    if let Some(scope) = claims.scope {
+        answer["scope"] = scope.into();
+    }
+    if let Some(sid) = claims.sid {
+        answer["sid"] = sid.into();
+    }
+    Some(answer)
+}
+
+/// The claims `access_token::mint` writes; a token without them is not one of ours.
+#[derive(Deserialize)]
+struct IssuedClaims {
+    iss: String,
+    sub: String,
+    aud: Value,
+    client_id: String,
+    iat: u64,
+    exp: u64,
+    jti: String,
+    #[serde(default)]
+    scope: Option<String>,
+    cnf: Map<String, Value>,
+    #[serde(default)]
+    sid: Option<String>,
+}
+
+fn inactive() -> Value {
+    serde_json::json!({ "active": false })
+}
+
+fn json_response(answer: &Value) -> Response<Body> {
+    let mut response = Response::new(body::full(answer.to_string()));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issuer::access_token::{Binding, Grant, mint};
+    use crate::jose::sign::SigningKey;
+
+    const ISSUER: &str = "https://as.example";
+
+    fn key() -> SigningKey {
+        let pkcs8 =
+            aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
+        SigningKey::from_pkcs8_der(pkcs8.as_ref()).unwrap()
+    }
+
+    fn keys_of(key: &SigningKey) -> KeySet {
+        KeySet::from_json(format!("{{\"keys\":[{}]}}", key.public_jwk()).as_bytes()).unwrap()
+    }
+
+    fn token(key: &SigningKey, issuer: &str, binding: &Binding, iat: u64) -> String {
+        let grant = Grant {
+            issuer,
+            subject: "svc-a",
+            client_id: "svc-a",
+            audience: &["https://api.example".into()],
+            scope: &["orders:read".into()],
+            binding,
+            family: None,
+        };
+        mint(key, &grant, iat, 300).unwrap().token
+    }
+
+    #[test]
+    fn a_live_token_of_ours_is_active_with_its_claims_and_token_type() {
+        let key = key();
+        let dpop = Binding::Dpop { jkt: "jkt-1".into() };
+        let answer = introspect(&keys_of(&key), ISSUER, &token(&key, ISSUER, &dpop, 1000), 1100).unwrap();
+        assert_eq!(answer["active"], true);
+        assert_eq!(answer["token_type"], "DPoP");
+        assert_eq!(answer["cnf"], serde_json::json!({ "jkt": "jkt-1" }));
+        assert_eq!(answer["scope"], "orders:read");
+        assert_eq!(
+            (answer["iat"].as_u64(), answer["exp"].as_u64()),
+            (Some(1000), Some(1300))
+        );
+        for member in ["iss", "sub", "aud", "client_id", "jti"] {
+            assert!(answer[member].is_string(), "{member} in {answer}");
+        }
+        let mtls = Binding::Certificate { x5t_s256: "x5t".into() };
+        let answer = introspect(&keys_of(&key), ISSUER, &token(&key, ISSUER, &mtls, 1000), 1100).unwrap();
+        assert_eq!(answer["token_type"], "Bearer");
+        assert_eq!(answer["cnf"], serde_json::json!({ "x5t#S256": "x5t" }));
+    }
+
+    #[test]
+    fn expired_foreign_tampered_and_unsigned_tokens_are_inactive() {
+        let (ours, theirs) = (key(), key());
+        let keys = keys_of(&ours);
+        let binding = Binding::Dpop { jkt: "k".into() };
+        let live = token(&ours, ISSUER, &binding, 1000);
+        assert!(introspect(&keys, ISSUER, &live, 1299).is_some());
+        assert!(introspect(&keys, ISSUER, &live, 1300).is_none(), "expired at exp");
+        assert!(introspect(&keys, ISSUER, &token(&theirs, ISSUER, &binding, 1000), 1100).is_none());
+        assert!(
+            introspect(
+                &keys,
+                ISSUER,
+                &token(&ours, "https://other.example", &binding, 1000),
+                1100
+            )
+            .is_none()
+        );
+        let mut tampered = live.clone();
+        tampered.pop();
+        assert!(introspect(&keys, ISSUER, &tampered, 1100).is_none());
+        for junk in ["", "a.b", "a.b.c", "not a token"] {
+            assert!(introspect(&keys, ISSUER, junk, 1100).is_none(), "{junk}");
+        }
+    }
+}
