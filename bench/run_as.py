@@ -23,9 +23,10 @@ medians over rounds):
 
 Environment knobs (run.py's): DURATION (seconds per row, default 5), ROUNDS
 (3), ONLY (space-separated row names), PIN (1); and TOKEN_CONNS
-(connections of the token rows, default 16), CONNS (those of the gateway
-rows, 64), DISTINCT_TOKENS (per round and algorithm, 30,000 per second of
-DURATION).
+(connections of the token rows, default 16), WARMUP (seconds of unmeasured
+load per token server and mode before the first round, 3), CONNS (those of
+the gateway rows, 64), DISTINCT_TOKENS (per round and algorithm, 30,000 per
+second of DURATION).
 """
 
 import base64
@@ -50,6 +51,10 @@ BG_TOKEN_URL = f"https://localhost:{BG_AS}/token"
 OP_TOKEN_URL = f"https://localhost:{OP_AS}/token"
 GW_URL = f"https://127.0.0.1:{GW}/"
 TOKEN_CONNS = int(os.environ.get("TOKEN_CONNS", "16"))
+# Unmeasured load on each token server and mode before the first round: V8
+# compiles oidc-provider's hot paths over the first seconds (a 2 s row of a
+# cold node measured half of what a warm one does).
+WARMUP = int(os.environ.get("WARMUP", "3"))
 CONNS = bench.CONNS
 SCOPE = "orders:read"
 # oidc-provider binds a token to the certificate or to a DPoP key, never both:
@@ -166,7 +171,8 @@ def report(result, path):
         "",
         f"Written by `bench/as.sh` ({m['date']}, bindgate {m['bindgate']}; {m['model']}, {m['cpus']} CPUs, "
         f"kernel {m['kernel']}; node {result['versions']['node']}, oidc-provider {result['versions']['oidc-provider']}). "
-        f"{s['rounds']} rounds of {s['duration_s']} s per row; token rows {s['token_connections']} keep-alive "
+        f"{s['rounds']} rounds of {s['duration_s']} s per row, after {s['warmup_s']} s of unmeasured load on each "
+        f"token server and mode; token rows {s['token_connections']} keep-alive "
         f"connections, gateway rows {s['connections']}; {'server on CPU 1, load generator on CPU 0' if s['pinned'] else 'nothing pinned'}. "
         "See bench/README.md for what each row does. Medians over rounds; **per core** is successful requests "
         "per second divided by the cores the server used.",
@@ -206,8 +212,10 @@ def main():
                   "bindgate-full-distinct", "bindgate-full-distinct-eddsa"}
     if ONLY - plan_names:
         sys.exit(f"bench: unknown rows in ONLY: {' '.join(sorted(ONLY - plan_names))}")
-    load_s = len(ONLY or plan_names) * DURATION * ROUNDS
-    log(f"bench: {len(ONLY or plan_names)} rows x {DURATION}s x {ROUNDS} rounds = {load_s}s of load")
+    selected = ONLY or plan_names
+    warmup_s = WARMUP * len([n for n in selected if "-token-" in n])
+    log(f"bench: {len(selected)} rows x {DURATION}s x {ROUNDS} rounds + {warmup_s}s of warm-up = "
+        f"{len(selected) * DURATION * ROUNDS + warmup_s}s of load")
 
     for port in (BG_AS, OP_AS, GW, bench.NGINX):
         try:
@@ -256,6 +264,11 @@ def main():
             ("bindgate-full-distinct", gw, GW_URL, h1 + ["--tokens", "{es256}"], up),
             ("bindgate-full-distinct-eddsa", gw, GW_URL, h1 + ["--tokens", "{eddsa}"], up),
         ]
+    warm = [(url, args) for name, _, url, args, _ in plan[:4] if not ONLY or name in ONLY]
+    if WARMUP > 0 and warm:
+        log(f"bench: warming up the token endpoints, {WARMUP}s each")
+        for url, args in warm:
+            bench.loadgen(args + ["--duration", f"{WARMUP}s", url])
     rows = []
     log(f"bench: {DURATION}s per row; token rows {TOKEN_CONNS} connections, gateway rows {CONNS}")
     for round_no in range(1, ROUNDS + 1):
@@ -280,7 +293,8 @@ def main():
 
     machine = bench.machine()
     result = {"machine": machine, "versions": versions(), "settings": {
-        "duration_s": DURATION, "rounds": ROUNDS, "token_connections": TOKEN_CONNS, "connections": CONNS,
+        "duration_s": DURATION, "rounds": ROUNDS, "warmup_s": WARMUP, "token_connections": TOKEN_CONNS,
+        "connections": CONNS,
         "pinned": bench.PIN}, "issued": issued, "rows": rows, "memory": memory}
     out = RUN / f"results-as-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps(result, indent=2))
