@@ -1,6 +1,7 @@
 # Sourced by bench/run.sh and bench/instructions.sh: installs the Debian
 # packages a benchmark needs, then builds bindgate and the load generator.
-# Usage: bench_setup command:package ... (beyond HAProxy, nginx, openssl, python3)
+# Usage: bench_setup command:package ... (beyond HAProxy, nginx, openssl, python3;
+# BENCH_BASE, if set, replaces that base list)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"
@@ -11,7 +12,9 @@ as_root() {
 
 bench_setup() {
     local missing=() pair
-    for pair in haproxy:haproxy nginx:nginx-light openssl:openssl python3:python3 "$@"; do
+    local base="${BENCH_BASE:-haproxy:haproxy nginx:nginx-light openssl:openssl python3:python3}"
+    # shellcheck disable=SC2086  # the base list splits on spaces on purpose
+    for pair in $base "$@"; do
         command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
     done
     if [ ${#missing[@]} -gt 0 ]; then

@@ -33,9 +33,13 @@ struct Fixture {
     /// Token cache on (the default) and off.
     cached: Prepared,
     uncached: Prepared,
+    /// Token cache off, the key set the authorization server's Ed25519 key.
+    eddsa: Prepared,
     leaf_der: Vec<u8>,
     conn: Arc<Connection>,
     tokens: Vec<String>,
+    /// Signed by the authorization server's key (EdDSA), otherwise as `tokens`.
+    eddsa_tokens: Vec<String>,
     /// The issuer's public key as an uncompressed SEC1 point.
     issuer_point: Vec<u8>,
     runtime: tokio::runtime::Runtime,
@@ -49,11 +53,14 @@ fn fixture() -> &'static Fixture {
         let dir = tempfile::tempdir().unwrap();
         bindgate::dev::certs::write(dir.path(), false).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let prepare = |cache_bytes: usize| {
+        let as_key = bindgate::jose::sign::SigningKey::from_pem_file(&dir.path().join("as-signing-key.pem")).unwrap();
+        let as_jwks = serde_json::json!({ "keys": [as_key.public_jwk()] });
+        std::fs::write(dir.path().join("jwks-eddsa.json"), as_jwks.to_string()).unwrap();
+        let prepare = |cache_bytes: usize, jwks: &str| {
             let text = format!(
                 "[server]\nlisten = \"127.0.0.1:0\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\nclient_ca = \"ca.pem\"\n\
                  [upstream]\nurl = \"http://127.0.0.1:9\"\n\
-                 [token]\nissuer = \"https://issuer.example\"\naudience = \"https://api.example\"\njwks = \"jwks.json\"\n\
+                 [token]\nissuer = \"https://issuer.example\"\naudience = \"https://api.example\"\njwks = \"{jwks}\"\n\
                  [limits]\ntoken_cache_bytes = {cache_bytes}\n"
             );
             let config = Config::parse(&text, &dir.path().join("gateway.toml")).unwrap();
@@ -61,8 +68,9 @@ fn fixture() -> &'static Fixture {
                 .block_on(bindgate::prepare(config, Arc::new(Metrics::default()), None, KeysPolicy::Require))
                 .unwrap()
         };
-        let cached = prepare(16 << 20);
-        let uncached = prepare(0);
+        let cached = prepare(16 << 20, "jwks.json");
+        let uncached = prepare(0, "jwks.json");
+        let eddsa = prepare(0, "jwks-eddsa.json");
         let leaf_der = bindgate::conn::pem::certificates(&dir.path().join("client-a.pem")).unwrap()[0].to_vec();
         let conn = Arc::new(Connection::new(
             SocketAddr::from(([127, 0, 0, 1], 40000)),
@@ -84,6 +92,13 @@ fn fixture() -> &'static Fixture {
         };
         let minter = Minter::new(&request).unwrap();
         let tokens = (0..DISTINCT_TOKENS).map(|i| minter.mint(i).unwrap()).collect();
+        let as_key_path = dir.path().join("as-signing-key.pem");
+        let eddsa_request = MintRequest {
+            issuer_key: &as_key_path,
+            ..request
+        };
+        let minter = Minter::new(&eddsa_request).unwrap();
+        let eddsa_tokens = (0..DISTINCT_TOKENS).map(|i| minter.mint(i).unwrap()).collect();
         let jwks: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join("jwks.json")).unwrap()).unwrap();
         let coordinate = |name: &str| URL_SAFE_NO_PAD.decode(jwks["keys"][0][name].as_str().unwrap()).unwrap();
@@ -92,9 +107,11 @@ fn fixture() -> &'static Fixture {
             _dir: dir,
             cached,
             uncached,
+            eddsa,
             leaf_der,
             conn,
             tokens,
+            eddsa_tokens,
             issuer_point,
             runtime,
         }
@@ -171,6 +188,20 @@ fn token_validation_cold(bencher: divan::Bencher) {
         next = (next + 1) % f.tokens.len();
         f.runtime
             .block_on(f.uncached.gateway.validator.validate(&f.tokens[next]))
+            .unwrap()
+    });
+}
+
+/// The same for a token the authorization server signed (EdDSA, Ed25519):
+/// what `bench/as.sh`'s `bindgate-full-distinct-eddsa` row pays per request.
+#[divan::bench]
+fn token_validation_cold_eddsa(bencher: divan::Bencher) {
+    let f = fixture();
+    let mut next = 0usize;
+    bencher.bench_local(|| {
+        next = (next + 1) % f.eddsa_tokens.len();
+        f.runtime
+            .block_on(f.eddsa.gateway.validator.validate(&f.eddsa_tokens[next]))
             .unwrap()
     });
 }

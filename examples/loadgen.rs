@@ -1,5 +1,7 @@
 //! Closed-loop load generator for bench/: mutual TLS, HTTP/1.1 or HTTP/2,
 //! keep-alive or a connection per request, and an idle-connections mode.
+//! GET by default; with --post-form, a form POST (a token request), and with
+//! --dpop-key a fresh DPoP proof (RFC 9449) in every request.
 //!
 //! Each worker sends its next request only once the previous response has been
 //! read in full, and stops at the deadline, at --max-requests, or when the
@@ -7,6 +9,10 @@
 //!
 //!   cargo run --release --example loadgen -- --ca certs/ca.pem --cert certs/client-a.pem \
 //!       --key certs/client-a-key.pem --token "$TOKEN" -c 64 --duration 10s https://127.0.0.1:8443/hello
+//!
+//!   cargo run --release --example loadgen -- --ca certs/ca.pem --cert certs/client-a.pem \
+//!       --key certs/client-a-key.pem --post-form 'grant_type=client_credentials&client_id=svc-a' \
+//!       --dpop-key certs/dpop-key.pem -c 16 --duration 10s https://localhost:8444/token
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Write;
@@ -15,15 +21,19 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use clap::Parser;
-use http::header::{AUTHORIZATION, CONNECTION, HOST};
+use http::header::{AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST};
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::client::{
@@ -39,10 +49,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_rustls::TlsConnector;
 
-/// Closed-loop mTLS load generator for bench/ (GET requests; results as JSON on stdout).
+/// Closed-loop mTLS load generator for bench/ (GET, or form POST requests; results as JSON on stdout).
 #[derive(Parser)]
 struct Args {
-    /// https:// URL to GET; its host is also the TLS server name (an IP address is sent as one).
+    /// https:// URL to request; its host is also the TLS server name (an IP address is sent as one).
     /// A plain http:// URL (HTTP/1.1 only) measures an upstream without TLS.
     url: String,
     /// PEM roots to trust for the server certificate (required for https://).
@@ -96,6 +106,20 @@ struct Args {
     /// Per-request timeout (connect, handshake, request and response body).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
+    /// POST this `application/x-www-form-urlencoded` body instead of a GET (e.g. a token request).
+    #[arg(long, value_name = "BODY")]
+    post_form: Option<String>,
+    /// Send a fresh DPoP proof (RFC 9449) with every request, signed with this key
+    /// (PKCS#8 PEM: EC P-256 signs ES256, Ed25519 EdDSA); no `ath`, no nonce.
+    #[arg(long, value_name = "PEM")]
+    dpop_key: Option<PathBuf>,
+    /// The proofs' `htu` (default: the URL, without query).
+    #[arg(long, value_name = "URL", requires = "dpop_key")]
+    dpop_htu: Option<String>,
+    /// Report the body of the first successful response (up to 4 KiB) as `sample_body`,
+    /// and that of the first other response as `sample_failure`.
+    #[arg(long)]
+    sample_body: bool,
 }
 
 fn main() -> ExitCode {
@@ -153,7 +177,13 @@ struct Shared {
     addr: SocketAddr,
     server_name: ServerName<'static>,
     uri: Uri,
+    method: Method,
     headers: HeaderMap,
+    /// The request body: empty for a GET.
+    body: Bytes,
+    dpop: Option<DpopSigner>,
+    /// With --sample-body: the first successful response's body, and the first other one's.
+    sample: Option<[OnceLock<String>; 2]>,
     /// `Authorization` values: each used once, or with `same_token` the one (if any) every time.
     tokens: Vec<HeaderValue>,
     same_token: bool,
@@ -178,6 +208,10 @@ impl Shared {
             (Some("http"), Some(authority)) if !args.http2 => (authority.clone(), true),
             _ => return Err(format!("{url}: not an https:// URL (or http:// without --http2)")),
         };
+        let htu = args
+            .dpop_htu
+            .clone()
+            .unwrap_or_else(|| url.split(['?', '#']).next().unwrap_or(url).to_string());
         let host = authority.host().trim_start_matches('[').trim_end_matches(']');
         let server_name = ServerName::try_from(host.to_string()).map_err(|e| format!("{host:?}: {e}"))?;
         let default_port = if plain { 80 } else { 443 };
@@ -215,6 +249,18 @@ impl Shared {
         if args.new_connection {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
+        let (method, body) = match &args.post_form {
+            Some(form) => {
+                let form_type = HeaderValue::from_static("application/x-www-form-urlencoded");
+                headers.entry(CONTENT_TYPE).or_insert(form_type);
+                (Method::POST, Bytes::from(form.clone()))
+            }
+            None => (Method::GET, Bytes::new()),
+        };
+        let dpop = match &args.dpop_key {
+            Some(path) => Some(DpopSigner::load(path, method.as_str(), &htu)?),
+            None => None,
+        };
         let (tokens, same_token) = match (&args.tokens, &args.token) {
             (Some(path), _) => (read_tokens(path)?, false),
             (None, Some(token)) => (vec![bearer(token).map_err(|_| "--token: not a header value")?], true),
@@ -236,7 +282,11 @@ impl Shared {
             addr,
             server_name,
             uri,
+            method,
             headers,
+            body,
+            dpop,
+            sample: args.sample_body.then(Default::default),
             tokens,
             same_token,
             next_token: AtomicUsize::new(0),
@@ -443,6 +493,10 @@ async fn load(shared: Arc<Shared>, args: &Args) -> serde_json::Value {
     report["elapsed_s"] = json!(round3(elapsed));
     report["rps_ok"] = json!((stats.ok as f64 / elapsed).round());
     report["tokens_exhausted"] = json!(exhausted);
+    if let Some([ok, failed]) = &shared.sample {
+        report["sample_body"] = json!(ok.get());
+        report["sample_failure"] = json!(failed.get());
+    }
     report
 }
 
@@ -592,8 +646,8 @@ fn print_line(value: serde_json::Value) {
 
 /// The client half of a connection.
 enum Conn {
-    Http1(http1::SendRequest<Empty<Bytes>>),
-    Http2(http2::SendRequest<Empty<Bytes>>),
+    Http1(http1::SendRequest<Full<Bytes>>),
+    Http2(http2::SendRequest<Full<Bytes>>),
 }
 
 impl Conn {
@@ -641,13 +695,19 @@ async fn open(shared: &Shared) -> Result<(Conn, JoinHandle<()>), Kind> {
     Ok((Conn::Http2(sender), tokio::spawn(async move { drop(conn.await) })))
 }
 
-/// Sends one GET and reads the response body to its end.
+/// Sends one request (a GET, or the --post-form POST) and reads the response body to its end.
 async fn exchange(shared: &Shared, conn: &mut Conn, auth: Option<HeaderValue>) -> Result<StatusCode, Kind> {
-    let mut request = Request::new(Empty::new());
+    // An empty `Full` is what `Empty` is on the wire: no body, no Content-Length on a GET.
+    let mut request = Request::new(Full::new(shared.body.clone()));
+    *request.method_mut() = shared.method.clone();
     *request.uri_mut() = shared.uri.clone();
     *request.headers_mut() = shared.headers.clone();
     if let Some(auth) = auth {
         request.headers_mut().insert(AUTHORIZATION, auth);
+    }
+    if let Some(dpop) = &shared.dpop {
+        let proof = dpop.proof().map_err(|e| first("dpop_sign", &e))?;
+        request.headers_mut().insert(DPOP, proof);
     }
     let response = match conn {
         Conn::Http1(sender) => match sender.ready().await {
@@ -658,11 +718,97 @@ async fn exchange(shared: &Shared, conn: &mut Conn, auth: Option<HeaderValue>) -
     };
     let response = response.map_err(|e| first(hyper_kind(&e), &e))?;
     let status = response.status();
+    let keep = (shared.sample.as_ref())
+        .map(|[ok, failed]| if status.is_success() { ok } else { failed })
+        .filter(|sample| sample.get().is_none());
+    let mut kept = Vec::new();
     let mut body = response.into_body();
     while let Some(frame) = body.frame().await {
-        frame.map_err(|e| first(hyper_kind(&e), &e))?;
+        let frame = frame.map_err(|e| first(hyper_kind(&e), &e))?;
+        if let (Some(_), Some(data)) = (keep, frame.data_ref()) {
+            kept.extend_from_slice(&data[..data.len().min(SAMPLE_BYTES.saturating_sub(kept.len()))]);
+        }
+    }
+    if let Some(sample) = keep {
+        let _ = sample.set(String::from_utf8_lossy(&kept).into_owned());
     }
     Ok(status)
+}
+
+const DPOP: HeaderName = HeaderName::from_static("dpop");
+/// How much of a response body --sample-body keeps.
+const SAMPLE_BYTES: usize = 4096;
+
+/// Makes the DPoP proofs: the header (typ, alg, public jwk) is encoded once,
+/// each proof gets its own jti (a random prefix and a counter), iat and signature.
+struct DpopSigner {
+    key: DpopKey,
+    header_b64: String,
+    htm: String,
+    htu: String,
+    jti_prefix: String,
+    counter: AtomicU64,
+    rng: SystemRandom,
+}
+
+enum DpopKey {
+    Es256(EcdsaKeyPair),
+    EdDsa(Ed25519KeyPair),
+}
+
+impl DpopSigner {
+    fn load(path: &Path, htm: &str, htu: &str) -> Result<Self, String> {
+        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let der = match PrivateKeyDer::from_pem_slice(&pem) {
+            Ok(PrivateKeyDer::Pkcs8(der)) => der,
+            Ok(_) => return Err(format!("{}: not a PKCS#8 \"PRIVATE KEY\"", path.display())),
+            Err(e) => return Err(format!("{}: no private key: {e}", path.display())),
+        };
+        let pkcs8 = der.secret_pkcs8_der();
+        let (key, alg, jwk) = if let Ok(pair) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8) {
+            // The uncompressed point: 0x04, x, y.
+            let point = pair.public_key().as_ref();
+            let (x, y) = (
+                URL_SAFE_NO_PAD.encode(&point[1..33]),
+                URL_SAFE_NO_PAD.encode(&point[33..]),
+            );
+            let jwk = json!({ "kty": "EC", "crv": "P-256", "x": x, "y": y });
+            (DpopKey::Es256(pair), "ES256", jwk)
+        } else if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8) {
+            let jwk = json!({ "kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(pair.public_key()) });
+            (DpopKey::EdDsa(pair), "EdDSA", jwk)
+        } else {
+            return Err(format!("{}: neither an EC P-256 nor an Ed25519 key", path.display()));
+        };
+        let header = json!({ "typ": "dpop+jwt", "alg": alg, "jwk": jwk });
+        let rng = SystemRandom::new();
+        let mut prefix = [0u8; 9];
+        rng.fill(&mut prefix)
+            .map_err(|_| "no randomness for the DPoP jti".to_string())?;
+        Ok(Self {
+            key,
+            header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
+            htm: htm.to_string(),
+            htu: htu.to_string(),
+            jti_prefix: URL_SAFE_NO_PAD.encode(prefix),
+            counter: AtomicU64::new(0),
+            rng,
+        })
+    }
+
+    fn proof(&self) -> Result<HeaderValue, std::io::Error> {
+        let iat = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let jti = format!("{}-{}", self.jti_prefix, self.counter.fetch_add(1, Relaxed));
+        let claims = json!({ "jti": jti, "htm": self.htm, "htu": self.htu, "iat": iat });
+        let mut jws = format!("{}.{}", self.header_b64, URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let signature = match &self.key {
+            DpopKey::Es256(pair) => pair.sign(&self.rng, jws.as_bytes()).map_err(std::io::Error::other)?,
+            DpopKey::EdDsa(pair) => pair.sign(jws.as_bytes()),
+        };
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut jws);
+        HeaderValue::try_from(jws).map_err(std::io::Error::other)
+    }
 }
 
 fn io_kind(stage: Kind, e: &std::io::Error) -> Kind {
