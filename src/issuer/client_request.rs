@@ -51,6 +51,7 @@ pub async fn authenticate<'c>(
         client_assertion_type: form.get("client_assertion_type"),
         client_assertion: form.get("client_assertion"),
         peer_chain: conn.peer_chain.as_deref(),
+        chain_verdict: Some(&conn.chain_verdict),
     };
     if let Some(client_id) = credentials.client_id {
         outcome.client(client_id);

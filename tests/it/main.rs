@@ -9,6 +9,7 @@
 mod common;
 
 mod accept_limits;
+mod as_connection;
 mod as_key_rotation;
 mod binding;
 mod cache_memory;

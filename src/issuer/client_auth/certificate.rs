@@ -16,6 +16,7 @@ use x509_parser::public_key::PublicKey;
 
 use super::{AuthMethod, ClientAuthError};
 use crate::config::CertificateSubject;
+use crate::conn::ChainVerdict;
 use crate::conn::identity::x5t_s256;
 use crate::jose::jwk::{KeySet, ThumbprintInput, thumbprint};
 
@@ -25,11 +26,23 @@ const OID_P384: &str = "1.3.132.0.34";
 const OID_ED25519: &str = "1.3.101.112";
 const OID_RSA: &str = "1.2.840.113549.1.1.1";
 
+/// Whether a `tls_client_auth` chain still needs its verification.
+pub(super) enum Chain<'v> {
+    /// This connection's chain was accepted by the same verifier, and has not expired since.
+    Verified,
+    /// Verify it with `verifier`; on success, `remember` it in the
+    /// connection's verdict under the verifier's id.
+    Unverified {
+        verifier: &'v dyn ClientCertVerifier,
+        remember: Option<(&'v ChainVerdict, u64)>,
+    },
+}
+
 /// RFC 8705 section 2.1: `chain` (leaf first) verifies against `client_ca`
 /// as the gateway's handshake would verify it, and the leaf names the
 /// client as `subject` says. Returns the leaf's `x5t#S256`.
 pub(super) fn tls_client_auth(
-    verifier: &dyn ClientCertVerifier,
+    verification: Chain<'_>,
     subject: &CertificateSubject,
     chain: &[CertificateDer<'_>],
     now: f64,
@@ -38,9 +51,14 @@ pub(super) fn tls_client_auth(
     let (leaf, intermediates) = chain
         .split_first()
         .ok_or(ClientAuthError::CertificateMissing { method })?;
-    verifier
-        .verify_client_cert(leaf, intermediates, unix_time(now))
-        .map_err(rejected)?;
+    if let Chain::Unverified { verifier, remember } = verification {
+        verifier
+            .verify_client_cert(leaf, intermediates, unix_time(now))
+            .map_err(rejected)?;
+        if let Some((verdict, verifier_id)) = remember {
+            verdict.record(verifier_id, earliest_expiry(chain, method)?);
+        }
+    }
     let cert = parse(leaf, method)?;
     if !names(&cert, subject) {
         return Err(ClientAuthError::CertificateSubjectMismatch);
@@ -71,6 +89,16 @@ pub(super) fn self_signed(keys: &KeySet, chain: &[CertificateDer<'_>], now: f64)
         return Err(ClientAuthError::CertificateKeyNotRegistered);
     }
     Ok(x5t_s256(leaf))
+}
+
+/// The earliest `notAfter` of the presented chain, in seconds since the epoch.
+fn earliest_expiry(chain: &[CertificateDer<'_>], method: AuthMethod) -> Result<f64, ClientAuthError> {
+    let mut earliest = f64::INFINITY;
+    for der in chain {
+        let cert = parse(der, method)?;
+        earliest = earliest.min(cert.validity().not_after.timestamp() as f64);
+    }
+    Ok(earliest)
 }
 
 /// Seconds since the epoch as rustls takes them; a clock before 1970 is the epoch.

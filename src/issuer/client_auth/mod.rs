@@ -47,6 +47,7 @@ use crate::config::{
     AuthorizationServerSettings, CertificateSubject, ClientAuthMethod, Config, ConfigError, JwksSource,
     RegisteredClient,
 };
+use crate::conn::ChainVerdict;
 use crate::conn::tls::{self, CertificateRequirement, ClientTrust};
 use crate::jose::jwk::KeySet;
 use crate::metrics::Metrics;
@@ -73,6 +74,8 @@ pub struct ClientCredentials<'a> {
     pub client_assertion: Option<&'a str>,
     /// The connection's certificates as presented, leaf first.
     pub peer_chain: Option<&'a [CertificateDer<'a>]>,
+    /// The connection's memory of a chain verification, if it has one.
+    pub chain_verdict: Option<&'a ChainVerdict>,
 }
 
 /// A client that proved who it is.
@@ -137,6 +140,9 @@ enum Check {
     Tls {
         subject: CertificateSubject,
         verifier: Arc<dyn ClientCertVerifier>,
+        /// Unique to `verifier` in this process: what a connection's
+        /// [`ChainVerdict`] remembers.
+        verifier_id: u64,
     },
     SelfSigned {
         keys: ClientKeys,
@@ -186,7 +192,7 @@ impl ClientAuthenticator {
         metrics: &Arc<Metrics>,
     ) -> Result<ClientAuthenticator, ConfigError> {
         // Built for the first tls_client_auth client, so a CA no client relies on is not read.
-        let mut verifier: Option<Arc<dyn ClientCertVerifier>> = None;
+        let mut verifier: Option<(Arc<dyn ClientCertVerifier>, u64)> = None;
         let mut clients = HashMap::with_capacity(settings.clients.len());
         let mut new_key_stores = Vec::new();
         let mut keys_of = |index: usize, registered: &RegisteredClient, jwks: &JwksSource| {
@@ -199,13 +205,19 @@ impl ClientAuthenticator {
         };
         for (index, registered) in settings.clients.iter().enumerate() {
             let check = match &registered.auth {
-                ClientAuthMethod::TlsClientAuth { subject } => Check::Tls {
-                    subject: subject.clone(),
-                    verifier: match &verifier {
+                ClientAuthMethod::TlsClientAuth { subject } => {
+                    let (verifier, verifier_id) = match &verifier {
                         Some(built) => built.clone(),
-                        None => verifier.insert(client_ca_verifier(config, settings)?).clone(),
-                    },
-                },
+                        None => verifier
+                            .insert((client_ca_verifier(config, settings)?, next_verifier_id()))
+                            .clone(),
+                    };
+                    Check::Tls {
+                        subject: subject.clone(),
+                        verifier,
+                        verifier_id,
+                    }
+                }
                 ClientAuthMethod::SelfSignedTlsClientAuth { jwks } => Check::SelfSigned {
                     keys: keys_of(index, registered, jwks)?,
                 },
@@ -281,9 +293,20 @@ impl ClientAuthenticator {
             certificate_thumbprint,
         };
         match &client.check {
-            Check::Tls { subject, verifier } => {
+            Check::Tls {
+                subject,
+                verifier,
+                verifier_id,
+            } => {
                 let chain = peer_chain(credentials, method)?;
-                let thumbprint = certificate::tls_client_auth(verifier.as_ref(), subject, chain, now)?;
+                let verified = match credentials.chain_verdict {
+                    Some(verdict) if verdict.accepted(*verifier_id, now) => certificate::Chain::Verified,
+                    verdict => certificate::Chain::Unverified {
+                        verifier: verifier.as_ref(),
+                        remember: verdict.map(|v| (v, *verifier_id)),
+                    },
+                };
+                let thumbprint = certificate::tls_client_auth(verified, subject, chain, now)?;
                 Ok(authenticated(Some(thumbprint)))
             }
             Check::SelfSigned { keys } => {
@@ -335,6 +358,12 @@ impl ClientAuthenticator {
         };
         assertion::record(&self.replay, &client.client_id, &verified, now).await
     }
+}
+
+/// A process-unique id for a new `client_ca` verifier.
+fn next_verifier_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The peer's certificates, leaf first; a certificate method needs at least one.

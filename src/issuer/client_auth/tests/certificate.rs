@@ -255,3 +255,49 @@ async fn self_signed_refuses_a_request_without_a_certificate() {
         "{err:?}"
     );
 }
+
+/// The verifier id of `client_id`, a `tls_client_auth` client of `f`.
+fn verifier_id(f: &Fixture, client_id: &str) -> u64 {
+    match &f.authenticator.clients[client_id].check {
+        Check::Tls { verifier_id, .. } => *verifier_id,
+        _ => panic!("{client_id} is not a tls_client_auth client"),
+    }
+}
+
+#[tokio::test]
+async fn an_accepted_chain_is_remembered_for_its_verifier_and_still_must_name_the_client() {
+    let f = Fixture::new();
+    let chain = [f.ca.issue(client_params("svc-dn", vec![]))];
+    let verdict = crate::conn::ChainVerdict::default();
+    let remembering = |client_id| ClientCredentials {
+        chain_verdict: Some(&verdict),
+        ..with_chain(client_id, &chain)
+    };
+    let id = verifier_id(&f, "svc-dn");
+    assert!(!verdict.accepted(id, now_seconds()));
+    f.authenticate(remembering("svc-dn")).await.unwrap();
+    assert!(verdict.accepted(id, now_seconds()), "remembered under its verifier");
+    assert!(
+        !verdict.accepted(id + 1_000_000, now_seconds()),
+        "not for another verifier"
+    );
+    // A remembered chain skips the chain check only: it still names svc-dn and nobody else.
+    f.authenticate(remembering("svc-dn")).await.unwrap();
+    let err = f.authenticate(remembering("svc-uri")).await.unwrap_err();
+    assert!(matches!(err, ClientAuthError::CertificateSubjectMismatch), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_refused_chain_is_not_remembered() {
+    let f = Fixture::new();
+    let stranger = Ca::new("another CA");
+    let chain = [stranger.issue(client_params("svc-dn", vec![]))];
+    let verdict = crate::conn::ChainVerdict::default();
+    let credentials = ClientCredentials {
+        chain_verdict: Some(&verdict),
+        ..with_chain("svc-dn", &chain)
+    };
+    let err = f.authenticate(credentials).await.unwrap_err();
+    assert!(matches!(err, ClientAuthError::CertificateUntrusted(_)), "{err:?}");
+    assert!(!verdict.accepted(verifier_id(&f, "svc-dn"), now_seconds()));
+}
