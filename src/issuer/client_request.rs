@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::header::{CONTENT_TYPE, EXPECT};
 use http::request::Parts;
 
+use crate::config::BodyPace;
 use crate::conn::Connection;
 use crate::conn::activity::RequestBody;
 use crate::http::body_deadline::BodyDeadline;
@@ -15,7 +16,6 @@ use crate::issuer::client_auth::{AuthenticatedClient, ClientAuthenticator, Clien
 use crate::issuer::form::{self, Form};
 use crate::issuer::outcome::Outcome;
 use crate::issuer::reject::Rejection;
-use crate::issuer::token::TokenEndpoint;
 
 /// The request's form: `application/x-www-form-urlencoded` only, read
 /// within `[limits] max_token_request_bytes` and the body pace, each
@@ -23,7 +23,8 @@ use crate::issuer::token::TokenEndpoint;
 pub async fn read_form(
     parts: &Parts,
     body: RequestBody,
-    endpoint: &TokenEndpoint,
+    max_request_bytes: usize,
+    body_pace: BodyPace,
     outcome: &mut Outcome<'_>,
 ) -> Result<Form, Rejection> {
     form::check_content_type(parts.headers.get(CONTENT_TYPE))?;
@@ -31,8 +32,8 @@ pub async fn read_form(
         .headers
         .get(EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let body = BodyDeadline::new(body, endpoint.body_pace);
-    let bytes = form::read_bounded(body, endpoint.max_request_bytes, awaits_continue).await?;
+    let body = BodyDeadline::new(body, body_pace);
+    let bytes = form::read_bounded(body, max_request_bytes, awaits_continue).await?;
     outcome.read_body(bytes.len());
     Ok(Form::parse(&bytes)?)
 }

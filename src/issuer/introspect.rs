@@ -30,22 +30,6 @@ use crate::jose::Algorithm;
 use crate::jose::jwk::KeySet;
 use crate::jose::jws::{self, JoseHeader};
 
-/// Why an introspection request is refused (as opposed to answered `active: false`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IntrospectError {
-    #[error("token is missing")]
-    TokenMissing,
-}
-
-impl IntrospectError {
-    /// The stable label of logs and metrics.
-    pub fn label(&self) -> &'static str {
-        match self {
-            IntrospectError::TokenMissing => "token_missing",
-        }
-    }
-}
-
 /// Answers one introspection request.
 pub async fn serve(
     issuer: &Issuer,
@@ -55,14 +39,14 @@ pub async fn serve(
 ) -> Result<Response<Body>, Rejection> {
     let (parts, body) = req.into_parts();
     let endpoint = &issuer.token;
-    let form = client_request::read_form(&parts, body, endpoint, outcome).await?;
+    let form = client_request::read_form(&parts, body, endpoint.max_request_bytes, endpoint.body_pace, outcome).await?;
     let now = client_request::unix_now();
     let authenticated = client_request::authenticate(&endpoint.clients, &form, conn, now, outcome).await?;
     if authenticated.method == AuthMethod::None {
         return Err(ClientAuthError::PublicClient.into());
     }
 
-    let token = form.get("token").ok_or(IntrospectError::TokenMissing)?;
+    let token = form.get("token").ok_or(Rejection::TokenMissing)?;
     let answer =
         introspect(issuer.keys.verification(), &issuer.settings.issuer, token, now as u64).unwrap_or_else(inactive);
     Ok(json_response(&answer))

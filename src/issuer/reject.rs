@@ -12,7 +12,6 @@ use crate::issuer::access_token::MintError;
 use crate::issuer::client_auth::{ClientAuthError, Fault};
 use crate::issuer::form::FormError;
 use crate::issuer::grant::GrantError;
-use crate::issuer::introspect::IntrospectError;
 use crate::issuer::respond;
 
 /// Why a request got no answer from an endpoint.
@@ -39,8 +38,9 @@ pub enum Rejection {
     Dpop(#[from] DpopError),
     #[error(transparent)]
     Grant(#[from] GrantError),
-    #[error(transparent)]
-    Introspect(#[from] IntrospectError),
+    /// `/introspect` without a `token` parameter.
+    #[error("token is missing")]
+    TokenMissing,
     /// Our failure, not the client's: the description says only that much.
     #[error("the token could not be issued")]
     Mint(#[from] MintError),
@@ -87,7 +87,7 @@ impl Rejection {
             },
             Rejection::Dpop(e) => dpop_verdict(e),
             Rejection::Grant(e) => verdict(StatusCode::BAD_REQUEST, e.code(), e.label()),
-            Rejection::Introspect(e) => verdict(StatusCode::BAD_REQUEST, "invalid_request", e.label()),
+            Rejection::TokenMissing => verdict(StatusCode::BAD_REQUEST, "invalid_request", "token_missing"),
             Rejection::Mint(MintError::Random) => {
                 verdict(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "random_failed")
             }

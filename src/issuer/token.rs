@@ -69,7 +69,7 @@ pub async fn serve(
     outcome: &mut Outcome<'_>,
 ) -> Result<Response<Body>, Rejection> {
     let (parts, body) = req.into_parts();
-    let form = client_request::read_form(&parts, body, endpoint, outcome).await?;
+    let form = client_request::read_form(&parts, body, endpoint.max_request_bytes, endpoint.body_pace, outcome).await?;
     let now = client_request::unix_now();
     let proven = proven_dpop_key(endpoint, &parts, now).await?;
     let authenticated = client_request::authenticate(&endpoint.clients, &form, conn, now, outcome).await?;
