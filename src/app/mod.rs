@@ -2,6 +2,7 @@
 //! requests read, its replacement on reload, and the admin listener.
 
 pub(crate) mod admin;
+pub(crate) mod families;
 pub(crate) mod fingerprint;
 pub mod live;
 pub(crate) mod prepare;

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use rustls::ServerConfig;
 
-use crate::app::fingerprint;
+use crate::app::{families, fingerprint};
 use crate::auth::dpop::check::DpopVerifier;
 use crate::auth::dpop::nonce::NonceIssuer;
 use crate::auth::dpop::store::ReplayStore;
-use crate::auth::token::{self, KeyStore, TokenValidator};
+use crate::auth::token::{self, KeyStore, RevokedFamilies, TokenValidator};
 use crate::config::{AuthorizationServerSettings, Config, ConfigError, IssuerKeys, JwksSource, TokenSettings};
 use crate::conn::tls;
 use crate::gateway::Gateway;
@@ -19,6 +19,7 @@ use crate::gateway::{forward, routes};
 use crate::issuer::Issuer;
 use crate::issuer::client_auth::ClientAuthenticator;
 use crate::issuer::metadata;
+use crate::issuer::refresh::Families;
 use crate::issuer::token::TokenEndpoint;
 use crate::jose::sign::{KeyRing, KeyRingError};
 use crate::metrics::Metrics;
@@ -87,12 +88,18 @@ pub async fn prepare(
     }
     let routes = routes::RouteTable::build(&config)?;
     let dpop = dpop_verifier(&config, &metrics, previous)?;
-    let issuer = config
-        .authorization_server
-        .as_ref()
-        .zip(signing_keys)
-        .map(|(settings, keys)| authorization_server(&config, settings, keys, &dpop, &metrics, previous).map(Arc::new))
-        .transpose()?;
+    let revoked_families = previous
+        .map(|p| p.gateway.revoked_families.clone())
+        .unwrap_or_else(|| Arc::new(RevokedFamilies::new()));
+    let issuer = match config.authorization_server.as_ref().zip(signing_keys) {
+        Some((settings, keys)) => {
+            let families = families::families(&config, settings, &revoked_families, &metrics, previous).await?;
+            Some(Arc::new(authorization_server(
+                &config, settings, keys, &dpop, families, &metrics, previous,
+            )?))
+        }
+        None => None,
+    };
     if let Some(issuer) = &issuer {
         for (key, store) in issuer.token.clients.new_key_stores() {
             start_remote(&config, store, key, policy).await?;
@@ -106,6 +113,8 @@ pub async fn prepare(
         forward: config.forward.clone(),
         limits: config.limits.clone(),
         revoked,
+        revoked_families,
+        family_issuer: config.authorization_server.as_ref().map(|s| s.issuer.clone()),
         metrics,
     });
     Ok(Prepared {
@@ -128,6 +137,7 @@ fn authorization_server(
     settings: &AuthorizationServerSettings,
     keys: Arc<KeyRing>,
     gateway_dpop: &DpopVerifier,
+    families: Arc<Families>,
     metrics: &Arc<Metrics>,
     previous: Option<&Prepared>,
 ) -> Result<Issuer, ConfigError> {
@@ -142,7 +152,9 @@ fn authorization_server(
             metrics,
         )?,
         dpop: token_endpoint_dpop(config, settings, gateway_dpop, replay, metrics, previous)?,
+        families,
         access_token_ttl_seconds: settings.access_token_ttl.as_secs(),
+        refresh: settings.refresh,
         max_request_bytes: config.limits.max_token_request_bytes,
         body_pace: config.limits.body_pace,
     };

@@ -24,7 +24,7 @@ use crate::auth::binding::{self, Proofs};
 use crate::auth::dpop::DPOP_NONCE;
 use crate::auth::dpop::check::{DpopError, DpopVerifier, RequestTarget};
 use crate::auth::token::extract::{self, CredentialError, Scheme};
-use crate::auth::token::{TokenValidator, VerifiedToken};
+use crate::auth::token::{RevokedFamilies, TokenError, TokenValidator, VerifiedToken};
 use crate::body::{self, Body};
 use crate::config::{AuthPolicy, BindingMethods, BindingMode};
 use crate::config::{ForwardSettings, Limits};
@@ -50,6 +50,11 @@ pub struct Gateway {
     /// Client certificates the CRLs revoke: refused also on connections
     /// whose handshake predates the CRL.
     pub revoked: RevocationSet,
+    /// Refresh-token families revoked, whose access tokens are refused too.
+    pub revoked_families: Arc<RevokedFamilies>,
+    /// The embedded authorization server's `iss`: only its tokens' `sid`
+    /// names one of our families (another issuer's `sid` is its own session).
+    pub family_issuer: Option<String>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -262,6 +267,9 @@ async fn authorize<B>(
         return Err(CredentialError::UnsupportedScheme.into());
     }
     let verified = gateway.validator.validate(credential.token).await?;
+    if family_revoked(gateway, &verified) {
+        return Err(TokenError::Revoked.into());
+    }
     let sender = check_sender(
         gateway,
         conn,
@@ -287,6 +295,21 @@ async fn authorize<B>(
     };
     routes::check_scopes(route, &verified.claims)?;
     Ok((verified, next_nonce))
+}
+
+/// The token was issued from a family since revoked. Checked on every
+/// request, cached token or not: a revocation must not wait for the cache.
+fn family_revoked(gateway: &Gateway, verified: &VerifiedToken) -> bool {
+    let Some(issuer) = &gateway.family_issuer else {
+        return false;
+    };
+    if gateway.revoked_families.is_empty() || verified.claims.iss != *issuer {
+        return false;
+    }
+    match verified.claims.other.get("sid") {
+        Some(serde_json::Value::String(sid)) => gateway.revoked_families.contains(sid),
+        _ => false,
+    }
 }
 
 /// What a passed sender check leaves for the response and the log.

@@ -335,6 +335,7 @@ fn token(e: &TokenError) -> Verdict {
         TokenError::Expired => "token_expired",
         TokenError::NotYetValid => "token_not_yet_valid",
         TokenError::LifetimeExceeded { .. } => "token_lifetime_exceeded",
+        TokenError::Revoked => "token_revoked",
     })
 }
 

@@ -83,15 +83,20 @@ pub fn grant_type(client: &RegisteredClient, form: &Form) -> Result<GrantType, G
 /// the client's whole scope when nothing was asked. In the client's order,
 /// so equal requests give equal tokens.
 pub fn scope(client: &RegisteredClient, requested: Option<&str>) -> Result<Vec<String>, GrantError> {
+    narrow_scope(&client.scope, requested)
+}
+
+/// The scope granted out of `allowed` (a client's, or a family's for a
+/// refresh: RFC 6749 section 6 lets a refresh narrow, never widen).
+pub fn narrow_scope(allowed: &[String], requested: Option<&str>) -> Result<Vec<String>, GrantError> {
     let Some(requested) = requested else {
-        return Ok(client.scope.clone());
+        return Ok(allowed.to_vec());
     };
     let asked: Vec<&str> = requested.split(' ').filter(|token| !token.is_empty()).collect();
-    if let Some(unknown) = asked.iter().find(|token| !client.scope.iter().any(|s| s == *token)) {
+    if let Some(unknown) = asked.iter().find(|token| !allowed.iter().any(|s| s == *token)) {
         return Err(GrantError::InvalidScope((*unknown).to_string()));
     }
-    Ok(client
-        .scope
+    Ok(allowed
         .iter()
         .filter(|s| asked.contains(&s.as_str()))
         .cloned()
@@ -104,9 +109,17 @@ pub fn audience<'a>(
     client: &RegisteredClient,
     resources: impl Iterator<Item = &'a str>,
 ) -> Result<Vec<String>, GrantError> {
+    narrow_audience(&client.audience, resources)
+}
+
+/// The audience granted out of `allowed` (a client's, or a family's).
+pub fn narrow_audience<'a>(
+    allowed: &[String],
+    resources: impl Iterator<Item = &'a str>,
+) -> Result<Vec<String>, GrantError> {
     let mut granted: Vec<String> = Vec::new();
     for resource in resources {
-        if !client.audience.iter().any(|a| a == resource) {
+        if !allowed.iter().any(|a| a == resource) {
             return Err(GrantError::InvalidTarget(resource.to_string()));
         }
         if !granted.iter().any(|g| g == resource) {
@@ -114,7 +127,7 @@ pub fn audience<'a>(
         }
     }
     if granted.is_empty() {
-        granted = client.audience.clone();
+        granted = allowed.to_vec();
     }
     Ok(granted)
 }

@@ -15,6 +15,7 @@ pub(crate) mod grant;
 pub(crate) mod introspect;
 pub mod metadata;
 pub(crate) mod outcome;
+pub(crate) mod refresh;
 pub(crate) mod reject;
 pub mod respond;
 pub mod routes;

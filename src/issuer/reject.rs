@@ -12,6 +12,7 @@ use crate::issuer::access_token::MintError;
 use crate::issuer::client_auth::{ClientAuthError, Fault};
 use crate::issuer::form::FormError;
 use crate::issuer::grant::GrantError;
+use crate::issuer::refresh::RefreshError;
 use crate::issuer::respond;
 
 /// Why a request got no answer from an endpoint.
@@ -38,6 +39,8 @@ pub enum Rejection {
     Dpop(#[from] DpopError),
     #[error(transparent)]
     Grant(#[from] GrantError),
+    #[error(transparent)]
+    Refresh(#[from] RefreshError),
     /// `/introspect` without a `token` parameter.
     #[error("token is missing")]
     TokenMissing,
@@ -87,6 +90,7 @@ impl Rejection {
             },
             Rejection::Dpop(e) => dpop_verdict(e),
             Rejection::Grant(e) => verdict(StatusCode::BAD_REQUEST, e.code(), e.label()),
+            Rejection::Refresh(e) => refresh_verdict(e),
             Rejection::TokenMissing => verdict(StatusCode::BAD_REQUEST, "invalid_request", "token_missing"),
             Rejection::Mint(MintError::Random) => {
                 verdict(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "random_failed")
@@ -169,6 +173,31 @@ fn form_verdict(e: &FormError) -> Verdict {
         | FormError::Duplicate(_)
         | FormError::NotUtf8
         | FormError::BadEscape => bad(StatusCode::BAD_REQUEST),
+    }
+}
+
+/// A refresh the client may retry later (the store, a race) is a 503, as
+/// `temporarily_unavailable` says; every other refusal a 400.
+fn refresh_verdict(e: &RefreshError) -> Verdict {
+    let status = match e {
+        RefreshError::Missing
+        | RefreshError::Unknown
+        | RefreshError::OtherClient
+        | RefreshError::FamilyRevoked
+        | RefreshError::FamilyExpired
+        | RefreshError::FamilyIdle
+        | RefreshError::Replaced
+        | RefreshError::Reused
+        | RefreshError::BindingMissing
+        | RefreshError::BindingMismatch => StatusCode::BAD_REQUEST,
+        RefreshError::Contended | RefreshError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        RefreshError::Random => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    Verdict {
+        status,
+        error: e.code(),
+        reason: e.label(),
+        close_connection: false,
     }
 }
 

@@ -23,7 +23,9 @@ use serde::Serialize;
 use crate::auth::dpop::DPOP_NONCE;
 use crate::auth::dpop::check::{DpopVerifier, RequestTarget};
 use crate::body::{self, Body};
-use crate::config::{BodyPace, GrantType};
+use std::sync::Arc;
+
+use crate::config::{BodyPace, GrantType, RefreshSettings, RegisteredClient};
 use crate::conn::Connection;
 use crate::conn::activity::RequestBody;
 use crate::conn::identity::x5t_s256;
@@ -31,9 +33,12 @@ use crate::issuer::Issuer;
 use crate::issuer::access_token::{self, Binding, Grant};
 use crate::issuer::client_auth::{AuthenticatedClient, ClientAuthenticator};
 use crate::issuer::client_request;
+use crate::issuer::form::Form;
 use crate::issuer::grant::{self, Evidence, GrantError};
 use crate::issuer::outcome::Outcome;
+use crate::issuer::refresh::{self, Families, RefreshError};
 use crate::issuer::reject::Rejection;
+use crate::issuer::store::{Family, FamilyBinding};
 
 /// What the token endpoint of one generation checks requests against.
 pub struct TokenEndpoint {
@@ -41,15 +46,20 @@ pub struct TokenEndpoint {
     /// The gateway's DPoP checks, with this endpoint's URL as the only `htu`
     /// and the nonces of `[authorization_server] dpop_require_nonce`.
     pub dpop: DpopVerifier,
+    /// The refresh-token families, shared with every other generation.
+    pub families: Arc<Families>,
     pub access_token_ttl_seconds: u64,
+    pub refresh: RefreshSettings,
     pub max_request_bytes: usize,
     pub body_pace: BodyPace,
 }
 
-/// A successful token response (RFC 6749 section 5.1).
+/// A successful token response (RFC 6749 section 5.1, RFC 8693 section 2.2.1).
 #[derive(Serialize)]
 struct TokenResponse<'a> {
     access_token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_token_type: Option<&'static str>,
     token_type: &'static str,
     expires_in: u64,
     /// Written whenever a scope was granted, though RFC 6749 makes it
@@ -57,6 +67,26 @@ struct TokenResponse<'a> {
     /// nothing learns what it got.
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+    /// Not in RFC 6749, but what GitHub, Microsoft and others call it: the
+    /// seconds the refresh token lives unless used, so the app knows when
+    /// its user must sign in again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token_expires_in: Option<i64>,
+}
+
+/// What one grant decided: the access token's claims, and what else the
+/// response carries.
+struct Granted {
+    subject: String,
+    scope: Vec<String>,
+    audience: Vec<String>,
+    binding: Binding,
+    /// The family, for a grant that started or continued one (`sid`).
+    family: Option<String>,
+    refresh_token: Option<(String, i64)>,
+    issued_token_type: Option<&'static str>,
 }
 
 /// Decides one token request; every refusal is a [`Rejection`] that
@@ -81,24 +111,35 @@ pub async fn serve(
         dpop_jkt: proven.as_ref().map(|p| p.jkt.as_str()),
         certificate_x5t: certificate_x5t.as_deref(),
     };
+    let client = authenticated.client;
     let granted = match grant_type {
-        GrantType::ClientCredentials => grant::client_credentials(authenticated.client, &form, evidence)?,
-        // The next issue's grants: configurable already, not served yet.
-        GrantType::RefreshToken | GrantType::TokenExchange => {
+        GrantType::ClientCredentials => {
+            let granted = grant::client_credentials(client, &form, evidence)?;
+            Granted {
+                subject: client.client_id.clone(),
+                scope: granted.scope,
+                audience: granted.audience,
+                binding: granted.binding,
+                family: None,
+                refresh_token: None,
+                issued_token_type: None,
+            }
+        }
+        GrantType::RefreshToken => refresh_token(endpoint, client, &form, evidence, now as i64).await?,
+        GrantType::TokenExchange => {
             return Err(GrantError::UnsupportedGrantType(grant_type.name().to_string()).into());
         }
     };
     outcome.binding(granted.binding.label());
 
-    let client_id = authenticated.client.client_id.as_str();
     let token_grant = Grant {
         issuer: &issuer.settings.issuer,
-        subject: client_id,
-        client_id,
+        subject: &granted.subject,
+        client_id: &client.client_id,
         audience: &granted.audience,
         scope: &granted.scope,
         binding: &granted.binding,
-        family: None,
+        family: granted.family.as_deref(),
     };
     let issued = access_token::mint(
         issuer.keys.signer(),
@@ -110,7 +151,50 @@ pub async fn serve(
         .metrics
         .record_as_token_issued(grant_type.name(), granted.binding.label());
     let next_nonce = proven.and_then(|p| p.next_nonce);
-    Ok(token_response(&issued, &granted.binding, &granted.scope, next_nonce))
+    Ok(token_response(&issued, &granted, next_nonce))
+}
+
+/// RFC 6749 section 6: a refresh token for a new access token, and (when
+/// the family rotates) a new refresh token. The access token says what the
+/// family was granted, narrowed by `scope` and `resource`, bound to the
+/// family's key, or for a confidential client to the key of this request.
+async fn refresh_token(
+    endpoint: &TokenEndpoint,
+    client: &RegisteredClient,
+    form: &Form,
+    evidence: Evidence<'_>,
+    now: i64,
+) -> Result<Granted, Rejection> {
+    let token = form.get("refresh_token").ok_or(RefreshError::Missing)?;
+    let request = refresh::Request {
+        client_id: &client.client_id,
+        rotation: client.refresh_rotation,
+        evidence,
+        now,
+        grace_seconds: endpoint.refresh.grace.as_secs().min(i64::MAX as u64) as i64,
+    };
+    let shape = |family: &Family| -> Result<(Vec<String>, Vec<String>, Binding), Rejection> {
+        let scope = grant::narrow_scope(&family.scope, form.get("scope"))?;
+        let audience = grant::narrow_audience(&family.audience, form.get_all("resource"))?;
+        let binding = match &family.binding {
+            FamilyBinding::Dpop { jkt } => Binding::Dpop { jkt: jkt.clone() },
+            FamilyBinding::Certificate { x5t_s256 } => Binding::Certificate {
+                x5t_s256: x5t_s256.clone(),
+            },
+            FamilyBinding::Client => grant::binding(client, evidence)?,
+        };
+        Ok((scope, audience, binding))
+    };
+    let (redeemed, (scope, audience, binding)) = endpoint.families.redeem(token, &request, shape).await?;
+    Ok(Granted {
+        subject: redeemed.family.subject,
+        scope,
+        audience,
+        binding,
+        family: Some(redeemed.family.id),
+        refresh_token: redeemed.refresh_token.map(|t| (t, redeemed.refresh_expires_in)),
+        issued_token_type: None,
+    })
 }
 
 /// A DPoP key the request proved it holds.
@@ -153,17 +237,15 @@ fn connection_thumbprint(authenticated: &AuthenticatedClient<'_>, conn: &Connect
     Some(x5t_s256(leaf))
 }
 
-fn token_response(
-    issued: &access_token::Issued,
-    binding: &Binding,
-    scope: &[String],
-    next_nonce: Option<String>,
-) -> Response<Body> {
+fn token_response(issued: &access_token::Issued, granted: &Granted, next_nonce: Option<String>) -> Response<Body> {
     let json = TokenResponse {
         access_token: &issued.token,
-        token_type: binding.token_type(),
+        issued_token_type: granted.issued_token_type,
+        token_type: granted.binding.token_type(),
         expires_in: issued.expires_in,
-        scope: (!scope.is_empty()).then(|| scope.join(" ")),
+        scope: (!granted.scope.is_empty()).then(|| granted.scope.join(" ")),
+        refresh_token: granted.refresh_token.as_ref().map(|(token, _)| token.as_str()),
+        refresh_token_expires_in: granted.refresh_token.as_ref().map(|(_, expires_in)| *expires_in),
     };
     // Serializing a struct of strings and numbers cannot fail; an empty
     // object would still be a well-formed (if useless) answer.

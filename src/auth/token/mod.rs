@@ -7,8 +7,10 @@ mod cache;
 pub(crate) mod claims;
 pub mod extract;
 pub(crate) mod keystore;
+pub mod revoked;
 mod validate;
 
 pub use claims::{Claims, Confirmation};
 pub use keystore::KeyStore;
+pub use revoked::RevokedFamilies;
 pub use validate::{Issuer, TokenError, TokenValidator, VerifiedToken, now_seconds};

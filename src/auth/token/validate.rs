@@ -49,6 +49,9 @@ pub enum TokenError {
     NotYetValid,
     #[error("token expires further ahead than the {max:?} this issuer's tokens may live")]
     LifetimeExceeded { max: std::time::Duration },
+    /// Its refresh-token family (`sid`) was revoked: reuse, RFC 7009, or an operator.
+    #[error("token was revoked")]
+    Revoked,
 }
 
 /// One trusted issuer: its settings and its keys.

@@ -222,7 +222,7 @@ pub struct FamilyFilter {
 
 /// Why the store could not answer. Every one is a 503 at the endpoints:
 /// no token is issued, and no revocation is confirmed, without its row.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("the family store {location} could not be opened: {reason}")]
     Open { location: String, reason: String },

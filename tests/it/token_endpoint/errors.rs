@@ -74,11 +74,14 @@ async fn every_error_code_has_its_status_json_body_no_store_and_metric_row() {
             "grant_type_unsupported",
             form(&[("grant_type", "password"), ("client_id", "svc-tls")]),
         ),
-        // A grant the client is registered for, but not served yet.
         Case::new(
-            "unsupported_grant_type",
-            "grant_type_unsupported",
-            form(&[("grant_type", "refresh_token"), ("client_id", "svc-refresh")]),
+            "invalid_grant",
+            "refresh_token_unknown",
+            form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", "svc-refresh"),
+                ("refresh_token", "never-issued"),
+            ]),
         ),
         Case::new(
             "invalid_scope",

@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+mod families;
+pub use families::FamilyMetrics;
+
 /// Counters keyed by their label values.
 type Counters<K> = RwLock<HashMap<K, AtomicU64>>;
 
@@ -85,6 +88,8 @@ pub struct Metrics {
     client_cert_earliest_expiry: AtomicI64,
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
+    /// The refresh-token families and their store.
+    pub families: FamilyMetrics,
 }
 
 impl Default for Metrics {
@@ -110,6 +115,7 @@ impl Default for Metrics {
             client_cert_earliest_expiry: AtomicI64::new(i64::MAX),
             request_duration: Histogram::default(),
             upstream_duration: Histogram::default(),
+            families: FamilyMetrics::default(),
         }
     }
 }
@@ -207,6 +213,7 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         self.render_labelled(&mut out);
         self.render_unlabelled(&mut out);
+        self.families.render(&mut out);
         self.render_certificates(&mut out, certificates);
         out
     }
