@@ -9,7 +9,11 @@
 //!   (no leeway: the answer is about now). Anything else, including a token
 //!   signed by a key since removed, is `{"active": false}`, with no reason:
 //!   RFC 7662 section 2.2 says to disclose nothing about an inactive token.
-//! - `token_type_hint` is accepted and ignored: only access tokens exist so far.
+//! - A refresh token is active while it is its family's live one and the
+//!   family is neither revoked, expired nor idle; an access token of a
+//!   family only while the family is not revoked.
+//! - `token_type_hint` is accepted and ignored: access tokens are JWTs and
+//!   refresh tokens are not, so each is recognised by what it is.
 //! - Any confidential client may introspect any token: the audience check is
 //!   the resource server's, which is who asks.
 
@@ -25,7 +29,9 @@ use crate::issuer::Issuer;
 use crate::issuer::client_auth::{AuthMethod, ClientAuthError};
 use crate::issuer::client_request;
 use crate::issuer::outcome::Outcome;
+use crate::issuer::refresh::RefreshError;
 use crate::issuer::reject::Rejection;
+use crate::issuer::store::TokenHash;
 use crate::jose::Algorithm;
 use crate::jose::jwk::KeySet;
 use crate::jose::jws::{self, JoseHeader};
@@ -47,34 +53,66 @@ pub async fn serve(
     }
 
     let token = form.get("token").ok_or(Rejection::TokenMissing)?;
-    let answer =
-        introspect(issuer.keys.verification(), &issuer.settings.issuer, token, now as u64).unwrap_or_else(inactive);
-    Ok(json_response(&answer))
+    let answer = match introspect(issuer.keys.verification(), &issuer.settings.issuer, token, now as u64) {
+        Some(answer) => match answer["sid"].as_str() {
+            Some(sid) => family_alive(issuer, sid).await?.then_some(answer),
+            None => Some(answer),
+        },
+        None => refresh_token(issuer, token, now as i64).await?,
+    };
+    Ok(json_response(&answer.unwrap_or_else(inactive)))
+}
+
+/// An access token of a family is active only while the family is: its
+/// revocation (reuse, RFC 7009, an operator) takes the access tokens too.
+async fn family_alive(issuer: &Issuer, family_id: &str) -> Result<bool, Rejection> {
+    let families = &issuer.token.families;
+    if families.revoked.contains(family_id) {
+        return Ok(false);
+    }
+    let family = families.store.family(family_id).await.map_err(RefreshError::from)?;
+    // A purged family was dead for longer than an access token lives, so
+    // a live token cannot name one; unknown is refused all the same.
+    Ok(family.is_some_and(|f| f.revoked_at.is_none()))
+}
+
+/// A refresh token is active while it is its family's live token and the
+/// family is neither revoked, expired nor idle.
+async fn refresh_token(issuer: &Issuer, token: &str, now: i64) -> Result<Option<Value>, Rejection> {
+    let found = issuer
+        .token
+        .families
+        .store
+        .find(&TokenHash::of(token))
+        .await
+        .map_err(RefreshError::from)?;
+    let Some(presented) = found else {
+        return Ok(None);
+    };
+    let family = presented.family;
+    if presented.replaced || presented.generation != family.generation || !family.is_active(now) {
+        return Ok(None);
+    }
+    let mut answer = serde_json::json!({
+        "active": true,
+        "iss": issuer.settings.issuer,
+        "sub": family.subject,
+        "aud": family.audience,
+        "client_id": family.client_id,
+        "exp": family.usable_until(),
+        "token_type": "refresh_token",
+        "sid": family.id,
+    });
+    if !family.scope.is_empty() {
+        answer["scope"] = family.scope.join(" ").into();
+    }
+    Ok(Some(answer))
 }
 
 /// The members of an active token's answer, or `None` for an inactive one:
 /// `token` must verify against `keys` and name `issuer`.
 fn introspect(keys: &KeySet, issuer: &str, token: &str, now: u64) -> Option<Value> {
-    let jws = jws::parse::<JoseHeader>(token).ok()?;
-    if !jws
-        .header
-        .typ
-        .as_deref()
-        .is_some_and(|t| t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt"))
-        || jws.header.crit.is_some()
-    {
-        return None;
-    }
-    let alg = Algorithm::from_name(&jws.header.alg).ok()?;
-    let key = keys.choose(jws.header.kid.as_deref(), alg).ok()?;
-    if !key.verify(alg, jws.signing_input.as_bytes(), jws.signature_b64) {
-        return None;
-    }
-    let payload = jws::decode_part(jws.payload_b64, "payload").ok()?;
-    let claims: IssuedClaims = serde_json::from_slice(&payload).ok()?;
-    if claims.iss != issuer || claims.exp <= now {
-        return None;
-    }
+    let claims = verify_issued(keys, issuer, token, now)?;
     let token_type = if claims.cnf.contains_key("jkt") {
         "DPoP"
     } else {
@@ -101,21 +139,47 @@ fn introspect(keys: &KeySet, issuer: &str, token: &str, now: u64) -> Option<Valu
     Some(answer)
 }
 
+/// The claims of a live access token this issuer signed, or `None`.
+pub(crate) fn verify_issued(keys: &KeySet, issuer: &str, token: &str, now: u64) -> Option<IssuedClaims> {
+    let jws = jws::parse::<JoseHeader>(token).ok()?;
+    if !jws
+        .header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt"))
+        || jws.header.crit.is_some()
+    {
+        return None;
+    }
+    let alg = Algorithm::from_name(&jws.header.alg).ok()?;
+    let key = keys.choose(jws.header.kid.as_deref(), alg).ok()?;
+    if !key.verify(alg, jws.signing_input.as_bytes(), jws.signature_b64) {
+        return None;
+    }
+    let payload = jws::decode_part(jws.payload_b64, "payload").ok()?;
+    let claims: IssuedClaims = serde_json::from_slice(&payload).ok()?;
+    if claims.iss != issuer || claims.exp <= now {
+        return None;
+    }
+    Some(claims)
+}
+
 /// The claims `access_token::mint` writes; a token without them is not one of ours.
 #[derive(Deserialize)]
-struct IssuedClaims {
+pub(crate) struct IssuedClaims {
     iss: String,
     sub: String,
     aud: Value,
-    client_id: String,
+    pub client_id: String,
     iat: u64,
     exp: u64,
     jti: String,
     #[serde(default)]
     scope: Option<String>,
     cnf: Map<String, Value>,
+    /// The refresh-token family it was issued from.
     #[serde(default)]
-    sid: Option<String>,
+    pub sid: Option<String>,
 }
 
 fn inactive() -> Value {

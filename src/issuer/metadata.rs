@@ -17,6 +17,7 @@ pub struct EndpointUrls {
     pub token: String,
     pub jwks: String,
     pub introspection: String,
+    pub revocation: String,
 }
 
 impl EndpointUrls {
@@ -26,6 +27,7 @@ impl EndpointUrls {
             token: format!("{base}/token"),
             jwks: format!("{base}/jwks"),
             introspection: format!("{base}/introspect"),
+            revocation: format!("{base}/revoke"),
         }
     }
 }
@@ -66,8 +68,9 @@ pub fn issuer_path(issuer: &str) -> String {
 ///   client knows its own scope.
 /// - `mtls_endpoint_aliases` (RFC 8705 section 5) name the same URLs: the
 ///   one listener serves clients with and without certificates.
-/// - Only endpoints that are served are named: no `revocation_endpoint`
-///   until `/revoke` is (with refresh tokens, whose families it revokes).
+/// - Revocation takes every client method, `none` included: a public
+///   client must be able to revoke its own refresh token at sign-out
+///   (RFC 7009 section 2.1); introspection only confidential ones.
 pub fn render(settings: &AuthorizationServerSettings, urls: &EndpointUrls, dpop_algorithms: &[Algorithm]) -> String {
     let methods = auth_methods(settings);
     // Introspection is for confidential clients only: a public client cannot authenticate.
@@ -78,17 +81,21 @@ pub fn render(settings: &AuthorizationServerSettings, urls: &EndpointUrls, dpop_
         "token_endpoint": urls.token,
         "jwks_uri": urls.jwks,
         "introspection_endpoint": urls.introspection,
+        "revocation_endpoint": urls.revocation,
         "response_types_supported": [],
         "grant_types_supported": grant_types(settings),
         "token_endpoint_auth_methods_supported": methods,
         "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "introspection_endpoint_auth_methods_supported": confidential,
         "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "revocation_endpoint_auth_methods_supported": methods,
+        "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "tls_client_certificate_bound_access_tokens": true,
         "dpop_signing_alg_values_supported": names(dpop_algorithms),
         "mtls_endpoint_aliases": {
             "token_endpoint": urls.token,
             "introspection_endpoint": urls.introspection,
+            "revocation_endpoint": urls.revocation,
         },
     })
     .to_string()

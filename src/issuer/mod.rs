@@ -18,6 +18,7 @@ pub(crate) mod outcome;
 pub(crate) mod refresh;
 pub(crate) mod reject;
 pub mod respond;
+pub(crate) mod revoke;
 pub mod routes;
 pub mod store;
 pub mod token;
@@ -146,6 +147,7 @@ async fn serve(
         Endpoint::Jwks => Ok(respond::document(&issuer.jwks, head_only)),
         Endpoint::Token => token::serve(issuer, &issuer.token, conn, req, outcome).await,
         Endpoint::Introspect => introspect::serve(issuer, conn, req, outcome).await,
+        Endpoint::Revoke => revoke::serve(issuer, conn, req, outcome).await,
     }
 }
 

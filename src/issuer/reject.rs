@@ -14,6 +14,7 @@ use crate::issuer::form::FormError;
 use crate::issuer::grant::GrantError;
 use crate::issuer::refresh::RefreshError;
 use crate::issuer::respond;
+use crate::issuer::revoke::error::RevokeError;
 
 /// Why a request got no answer from an endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,8 @@ pub enum Rejection {
     Grant(#[from] GrantError),
     #[error(transparent)]
     Refresh(#[from] RefreshError),
+    #[error(transparent)]
+    Revoke(#[from] RevokeError),
     /// `/introspect` without a `token` parameter.
     #[error("token is missing")]
     TokenMissing,
@@ -91,6 +94,13 @@ impl Rejection {
             Rejection::Dpop(e) => dpop_verdict(e),
             Rejection::Grant(e) => verdict(StatusCode::BAD_REQUEST, e.code(), e.label()),
             Rejection::Refresh(e) => refresh_verdict(e),
+            Rejection::Revoke(e) => {
+                let status = match e {
+                    RevokeError::OtherClient | RevokeError::UnsupportedTokenType => StatusCode::BAD_REQUEST,
+                    RevokeError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                verdict(status, e.code(), e.label())
+            }
             Rejection::TokenMissing => verdict(StatusCode::BAD_REQUEST, "invalid_request", "token_missing"),
             Rejection::Mint(MintError::Random) => {
                 verdict(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "random_failed")

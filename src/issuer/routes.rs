@@ -21,14 +21,17 @@ pub enum Endpoint {
     Token,
     /// `POST /introspect`: RFC 7662.
     Introspect,
+    /// `POST /revoke`: RFC 7009.
+    Revoke,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 4] = [
+    pub const ALL: [Endpoint; 5] = [
         Endpoint::Metadata,
         Endpoint::Jwks,
         Endpoint::Token,
         Endpoint::Introspect,
+        Endpoint::Revoke,
     ];
 
     /// The path the listener serves it at, for an issuer whose path is
@@ -40,6 +43,7 @@ impl Endpoint {
             Endpoint::Jwks => format!("{issuer_path}/jwks"),
             Endpoint::Token => format!("{issuer_path}/token"),
             Endpoint::Introspect => format!("{issuer_path}/introspect"),
+            Endpoint::Revoke => format!("{issuer_path}/revoke"),
         }
     }
 
@@ -48,7 +52,7 @@ impl Endpoint {
         match self {
             Endpoint::Metadata | Endpoint::Jwks => method == Method::GET || method == Method::HEAD,
             // RFC 6749 section 3.2: "The client MUST use the HTTP POST method".
-            Endpoint::Token | Endpoint::Introspect => method == Method::POST,
+            Endpoint::Token | Endpoint::Introspect | Endpoint::Revoke => method == Method::POST,
         }
     }
 
@@ -56,7 +60,7 @@ impl Endpoint {
     pub fn allow_header(self) -> &'static str {
         match self {
             Endpoint::Metadata | Endpoint::Jwks => "GET, HEAD",
-            Endpoint::Token | Endpoint::Introspect => "POST",
+            Endpoint::Token | Endpoint::Introspect | Endpoint::Revoke => "POST",
         }
     }
 }
@@ -99,7 +103,8 @@ mod tests {
             Some(Endpoint::Metadata)
         );
         assert_eq!(routes.find("/token").map(|r| r.1), Some(Endpoint::Token));
-        for other in ["/jwks/", "/jwks/x", "/JWKS", "//jwks", "/", "/token/", "/revoke"] {
+        assert_eq!(routes.find("/revoke").map(|r| r.1), Some(Endpoint::Revoke));
+        for other in ["/jwks/", "/jwks/x", "/JWKS", "//jwks", "/", "/token/", "/revoke/"] {
             assert!(routes.find(other).is_none(), "{other}");
         }
         let routes = Routes::new("/tenant");

@@ -116,7 +116,11 @@ async fn metadata_is_served_over_tls_with_a_ca_certificate_a_self_signed_one_or_
             expect("token_endpoint", format!("{base}/token").into());
             expect("jwks_uri", format!("{base}/jwks").into());
             expect("introspection_endpoint", format!("{base}/introspect").into());
-            expect("revocation_endpoint", serde_json::Value::Null);
+            expect("revocation_endpoint", format!("{base}/revoke").into());
+            expect(
+                "revocation_endpoint_auth_methods_supported",
+                serde_json::json!(["tls_client_auth", "private_key_jwt"]),
+            );
             expect("grant_types_supported", serde_json::json!(["client_credentials"]));
             expect(
                 "token_endpoint_auth_methods_supported",
@@ -141,6 +145,7 @@ async fn metadata_is_served_over_tls_with_a_ca_certificate_a_self_signed_one_or_
                 serde_json::json!({
                     "token_endpoint": format!("{base}/token"),
                     "introspection_endpoint": format!("{base}/introspect"),
+                    "revocation_endpoint": format!("{base}/revoke"),
                 }),
             );
         }
