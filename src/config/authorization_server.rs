@@ -14,7 +14,7 @@ use super::{AdminSettings, ConfigError, ServerSettings, Validator, format_durati
 use crate::jose::Algorithm;
 
 mod client;
-pub use client::{CertificateSubject, ClientAuthMethod, GrantType, RefreshRotation, RegisteredClient};
+pub use client::{CertificateSubject, ClientAuthMethod, FamilyLifetime, GrantType, RefreshRotation, RegisteredClient};
 
 const TABLE: &str = "authorization_server";
 
@@ -194,7 +194,12 @@ impl Validator<'_> {
         let listen = self.as_listen(&raw.listen.ok_or_else(|| required("listen"))?, server, admin)?;
         let signing_keys = self.signing_keys(raw.signing_keys.ok_or_else(|| required("signing_keys"))?)?;
         let access_token_ttl = self.access_token_ttl(raw.access_token_ttl)?;
-        let clients = self.clients(raw.client)?;
+        let refresh = self.refresh(
+            raw.refresh_absolute_lifetime,
+            raw.refresh_idle_timeout,
+            raw.refresh_grace,
+        )?;
+        let clients = self.clients(raw.client, &refresh)?;
         let (client_ca, crls) = self.client_trust(raw.client_ca, raw.crl, server, &clients)?;
         Ok(AuthorizationServerSettings {
             issuer,
@@ -206,11 +211,7 @@ impl Validator<'_> {
             signing_keys,
             access_token_ttl,
             store: self.store(raw.store)?,
-            refresh: self.refresh(
-                raw.refresh_absolute_lifetime,
-                raw.refresh_idle_timeout,
-                raw.refresh_grace,
-            )?,
+            refresh,
             dpop_require_nonce: raw.dpop_require_nonce.unwrap_or(false),
             assertion_algorithms: self.algorithms(
                 "authorization_server.assertion_algorithms".into(),

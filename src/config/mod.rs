@@ -23,8 +23,8 @@ mod loosened;
 mod routes;
 mod token;
 pub use authorization_server::{
-    AuthorizationServerSettings, CertificateSubject, ClientAuthMethod, GrantType, RefreshRotation, RefreshSettings,
-    RegisteredClient, StoreLocation,
+    AuthorizationServerSettings, CertificateSubject, ClientAuthMethod, FamilyLifetime, GrantType, RefreshRotation,
+    RefreshSettings, RegisteredClient, StoreLocation,
 };
 pub use dn::{DistinguishedName, DnError};
 pub use dpop::{DpopSettings, ReplayStoreSettings, StoreFailure};

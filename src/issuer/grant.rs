@@ -183,6 +183,10 @@ mod tests {
             audience: vec!["https://api.example".into(), "https://other.example".into()],
             binding,
             refresh_rotation: RefreshRotation::Never,
+            family_lifetime: crate::config::FamilyLifetime {
+                absolute: std::time::Duration::from_secs(3600),
+                idle: std::time::Duration::from_secs(600),
+            },
             jwks_remote: crate::config::RemoteJwksSettings::defaults(None),
         }
     }

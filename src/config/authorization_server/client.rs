@@ -3,11 +3,13 @@
 
 use std::borrow::Cow;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::RefreshSettings;
 use crate::config::dn::DistinguishedName;
-use crate::config::{BindingMethods, ConfigError, JwksSource, RemoteJwksSettings, Validator};
+use crate::config::{BindingMethods, ConfigError, JwksSource, RemoteJwksSettings, Validator, format_duration};
 use crate::jose::jwk::KeySet;
 
 /// One registered client.
@@ -26,6 +28,9 @@ pub struct RegisteredClient {
     pub binding: BindingMethods,
     /// `Always` for a public client, whose refresh tokens rotate on every use.
     pub refresh_rotation: RefreshRotation,
+    /// How long its families live: its own `refresh_absolute_lifetime` and
+    /// `refresh_idle_timeout`, or the server's.
+    pub family_lifetime: FamilyLifetime,
     /// How a `jwks` URL is fetched: `jwks_ca` and the `[token]` defaults
     /// for refresh, cooldown and timeout. Unused for a file.
     pub jwks_remote: RemoteJwksSettings,
@@ -64,6 +69,15 @@ pub enum GrantType {
     RefreshToken,
     /// RFC 8693.
     TokenExchange,
+}
+
+/// How long a family lives, resolved per client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FamilyLifetime {
+    /// Never extended by rotation.
+    pub absolute: Duration,
+    /// Sliding: each refresh starts it over. Never above `absolute`.
+    pub idle: Duration,
 }
 
 /// Whether a refresh grant replaces the refresh token it was given.
@@ -148,6 +162,8 @@ pub(super) struct RawClient {
     audience: Option<Vec<String>>,
     binding: Option<Vec<String>>,
     refresh_rotation: Option<String>,
+    refresh_absolute_lifetime: Option<String>,
+    refresh_idle_timeout: Option<String>,
 }
 
 /// `auth` as written, before the keys that go with it are checked.
@@ -169,10 +185,14 @@ impl Keys {
 }
 
 impl Validator<'_> {
-    pub(super) fn clients(&self, raw: Vec<RawClient>) -> Result<Vec<RegisteredClient>, ConfigError> {
+    pub(super) fn clients(
+        &self,
+        raw: Vec<RawClient>,
+        refresh: &RefreshSettings,
+    ) -> Result<Vec<RegisteredClient>, ConfigError> {
         let mut clients: Vec<RegisteredClient> = Vec::with_capacity(raw.len());
         for (index, raw) in raw.into_iter().enumerate() {
-            let client = self.client(&Keys(index), raw)?;
+            let client = self.client(&Keys(index), raw, refresh)?;
             if let Some(first) = clients.iter().position(|c| c.client_id == client.client_id) {
                 return Err(self.invalid(
                     Keys(index).key("client_id"),
@@ -184,7 +204,12 @@ impl Validator<'_> {
         Ok(clients)
     }
 
-    fn client(&self, keys: &Keys, mut raw: RawClient) -> Result<RegisteredClient, ConfigError> {
+    fn client(
+        &self,
+        keys: &Keys,
+        mut raw: RawClient,
+        refresh: &RefreshSettings,
+    ) -> Result<RegisteredClient, ConfigError> {
         let client_id = self.client_id(keys, raw.client_id.take())?;
         let auth = self.client_auth(keys, &mut raw)?;
         let fetched = matches!(
@@ -211,6 +236,12 @@ impl Validator<'_> {
         };
         let binding = self.client_binding(keys, raw.binding, public)?;
         let refresh_rotation = self.refresh_rotation(keys, raw.refresh_rotation.as_deref(), public, &grant_types)?;
+        let family_lifetime = self.family_lifetime(
+            keys,
+            (raw.refresh_absolute_lifetime, raw.refresh_idle_timeout),
+            refresh,
+            &grant_types,
+        )?;
         Ok(RegisteredClient {
             client_id,
             auth,
@@ -219,8 +250,53 @@ impl Validator<'_> {
             audience,
             binding,
             refresh_rotation,
+            family_lifetime,
             jwks_remote,
         })
+    }
+
+    /// The client's own family lifetimes, each defaulting to the server's;
+    /// the idle timeout, as at the server, never above the absolute lifetime.
+    fn family_lifetime(
+        &self,
+        keys: &Keys,
+        (absolute, idle): (Option<String>, Option<String>),
+        refresh: &RefreshSettings,
+        grant_types: &[GrantType],
+    ) -> Result<FamilyLifetime, ConfigError> {
+        let refreshes = grant_types.contains(&GrantType::RefreshToken);
+        for (name, written) in [
+            ("refresh_absolute_lifetime", &absolute),
+            ("refresh_idle_timeout", &idle),
+        ] {
+            if written.is_some() && !refreshes {
+                return Err(self.invalid(keys.key(name), "only applies with the refresh_token grant"));
+            }
+        }
+        let absolute = self.duration(
+            keys.key("refresh_absolute_lifetime"),
+            absolute,
+            refresh.absolute_lifetime,
+        )?;
+        if absolute.is_zero() {
+            return Err(self.invalid(keys.key("refresh_absolute_lifetime"), "must be above 0s"));
+        }
+        let idle_written = idle.is_some();
+        let idle = self.duration(keys.key("refresh_idle_timeout"), idle, refresh.idle_timeout)?;
+        // An inherited idle timeout longer than the client's own lifetime is
+        // simply capped: the client asked for shorter families, and gets them.
+        let idle = if idle_written { idle } else { idle.min(absolute) };
+        if idle.is_zero() || idle > absolute {
+            return Err(self.invalid(
+                keys.key("refresh_idle_timeout"),
+                format!(
+                    "{} must be above 0s and at most the client's refresh_absolute_lifetime ({})",
+                    format_duration(idle),
+                    format_duration(absolute)
+                ),
+            ));
+        }
+        Ok(FamilyLifetime { absolute, idle })
     }
 
     fn refresh_rotation(

@@ -217,6 +217,10 @@ audience = ["https://api.example"]
         audience: vec!["https://api.example".into()],
         binding: BindingMethods { mtls: true, dpop: true },
         refresh_rotation: RefreshRotation::Never,
+        family_lifetime: crate::config::FamilyLifetime {
+            absolute: Duration::from_secs(7 * 86_400),
+            idle: Duration::from_secs(86_400),
+        },
         jwks_remote: crate::config::RemoteJwksSettings::defaults(None),
     };
     let expected = AuthorizationServerSettings {
