@@ -101,6 +101,13 @@ pub struct TokenSettings {
     pub max_lifetime: Option<Duration>,
 }
 
+impl TokenSettings {
+    /// `leeway` when not written.
+    pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+    /// `max_size` when not written.
+    pub const DEFAULT_MAX_SIZE: usize = 16 * 1024;
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawToken {
@@ -222,7 +229,7 @@ impl Validator<'_> {
                 return Err(self.invalid(key("require_typ"), format!("{other:?}: only \"at+jwt\" is supported")));
             }
         };
-        let max_size = raw.max_size.unwrap_or(16 * 1024);
+        let max_size = raw.max_size.unwrap_or(TokenSettings::DEFAULT_MAX_SIZE);
         if max_size < 64 {
             return Err(self.invalid(key("max_size"), "must be at least 64 bytes"));
         }
@@ -243,7 +250,7 @@ impl Validator<'_> {
             keys,
             remote,
             algorithms,
-            leeway: self.duration(key("leeway"), raw.leeway, Duration::from_secs(30))?,
+            leeway: self.duration(key("leeway"), raw.leeway, TokenSettings::DEFAULT_LEEWAY)?,
             typ,
             max_size,
             max_lifetime,
