@@ -80,6 +80,12 @@ pub enum TypPolicy {
     Lenient,
     /// Only `at+jwt` / `application/at+jwt` (RFC 9068).
     RequireAtJwt,
+    /// Any `typ` or none, except those of JWTs that are never a token
+    /// exchange's subject token: `dpop+jwt`, `logout+jwt`, `secevent+jwt`
+    /// (each also with `application/`). For an identity provider's tokens,
+    /// typed as it pleases (`JWT`, `at+jwt`, vendor types, none); never
+    /// chosen by `gateway.toml`'s `[token]`.
+    SubjectToken,
 }
 
 /// One trusted issuer.

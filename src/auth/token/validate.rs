@@ -51,6 +51,12 @@ pub enum TokenError {
     LifetimeExceeded { max: std::time::Duration },
 }
 
+/// `typ`s of JWTs an identity provider signs (or a client does) that are
+/// never a subject token, though some carry `iss`, `aud`, `sub` and `exp`
+/// like one: a DPoP proof (RFC 9449), an OpenID Connect back-channel
+/// logout token, a security event token (RFC 8417).
+const NEVER_SUBJECT_TOKENS: [&str; 3] = ["dpop+jwt", "logout+jwt", "secevent+jwt"];
+
 /// One trusted issuer: its settings and its keys.
 pub struct Issuer {
     pub settings: TokenSettings,
@@ -93,17 +99,29 @@ impl TokenValidator {
     /// one (rate-limited) refetch of remote keys before giving up.
     pub async fn validate(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
         match self.validate_at(token, now_seconds()) {
-            Err(e @ (TokenError::UnknownKid | TokenError::KeysUnavailable)) => {
-                let Ok((_, issuer)) = self.issuer_of(token) else {
-                    return Err(e);
-                };
-                if issuer.keys.refetch_for_unknown_kid().await {
-                    self.validate_at(token, now_seconds())
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) if self.refetched_for(token, &e).await => self.validate_at(token, now_seconds()),
             other => other,
+        }
+    }
+
+    /// As [`TokenValidator::validate`], as of `now` (seconds since the
+    /// epoch), for a caller that decides a whole request at one instant.
+    pub async fn validate_refetching_at(&self, token: &str, now: f64) -> Result<Arc<VerifiedToken>, TokenError> {
+        match self.validate_at(token, now) {
+            Err(e) if self.refetched_for(token, &e).await => self.validate_at(token, now),
+            other => other,
+        }
+    }
+
+    /// Whether `error` was for want of a key (an unknown `kid`, no keys
+    /// yet), and refetching the keys of `token`'s issuer changed them.
+    async fn refetched_for(&self, token: &str, error: &TokenError) -> bool {
+        if !matches!(error, TokenError::UnknownKid | TokenError::KeysUnavailable) {
+            return false;
+        }
+        match self.issuer_of(token) {
+            Ok((_, issuer)) => issuer.keys.refetch_for_unknown_kid().await,
+            Err(_) => false,
         }
     }
 
@@ -219,6 +237,12 @@ impl Issuer {
             (TypPolicy::Lenient, Some(t)) => is(t, "at+jwt") || is(t, "application/at+jwt") || is(t, "JWT"),
             (TypPolicy::RequireAtJwt, Some(t)) => is(t, "at+jwt") || is(t, "application/at+jwt"),
             (TypPolicy::RequireAtJwt, None) => false,
+            (TypPolicy::SubjectToken, None) => true,
+            (TypPolicy::SubjectToken, Some(t)) => {
+                // RFC 7515 section 4.1.9: the `application/` prefix may be left out.
+                let media = t.get(..12).filter(|p| is(p, "application/")).map_or(t, |_| &t[12..]);
+                !NEVER_SUBJECT_TOKENS.iter().any(|never| is(media, never))
+            }
         };
         if accepted {
             Ok(())
@@ -397,6 +421,61 @@ mod tests {
         assert!(matches!(i.check(dpop, claims()), Err(TokenError::TypeRejected(_))));
         let unknown = with(header(), "kid", "k2".into());
         assert!(matches!(i.check(unknown, claims()), Err(TokenError::UnknownKid)));
+    }
+
+    #[test]
+    fn the_subject_token_policy_accepts_any_typ_but_those_never_subject_tokens() {
+        let i = issuer(TypPolicy::SubjectToken);
+        let typ = |t: &str| with(header(), "typ", t.into());
+        for accepted in [
+            "JWT",
+            "at+jwt",
+            "application/okta-internal-at+jwt",
+            "id_token+jwt",
+            "dpop",
+        ] {
+            assert!(i.check(typ(accepted), claims()).is_ok(), "{accepted}");
+        }
+        let untyped = serde_json::json!({"alg": "ES256", "kid": "k1"});
+        assert!(i.check(untyped, claims()).is_ok());
+        for refused in [
+            "dpop+jwt",
+            "DPoP+JWT",
+            "application/dpop+jwt",
+            "Application/DPoP+jwt",
+            "logout+jwt",
+            "application/logout+jwt",
+            "secevent+jwt",
+        ] {
+            assert!(
+                matches!(i.check(typ(refused), claims()), Err(TokenError::TypeRejected(_))),
+                "{refused}"
+            );
+        }
+        // The gateway's policies are unchanged: a vendor type stays refused.
+        let lenient = issuer(TypPolicy::Lenient);
+        let vendor = typ("application/okta-internal-at+jwt");
+        assert!(matches!(
+            lenient.check(vendor, claims()),
+            Err(TokenError::TypeRejected(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn validating_refetching_at_an_instant_decides_as_of_it() {
+        let i = issuer(TypPolicy::Lenient);
+        let token = i.sign(header(), claims());
+        assert!(i.validator.validate_refetching_at(&token, NOW).await.is_ok());
+        assert!(matches!(
+            i.validator.validate_refetching_at(&token, NOW + 90.0).await,
+            Err(TokenError::Expired)
+        ));
+        // Keys from a file are never refetched: an unknown kid stays unknown.
+        let unknown = i.sign(with(header(), "kid", "k2".into()), claims());
+        assert!(matches!(
+            i.validator.validate_refetching_at(&unknown, NOW).await,
+            Err(TokenError::UnknownKid)
+        ));
     }
 
     #[test]
