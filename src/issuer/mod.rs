@@ -18,6 +18,7 @@ pub(crate) mod outcome;
 pub(crate) mod reject;
 pub mod respond;
 pub mod routes;
+pub mod subject;
 pub mod token;
 
 use std::convert::Infallible;

@@ -34,6 +34,7 @@ use crate::issuer::client_request;
 use crate::issuer::grant::{self, Evidence, GrantError};
 use crate::issuer::outcome::Outcome;
 use crate::issuer::reject::Rejection;
+use crate::issuer::subject::SubjectVerifier;
 
 /// What the token endpoint of one generation checks requests against.
 pub struct TokenEndpoint {
@@ -41,6 +42,8 @@ pub struct TokenEndpoint {
     /// The gateway's DPoP checks, with this endpoint's URL as the only `htu`
     /// and the nonces of `[authorization_server] dpop_require_nonce`.
     pub dpop: DpopVerifier,
+    /// Verifies a token exchange's `subject_token`, from a `[[authorization_server.subject_issuer]]`.
+    pub subjects: SubjectVerifier,
     pub access_token_ttl_seconds: u64,
     pub max_request_bytes: usize,
     pub body_pace: BodyPace,
