@@ -20,6 +20,7 @@ use crate::issuer::Issuer;
 use crate::issuer::client_auth::ClientAuthenticator;
 use crate::issuer::metadata;
 use crate::issuer::refresh::Families;
+use crate::issuer::subject::SubjectVerifier;
 use crate::issuer::token::TokenEndpoint;
 use crate::jose::sign::{KeyRing, KeyRingError};
 use crate::metrics::Metrics;
@@ -101,7 +102,13 @@ pub async fn prepare(
         None => None,
     };
     if let Some(issuer) = &issuer {
-        for (key, store) in issuer.token.clients.new_key_stores() {
+        let token = &issuer.token;
+        for (key, store) in token
+            .clients
+            .new_key_stores()
+            .iter()
+            .chain(token.subjects.new_key_stores())
+        {
             start_remote(&config, store, key, policy).await?;
         }
     }
@@ -128,8 +135,9 @@ pub async fn prepare(
 }
 
 /// The authorization server of this generation: its signing keys (loaded
-/// by the caller, shared with the gateway), its client key sets read afresh
-/// (a reload is how keys rotate), its TLS configuration, its metadata
+/// by the caller, shared with the gateway), its clients' and subject
+/// issuers' key sets read afresh (a reload is how keys rotate), its TLS
+/// configuration, its metadata
 /// rendered. It shares the gateway's DPoP replay store: one place remembers
 /// every proof and assertion `jti`.
 fn authorization_server(
@@ -143,16 +151,23 @@ fn authorization_server(
 ) -> Result<Issuer, ConfigError> {
     let tls = tls::authorization_server_config(config, settings)?;
     let replay = gateway_dpop.replay_store().clone();
+    let previous_token = previous.and_then(|p| p.issuer.as_ref()).map(|i| &i.token);
     let token = TokenEndpoint {
         clients: ClientAuthenticator::new(
             config,
             settings,
             replay.clone(),
-            previous.and_then(|p| p.issuer.as_ref()).map(|i| &i.token.clients),
+            previous_token.map(|t| &t.clients),
             metrics,
         )?,
         dpop: token_endpoint_dpop(config, settings, gateway_dpop, replay, metrics, previous)?,
         families,
+        subjects: SubjectVerifier::new(
+            config,
+            &settings.subject_issuers,
+            previous_token.map(|t| &t.subjects),
+            metrics,
+        )?,
         access_token_ttl_seconds: settings.access_token_ttl.as_secs(),
         refresh: settings.refresh,
         max_request_bytes: config.limits.max_token_request_bytes,
@@ -347,8 +362,9 @@ async fn key_store(
 
 /// The first fetch of a remote key set, then its refresher. Starting up,
 /// a failed fetch leaves it empty (not ready, for an issuer; refusing its
-/// client, for a client's keys) and retried in the background; reloading
-/// or checking, it fails the configuration, naming `key`.
+/// client, for a client's keys; refusing its tokens, for a subject
+/// issuer's) and retried in the background; reloading or checking, it
+/// fails the configuration, naming `key`.
 async fn start_remote(
     config: &Config,
     store: &Arc<KeyStore>,
@@ -359,7 +375,7 @@ async fn start_remote(
         (Ok(ttl), _) => KeyStore::spawn_refresher(store, ttl),
         (Err(e), KeysPolicy::Require) => return Err(config.unusable(key.to_string(), &config.source, e)),
         (Err(e), KeysPolicy::StartUnready) => {
-            tracing::error!(key, error = %e, "keys unavailable; not ready until they load (an issuer's), or the client cannot authenticate (a client's)");
+            tracing::error!(key, error = %e, "keys unavailable; not ready until they load (an issuer's), or the client cannot authenticate (a client's), or its tokens cannot be exchanged (a subject issuer's)");
             KeyStore::spawn_refresher(store, store.refresh_min());
         }
     }

@@ -1,6 +1,8 @@
 //! `[authorization_server]`: the embedded OAuth authorization server, its
 //! listener, signing keys, token lifetimes and family store. Its clients,
-//! `[[authorization_server.client]]`, are in [`client`].
+//! `[[authorization_server.client]]`, are in [`client`]; the identity
+//! providers whose tokens a token exchange accepts,
+//! `[[authorization_server.subject_issuer]]`, in [`subject_issuer`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -14,7 +16,9 @@ use super::{AdminSettings, ConfigError, ServerSettings, Validator, format_durati
 use crate::jose::Algorithm;
 
 mod client;
+mod subject_issuer;
 pub use client::{CertificateSubject, ClientAuthMethod, FamilyLifetime, GrantType, RefreshRotation, RegisteredClient};
+pub use subject_issuer::SubjectIssuer;
 
 const TABLE: &str = "authorization_server";
 
@@ -40,6 +44,8 @@ pub struct AuthorizationServerSettings {
     pub assertion_algorithms: Vec<Algorithm>,
     /// `[[authorization_server.client]]`, in file order; `client_id`s are unique.
     pub clients: Vec<RegisteredClient>,
+    /// `[[authorization_server.subject_issuer]]`, in file order; `issuer`s are unique.
+    pub subject_issuers: Vec<SubjectIssuer>,
 }
 
 /// Lifetimes of a refresh-token family.
@@ -85,7 +91,11 @@ impl AuthorizationServerSettings {
     /// Adds the files a reload re-reads for it, those [`Config`](super::Config)
     /// does not already watch for `[server]`. Not the store: it changes all the time.
     pub(super) fn add_watched_files(&self, files: &mut Vec<PathBuf>) {
-        let jwks_files = self.clients.iter().filter_map(|client| client.auth.jwks_file());
+        let jwks_files = self
+            .clients
+            .iter()
+            .filter_map(|client| client.auth.jwks_file())
+            .chain(self.subject_issuers.iter().filter_map(SubjectIssuer::jwks_file));
         let own = [&self.cert, &self.key]
             .into_iter()
             .chain(&self.client_ca)
@@ -172,6 +182,8 @@ pub(super) struct RawAuthorizationServer {
     assertion_algorithms: Option<Vec<String>>,
     #[serde(default)]
     client: Vec<client::RawClient>,
+    #[serde(default)]
+    subject_issuer: Vec<subject_issuer::RawSubjectIssuer>,
 }
 
 /// The longest access token lifetime accepted: a bound token is still a
@@ -200,6 +212,8 @@ impl Validator<'_> {
             raw.refresh_grace,
         )?;
         let clients = self.clients(raw.client, &refresh)?;
+        let subject_issuers = self.subject_issuers(raw.subject_issuer, &issuer)?;
+        self.exchanges_have_subject_issuers(&clients, &subject_issuers)?;
         let (client_ca, crls) = self.client_trust(raw.client_ca, raw.crl, server, &clients)?;
         Ok(AuthorizationServerSettings {
             issuer,
@@ -219,7 +233,30 @@ impl Validator<'_> {
                 &Algorithm::DEFAULT_ALLOWED,
             )?,
             clients,
+            subject_issuers,
         })
+    }
+
+    /// A client may use the token exchange grant only if some issuer's
+    /// tokens can be exchanged: otherwise every exchange would be refused.
+    fn exchanges_have_subject_issuers(
+        &self,
+        clients: &[RegisteredClient],
+        subject_issuers: &[SubjectIssuer],
+    ) -> Result<(), ConfigError> {
+        let exchanging = clients
+            .iter()
+            .position(|c| c.grant_types.contains(&GrantType::TokenExchange));
+        match exchanging {
+            Some(index) if subject_issuers.is_empty() => Err(self.invalid(
+                format!("{TABLE}.client[{index}].grant_types"),
+                format!(
+                    "{:?} needs at least one [[authorization_server.subject_issuer]]: the identity provider whose tokens it exchanges",
+                    GrantType::TokenExchange.name()
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn access_token_ttl(&self, text: Option<String>) -> Result<Duration, ConfigError> {

@@ -24,7 +24,7 @@ mod routes;
 mod token;
 pub use authorization_server::{
     AuthorizationServerSettings, CertificateSubject, ClientAuthMethod, FamilyLifetime, GrantType, RefreshRotation,
-    RefreshSettings, RegisteredClient, StoreLocation,
+    RefreshSettings, RegisteredClient, StoreLocation, SubjectIssuer,
 };
 pub use dn::{DistinguishedName, DnError};
 pub use dpop::{DpopSettings, ReplayStoreSettings, StoreFailure};

@@ -80,6 +80,12 @@ pub enum TypPolicy {
     Lenient,
     /// Only `at+jwt` / `application/at+jwt` (RFC 9068).
     RequireAtJwt,
+    /// Any `typ` or none, except those of JWTs that are never a token
+    /// exchange's subject token: `dpop+jwt`, `logout+jwt`, `secevent+jwt`
+    /// (each also with `application/`). For an identity provider's tokens,
+    /// typed as it pleases (`JWT`, `at+jwt`, vendor types, none); never
+    /// chosen by `gateway.toml`'s `[token]`.
+    SubjectToken,
 }
 
 /// One trusted issuer.
@@ -99,6 +105,13 @@ pub struct TokenSettings {
     pub max_size: usize,
     /// The furthest ahead a token's `exp` may be (plus `leeway`); unlimited when absent.
     pub max_lifetime: Option<Duration>,
+}
+
+impl TokenSettings {
+    /// `leeway` when not written.
+    pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+    /// `max_size` when not written.
+    pub const DEFAULT_MAX_SIZE: usize = 16 * 1024;
 }
 
 #[derive(Deserialize)]
@@ -222,7 +235,7 @@ impl Validator<'_> {
                 return Err(self.invalid(key("require_typ"), format!("{other:?}: only \"at+jwt\" is supported")));
             }
         };
-        let max_size = raw.max_size.unwrap_or(16 * 1024);
+        let max_size = raw.max_size.unwrap_or(TokenSettings::DEFAULT_MAX_SIZE);
         if max_size < 64 {
             return Err(self.invalid(key("max_size"), "must be at least 64 bytes"));
         }
@@ -243,7 +256,7 @@ impl Validator<'_> {
             keys,
             remote,
             algorithms,
-            leeway: self.duration(key("leeway"), raw.leeway, Duration::from_secs(30))?,
+            leeway: self.duration(key("leeway"), raw.leeway, TokenSettings::DEFAULT_LEEWAY)?,
             typ,
             max_size,
             max_lifetime,

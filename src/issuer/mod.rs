@@ -21,6 +21,7 @@ pub mod respond;
 pub(crate) mod revoke;
 pub mod routes;
 pub mod store;
+pub mod subject;
 pub mod token;
 
 use std::convert::Infallible;

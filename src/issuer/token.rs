@@ -39,6 +39,7 @@ use crate::issuer::outcome::Outcome;
 use crate::issuer::refresh::{self, Families, RefreshError};
 use crate::issuer::reject::Rejection;
 use crate::issuer::store::{Family, FamilyBinding};
+use crate::issuer::subject::SubjectVerifier;
 
 /// What the token endpoint of one generation checks requests against.
 pub struct TokenEndpoint {
@@ -48,6 +49,8 @@ pub struct TokenEndpoint {
     pub dpop: DpopVerifier,
     /// The refresh-token families, shared with every other generation.
     pub families: Arc<Families>,
+    /// Verifies a token exchange's `subject_token`, from a `[[authorization_server.subject_issuer]]`.
+    pub subjects: SubjectVerifier,
     pub access_token_ttl_seconds: u64,
     pub refresh: RefreshSettings,
     pub max_request_bytes: usize,

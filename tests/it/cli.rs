@@ -233,3 +233,38 @@ fn the_demo_runs_the_whole_loop_on_the_shipped_configuration() {
     assert!(stdout.contains("cnf_mismatch"), "{stdout}");
     assert!(stdout.contains("dpop_replayed"), "{stdout}");
 }
+
+#[tokio::test]
+async fn check_reads_each_subject_issuers_jwks_file_naming_file_and_key() {
+    use crate::common::token_request::{as_table_at, write_jwks};
+    let s = Setup::new().await;
+    let signer = SigningKeyFile::ed25519(s.path(), "as-signer");
+    let idp = SigningKeyFile::ed25519(s.path(), "idp");
+    let idp_jwk = serde_json::json!({ "kty": "OKP", "crv": "Ed25519", "x": idp.x, "kid": idp.kid });
+    let good = write_jwks(s.path(), "idp.jwks.json", &[idp_jwk]);
+    let missing = s.path().join("missing.jwks.json");
+    let check = |jwks: &std::path::Path| {
+        let subject_issuer = format!(
+            "[[authorization_server.subject_issuer]]\nissuer = \"https://login.example\"\njwks = {:?}\naudience = [\"app\"]\n",
+            jwks.display().to_string()
+        );
+        let spec = ConfigSpec {
+            tail: vec![
+                as_table_at(AS_ISSUER, "127.0.0.1:0", &[&signer], &[], &[]),
+                subject_issuer,
+            ],
+            ..ConfigSpec::default()
+        };
+        let config = s.write_config("subject-issuer", &spec);
+        run_cli(&["check", "--config", config.to_str().unwrap()])
+    };
+    let (status, _, stderr) = check(&good);
+    assert!(status.success(), "{stderr}");
+    let (status, _, stderr) = check(&missing);
+    assert_eq!(status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("key `authorization_server.subject_issuer[0].jwks`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(missing.to_str().unwrap()), "{stderr}");
+}

@@ -28,9 +28,14 @@ async fn world() -> World {
         Client::tls_subject_dn("svc-tls", "CN=client-a,O=bindgate tests"),
         Client::private_key_jwt("svc-jwt", &jwks),
     ];
+    // The token exchange grant needs an identity provider to exchange from.
+    let idp_jwks = write_jwks(&dir, "idp.jwks.json", &[jwt_key.jwk()]);
     let public = format!(
         "[[authorization_server.client]]\nclient_id = \"mobile\"\nauth = \"none\"\n\
-         grant_types = [\"urn:ietf:params:oauth:grant-type:token-exchange\"]\naudience = [{API:?}]\n"
+         grant_types = [\"urn:ietf:params:oauth:grant-type:token-exchange\"]\naudience = [{API:?}]\n\
+         [[authorization_server.subject_issuer]]\nissuer = \"https://login.example\"\n\
+         jwks = {:?}\naudience = [\"mobile\"]\n",
+        idp_jwks.display().to_string()
     );
     let spec = ConfigSpec {
         tail: vec![as_table_at(AS_ISSUER, "127.0.0.1:0", &[&signer], &[], &clients), public],

@@ -531,7 +531,8 @@ impl Validator<'_> {
     }
 }
 
-fn dedup(list: Vec<String>) -> Vec<String> {
+/// `list` without repeats, in the order first written.
+pub(super) fn dedup(list: Vec<String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(list.len());
     for item in list {
         if !out.contains(&item) {

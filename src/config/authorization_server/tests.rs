@@ -7,16 +7,16 @@ use std::time::Duration;
 use super::*;
 use crate::config::{BindingMethods, Config, DistinguishedName, JwksSource, MINIMAL_FOR_TESTS};
 
-const FILE: &str = "/etc/bindgate/gateway.toml";
+pub(super) const FILE: &str = "/etc/bindgate/gateway.toml";
 
-const TABLE: &str = r#"
+pub(super) const TABLE: &str = r#"
 [authorization_server]
 issuer = "https://localhost:8444"
 listen = "127.0.0.1:8444"
 signing_keys = ["certs/as-signing-key.pem"]
 "#;
 
-const TLS_CLIENT: &str = r#"
+pub(super) const TLS_CLIENT: &str = r#"
 [[authorization_server.client]]
 client_id = "svc-a"
 auth = "tls_client_auth"
@@ -25,17 +25,17 @@ grant_types = ["client_credentials"]
 audience = ["https://api.example"]
 "#;
 
-fn parse(extra: &str) -> Result<Config, ConfigError> {
+pub(super) fn parse(extra: &str) -> Result<Config, ConfigError> {
     Config::parse(&format!("{MINIMAL_FOR_TESTS}\n{extra}"), Path::new(FILE))
 }
 
-fn settings(extra: &str) -> AuthorizationServerSettings {
+pub(super) fn settings(extra: &str) -> AuthorizationServerSettings {
     parse(extra).unwrap().authorization_server.unwrap()
 }
 
 /// The key an invalid value is refused under, after checking the message
 /// names the file and that key.
-fn refused_key(extra: &str) -> String {
+pub(super) fn refused_key(extra: &str) -> String {
     let err = parse(extra).expect_err(extra);
     let message = err.to_string();
     assert!(message.starts_with(FILE), "{message}");
@@ -50,7 +50,7 @@ fn refused_key(extra: &str) -> String {
 
 /// `base` with `changes` applied: each `key = value` replaces that key's
 /// line (or is added at the end), each `-key` removes it.
-fn edit(base: &str, changes: &[&str]) -> String {
+pub(super) fn edit(base: &str, changes: &[&str]) -> String {
     let key_of = |line: &str| {
         line.trim_start_matches('-')
             .split('=')
@@ -75,7 +75,7 @@ fn table_with(change: &str) -> String {
 }
 
 /// `TABLE` plus one client: `TLS_CLIENT` with `changes` applied.
-fn with_client(changes: &[&str]) -> String {
+pub(super) fn with_client(changes: &[&str]) -> String {
     format!("{TABLE}\n{}", edit(TLS_CLIENT, changes))
 }
 
@@ -118,6 +118,7 @@ fn a_minimal_table_inherits_the_server_files_and_takes_the_documented_defaults()
         dpop_require_nonce: false,
         assertion_algorithms: Algorithm::DEFAULT_ALLOWED.to_vec(),
         clients: vec![],
+        subject_issuers: vec![],
     };
     assert_eq!(settings(TABLE), expected);
     let crls = MINIMAL_FOR_TESTS.replace(
@@ -204,6 +205,11 @@ auth = "tls_client_auth"
 tls_client_auth_san_uri = "spiffe://example.org/ns/svc"
 grant_types = ["client_credentials"]
 audience = ["https://api.example"]
+
+[[authorization_server.subject_issuer]]
+issuer = "https://login.example"
+jwks = "https://login.example/keys"
+audience = ["mobile", "mobile"]
 "#
     );
     let config = Config::parse(&text, &dir.path().join("gateway.toml")).unwrap();
@@ -302,6 +308,13 @@ audience = ["https://api.example"]
                 vec![GrantType::ClientCredentials],
             ),
         ],
+        subject_issuers: vec![SubjectIssuer {
+            issuer: "https://login.example".into(),
+            jwks: JwksSource::Url("https://login.example/keys".parse().unwrap()),
+            jwks_remote: crate::config::RemoteJwksSettings::defaults(None),
+            audience: vec!["mobile".into()],
+            algorithms: Algorithm::DEFAULT_ALLOWED.to_vec(),
+        }],
     };
     let settings = config.authorization_server.clone().unwrap();
     assert_eq!(settings, expected);
