@@ -10,6 +10,7 @@
 pub(crate) mod access_token;
 pub(crate) mod client_auth;
 pub(crate) mod client_request;
+pub(crate) mod exchange;
 pub(crate) mod form;
 pub(crate) mod grant;
 pub(crate) mod introspect;

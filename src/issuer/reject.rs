@@ -10,11 +10,13 @@ use crate::body::Body;
 use crate::http::inbound::RequestError;
 use crate::issuer::access_token::MintError;
 use crate::issuer::client_auth::{ClientAuthError, Fault};
+use crate::issuer::exchange::ExchangeError;
 use crate::issuer::form::FormError;
 use crate::issuer::grant::GrantError;
 use crate::issuer::refresh::RefreshError;
 use crate::issuer::respond;
 use crate::issuer::revoke::error::RevokeError;
+use crate::issuer::subject::SubjectTokenError;
 
 /// Why a request got no answer from an endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,8 @@ pub enum Rejection {
     Grant(#[from] GrantError),
     #[error(transparent)]
     Refresh(#[from] RefreshError),
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
     #[error(transparent)]
     Revoke(#[from] RevokeError),
     /// `/introspect` without a `token` parameter.
@@ -94,6 +98,18 @@ impl Rejection {
             Rejection::Dpop(e) => dpop_verdict(e),
             Rejection::Grant(e) => verdict(StatusCode::BAD_REQUEST, e.code(), e.label()),
             Rejection::Refresh(e) => refresh_verdict(e),
+            Rejection::Exchange(e) => {
+                let status = match e {
+                    ExchangeError::Subject(SubjectTokenError::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
+                    ExchangeError::SubjectTokenMissing
+                    | ExchangeError::SubjectTokenTypeMissing
+                    | ExchangeError::SubjectTokenTypeUnsupported
+                    | ExchangeError::ActorUnsupported
+                    | ExchangeError::RequestedTypeUnsupported
+                    | ExchangeError::Subject(_) => StatusCode::BAD_REQUEST,
+                };
+                verdict(status, e.code(), e.label())
+            }
             Rejection::Revoke(e) => {
                 let status = match e {
                     RevokeError::OtherClient | RevokeError::UnsupportedTokenType => StatusCode::BAD_REQUEST,

@@ -25,7 +25,7 @@ use crate::auth::dpop::check::{DpopVerifier, RequestTarget};
 use crate::body::{self, Body};
 use std::sync::Arc;
 
-use crate::config::{BodyPace, GrantType, RefreshSettings, RegisteredClient};
+use crate::config::{BodyPace, ClientAuthMethod, GrantType, RefreshSettings, RegisteredClient};
 use crate::conn::Connection;
 use crate::conn::activity::RequestBody;
 use crate::conn::identity::x5t_s256;
@@ -33,10 +33,11 @@ use crate::issuer::Issuer;
 use crate::issuer::access_token::{self, Binding, Grant};
 use crate::issuer::client_auth::{AuthenticatedClient, ClientAuthenticator};
 use crate::issuer::client_request;
+use crate::issuer::exchange::{self, ExchangeError};
 use crate::issuer::form::Form;
-use crate::issuer::grant::{self, Evidence, GrantError};
+use crate::issuer::grant::{self, Evidence};
 use crate::issuer::outcome::Outcome;
-use crate::issuer::refresh::{self, Families, RefreshError};
+use crate::issuer::refresh::{self, Families, RefreshError, Start};
 use crate::issuer::reject::Rejection;
 use crate::issuer::store::{Family, FamilyBinding};
 use crate::issuer::subject::SubjectVerifier;
@@ -129,9 +130,7 @@ pub async fn serve(
             }
         }
         GrantType::RefreshToken => refresh_token(endpoint, client, &form, evidence, now as i64).await?,
-        GrantType::TokenExchange => {
-            return Err(GrantError::UnsupportedGrantType(grant_type.name().to_string()).into());
-        }
+        GrantType::TokenExchange => token_exchange(endpoint, client, &form, evidence, now).await?,
     };
     outcome.binding(granted.binding.label());
 
@@ -157,6 +156,65 @@ pub async fn serve(
     Ok(token_response(&issued, &granted, next_nonce))
 }
 
+/// RFC 8693: an identity provider's token for a DPoP- or certificate-bound
+/// access token of ours, starting a family: its `sub` is the subject
+/// token's, its `sid` the family's. A public client's family is bound to
+/// the key this request proved; a confidential client's to its client
+/// authentication. Everything is decided before the family is written.
+async fn token_exchange(
+    endpoint: &TokenEndpoint,
+    client: &RegisteredClient,
+    form: &Form,
+    evidence: Evidence<'_>,
+    now: f64,
+) -> Result<Granted, Rejection> {
+    let exchange = exchange::read(form)?;
+    let scope = grant::scope(client, form.get("scope"))?;
+    // RFC 8693 section 2.1: `audience` names the target logically, `resource` by URI.
+    let audience = grant::audience(client, form.get_all("resource").chain(form.get_all("audience")))?;
+    let binding = grant::binding(client, evidence)?;
+    let subject = endpoint
+        .subjects
+        .verify_refetching(exchange.subject_token, exchange.subject_token_type, now)
+        .await
+        .map_err(ExchangeError::from)?;
+    let family_binding = match (&client.auth, &binding) {
+        (ClientAuthMethod::None, Binding::Dpop { jkt }) => FamilyBinding::Dpop { jkt: jkt.clone() },
+        (ClientAuthMethod::None, Binding::Certificate { x5t_s256 }) => FamilyBinding::Certificate {
+            x5t_s256: x5t_s256.clone(),
+        },
+        _ => FamilyBinding::Client,
+    };
+    let lifetime = client.family_lifetime;
+    let started = endpoint
+        .families
+        .start(Start {
+            client_id: &client.client_id,
+            subject: &subject.subject,
+            scope: &scope,
+            audience: &audience,
+            binding: family_binding,
+            now: now as i64,
+            absolute_lifetime: seconds(lifetime.absolute),
+            idle_timeout: seconds(lifetime.idle),
+        })
+        .await?;
+    let refreshes = client.grant_types.contains(&GrantType::RefreshToken);
+    Ok(Granted {
+        subject: subject.subject,
+        scope,
+        audience,
+        binding,
+        family: Some(started.family_id),
+        refresh_token: refreshes.then_some((started.refresh_token, started.refresh_expires_in)),
+        issued_token_type: Some(exchange::ACCESS_TOKEN_TYPE),
+    })
+}
+
+fn seconds(duration: std::time::Duration) -> i64 {
+    duration.as_secs().min(i64::MAX as u64) as i64
+}
+
 /// RFC 6749 section 6: a refresh token for a new access token, and (when
 /// the family rotates) a new refresh token. The access token says what the
 /// family was granted, narrowed by `scope` and `resource`, bound to the
@@ -174,7 +232,7 @@ async fn refresh_token(
         rotation: client.refresh_rotation,
         evidence,
         now,
-        grace_seconds: endpoint.refresh.grace.as_secs().min(i64::MAX as u64) as i64,
+        grace_seconds: seconds(endpoint.refresh.grace),
     };
     let shape = |family: &Family| -> Result<(Vec<String>, Vec<String>, Binding), Rejection> {
         let scope = grant::narrow_scope(&family.scope, form.get("scope"))?;
