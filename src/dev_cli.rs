@@ -30,7 +30,7 @@ pub enum DevCommand {
             EdDSA for an Ed25519 key.\n\n\
             The token is bound through its `cnf` claim: to a client certificate with --cert (cnf.\"x5t#S256\", \
             RFC 8705), to a DPoP key with --dpop-key (cnf.jkt, RFC 9449), or to both. At least one is required.",
-        group(clap::ArgGroup::new("binding").args(["cert", "dpop_key"]).multiple(true).required(true))
+        group(clap::ArgGroup::new("binding").args(["cert", "dpop_key", "id_token"]).multiple(true).required(true))
     )]
     Mint {
         /// Bind the token to this client certificate (PEM): cnf."x5t#S256" is its SHA-256 thumbprint.
@@ -56,6 +56,10 @@ pub enum DevCommand {
         /// Space-separated scopes for the `scope` claim.
         #[arg(long)]
         scope: Option<String>,
+        /// Mint the dev identity provider's id_token instead (typ JWT, no cnf), the subject token a public client
+        /// exchanges for bound tokens: `--id-token --key certs/idp-key.pem --iss https://idp.bindgate.dev --aud app`.
+        #[arg(long, conflicts_with_all = ["cert", "dpop_key"])]
+        id_token: bool,
         /// Print this many distinct tokens, one per line (for load tests that need fresh tokens).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
         count: u64,
@@ -143,6 +147,7 @@ pub fn run(command: DevCommand) -> ExitCode {
             sub,
             ttl,
             scope,
+            id_token,
             count,
         } => {
             let request = bindgate::dev::mint::MintRequest {
@@ -154,6 +159,7 @@ pub fn run(command: DevCommand) -> ExitCode {
                 sub: &sub,
                 ttl,
                 scope: scope.as_deref(),
+                id_token,
             };
             match mint_tokens(&request, count) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 #[cfg(feature = "dev")]
 mod dev_cli;
+mod families_cli;
 mod signals;
 
 use signals::Signals;
@@ -48,6 +49,11 @@ enum Command {
         #[arg(short, long, default_value = "gateway.toml")]
         config: PathBuf,
     },
+    /// List or revoke the authorization server's refresh-token families, in its configured store.
+    Families {
+        #[command(subcommand)]
+        command: families_cli::FamiliesCommand,
+    },
     /// Print the RFC 8705 x5t#S256 thumbprint of a PEM certificate (its first one).
     Thumbprint {
         /// PEM file holding the certificate.
@@ -71,6 +77,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run(config),
         Command::Check { config } => check(config),
+        Command::Families { command } => match runtime() {
+            Ok(runtime) => families_cli::run(command, &runtime),
+            Err(code) => code,
+        },
         Command::Thumbprint { cert } => thumbprint(&cert),
         #[cfg(feature = "dev")]
         Command::Dev(command) => dev_cli::run(command),

@@ -31,7 +31,7 @@ pub enum DevCertsError {
 }
 
 /// The files written, relative to the output directory.
-pub const FILES: [&str; 14] = [
+pub const FILES: [&str; 16] = [
     "ca.pem",
     "ca-key.pem",
     "server.pem",
@@ -46,6 +46,8 @@ pub const FILES: [&str; 14] = [
     "as-signing-key.pem",
     "app-key.pem",
     "app.jwks.json",
+    "idp-key.pem",
+    "idp.jwks.json",
 ];
 
 /// How long the dev material stays valid: long enough that a checked-in copy keeps working.
@@ -116,6 +118,11 @@ pub fn write(out: &Path, force: bool) -> Result<Vec<PathBuf>, DevCertsError> {
     let app_jwks = public_jwks(&app_key.serialize_pem())?;
     put_readable("app-key.pem", app_key.serialize_pem(), Readable::ByAll)?;
     put_readable("app.jwks.json", app_jwks, Readable::ByAll)?;
+    // The dev identity provider a public client signs its user in with; its
+    // id_tokens (`bindgate mint --id-token`) are what the app exchanges.
+    let idp_key = KeyPair::generate()?;
+    put_readable("idp-key.pem", idp_key.serialize_pem(), Readable::ByOwnerOnly)?;
+    put_readable("idp.jwks.json", jwks_for(&idp_key), Readable::ByAll)?;
     Ok(written)
 }
 

@@ -1,5 +1,7 @@
 //! `bindgate mint`: a dev access token signed with the dev issuer key and
-//! bound to a client certificate, a DPoP key, or both.
+//! bound to a client certificate, a DPoP key, or both; or, with
+//! `--id-token`, the dev identity provider's id_token that a public client
+//! exchanges for bound tokens (RFC 8693).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,6 +24,9 @@ pub struct MintRequest<'a> {
     pub sub: &'a str,
     pub ttl: Duration,
     pub scope: Option<&'a str>,
+    /// An identity provider's id_token: `typ` `JWT` and no `cnf`, since the
+    /// exchange, not the IdP, binds what the client gets.
+    pub id_token: bool,
 }
 
 /// Why no token could be minted.
@@ -75,7 +80,7 @@ impl<'a> Minter<'a> {
             let client_key = read_p256_key(dpop_key)?;
             cnf.insert("jkt".to_string(), super::keys::jkt(&client_key).into());
         }
-        if cnf.is_empty() {
+        if cnf.is_empty() && !req.id_token {
             return Err(MintError::NoBinding);
         }
         let issuer = SigningKey::from_pem_file(req.issuer_key)?;
@@ -94,12 +99,15 @@ impl<'a> Minter<'a> {
             "nbf": now.as_secs(),
             "exp": (now + req.ttl).as_secs(),
             "jti": format!("{:x}-{serial}", now.as_nanos()),
-            "cnf": self.cnf,
         });
+        if !self.cnf.is_empty() {
+            claims["cnf"] = serde_json::Value::Object(self.cnf.clone());
+        }
         if let Some(scope) = req.scope {
             claims["scope"] = serde_json::Value::String(scope.to_string());
         }
-        Ok(self.issuer.sign("at+jwt", &claims)?)
+        let typ = if req.id_token { "JWT" } else { "at+jwt" };
+        Ok(self.issuer.sign(typ, &claims)?)
     }
 }
 
@@ -147,6 +155,7 @@ mod tests {
                 sub: "dev-user",
                 ttl: Duration::from_secs(60),
                 scope: None,
+                id_token: false,
             })?;
             let claims = token.split('.').nth(1).unwrap();
             let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
@@ -162,6 +171,37 @@ mod tests {
             let chain = pem::certificates(&self.path("client-a.pem")).unwrap();
             x5t_s256(chain[0].as_ref())
         }
+    }
+
+    #[test]
+    fn an_id_token_of_the_dev_idp_is_typ_jwt_and_bound_to_nothing() {
+        let f = Files::new();
+        let idp_key = f.path("idp-key.pem");
+        let token = mint(&MintRequest {
+            cert: None,
+            dpop_key: None,
+            issuer_key: &idp_key,
+            iss: "https://idp.bindgate.dev",
+            aud: "app",
+            sub: "alice",
+            ttl: Duration::from_secs(60),
+            scope: None,
+            id_token: true,
+        })
+        .unwrap();
+        let jws = crate::jose::jws::parse::<crate::jose::jws::JoseHeader>(&token).unwrap();
+        assert_eq!(jws.header.typ.as_deref(), Some("JWT"));
+        let payload = crate::jose::jws::decode_part(jws.payload_b64, "payload").unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert!(claims.get("cnf").is_none(), "{claims}");
+        assert_eq!(
+            (claims["sub"].as_str(), claims["aud"].as_str()),
+            (Some("alice"), Some("app"))
+        );
+        let keys = crate::jose::jwk::KeySet::from_file(&f.path("idp.jwks.json")).unwrap();
+        let alg = crate::jose::Algorithm::from_name(&jws.header.alg).unwrap();
+        let key = keys.choose(jws.header.kid.as_deref(), alg).unwrap();
+        assert!(key.verify(alg, jws.signing_input.as_bytes(), jws.signature_b64));
     }
 
     #[test]
@@ -195,6 +235,7 @@ mod tests {
             sub: "dev-user",
             ttl: Duration::from_secs(60),
             scope: None,
+            id_token: false,
         })
         .unwrap();
         let jws = crate::jose::jws::parse::<crate::jose::jws::JoseHeader>(&token).unwrap();

@@ -178,6 +178,7 @@ impl Demo {
             sub,
             ttl: Duration::from_secs(3600),
             scope: None,
+            id_token: false,
         })
         .map_err(setup)
     }
