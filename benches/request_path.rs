@@ -89,6 +89,7 @@ fn fixture() -> &'static Fixture {
             sub: "bench",
             ttl: Duration::from_secs(3600),
             scope: None,
+            id_token: false,
         };
         let minter = Minter::new(&request).unwrap();
         let tokens = (0..DISTINCT_TOKENS).map(|i| minter.mint(i).unwrap()).collect();
