@@ -222,14 +222,26 @@ fn the_demo_runs_the_whole_loop_on_the_shipped_configuration() {
         "5. an app, with no certificate, asks for a token without a DPoP proof",
         "6. the app asks again",
         "8. someone replays that request",
+        "9. the mobile app signs alice in",
+        "13. a thief who copied the app's first refresh token replays it",
+        "15. the app's current refresh token",
     ] {
         assert!(stdout.contains(scene), "{scene:?} missing:\n{stdout}");
     }
+    // The family scenes: exchange, call, two rotations, then the thief's
+    // replay revokes everything the app holds.
+    assert_eq!(stdout.matches("the refresh token changed").count(), 2, "{stdout}");
+    assert!(stdout.contains("\"reason\":\"token_revoked\""), "{stdout}");
+    assert_eq!(stdout.matches("\"error\":\"invalid_grant\"").count(), 2, "{stdout}");
+    assert!(
+        config.with_file_name("as.db").exists(),
+        "the store is beside the config file"
+    );
     assert!(stdout.contains("token_type \"Bearer\""), "{stdout}");
     assert!(stdout.contains("token_type \"DPoP\""), "{stdout}");
     assert!(stdout.contains("cnf: {\"x5t#S256\":"), "{stdout}");
     assert!(stdout.contains("cnf: {\"jkt\":"), "{stdout}");
-    assert_eq!(stdout.matches("-> 200 OK").count(), 4, "{stdout}");
+    assert_eq!(stdout.matches("-> 200 OK").count(), 8, "{stdout}");
     assert!(stdout.contains("cnf_mismatch"), "{stdout}");
     assert!(stdout.contains("dpop_replayed"), "{stdout}");
 }

@@ -40,7 +40,8 @@ impl<'a> Cast<'a> {
 }
 
 impl Demo {
-    /// Scenes 1-4 for the service, 5-8 for the app (when the route takes DPoP).
+    /// Scenes 1-4 for the service, 5-8 for the app and 9-15 for the mobile
+    /// app's token family (when the route takes DPoP).
     pub(super) async fn issued_scenes(&self, token_endpoint: SocketAddr, accepts_dpop: bool) -> Result<(), DemoError> {
         let current = self.live.current();
         let settings = current
@@ -70,6 +71,9 @@ impl Demo {
         if let (Some(app), true) = (cast.app, accepts_dpop) {
             self.app_scenes(token_endpoint, &token_path, &settings.issuer, app)
                 .await?;
+        }
+        if accepts_dpop {
+            self.family_scenes(9, token_endpoint, settings).await?;
         }
         Ok(())
     }
@@ -192,7 +196,7 @@ fn cnf_of(token: &str) -> String {
     claims["cnf"].to_string()
 }
 
-fn proof_request<'a>(method: &'a str, url: &'a str, token: Option<&'a str>) -> ProofRequest<'a> {
+pub(super) fn proof_request<'a>(method: &'a str, url: &'a str, token: Option<&'a str>) -> ProofRequest<'a> {
     ProofRequest {
         method,
         url,
@@ -203,6 +207,6 @@ fn proof_request<'a>(method: &'a str, url: &'a str, token: Option<&'a str>) -> P
     }
 }
 
-fn pairs<'f>(form: &'f [(&'static str, String)]) -> Vec<(&'static str, &'f str)> {
+pub(super) fn pairs<'f>(form: &'f [(&'static str, String)]) -> Vec<(&'static str, &'f str)> {
     form.iter().map(|(name, value)| (*name, value.as_str())).collect()
 }

@@ -7,6 +7,7 @@
 //! tokens minted from the dev issuer key.
 
 mod client;
+mod family;
 mod issued;
 
 use std::net::SocketAddr;
