@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need beyond cargo: a redis-server binary
-# (tests start their own on a free loopback port), the npm packages of the
-# interop clients in tests/interop (DPoP proofs, openid-client at /token), and
-# a Python virtualenv with Authlib for the second OAuth client
+# (tests start their own on a free loopback port); Debian's postgresql for its
+# server binaries (initdb, postgres, psql in /usr/lib/postgresql/<major>/bin:
+# tests start private clusters of their own, tests/it/common/postgres.rs, and
+# the cluster the package creates is stopped and set to start manually); when
+# run as root, the unprivileged system user bindgate-test that those clusters
+# run as (initdb and postgres refuse root); the npm packages of the interop
+# clients in tests/interop (DPoP proofs, openid-client at /token); and a
+# Python virtualenv with Authlib for the second OAuth client
 # (tests/interop/.venv, from tests/interop/requirements.txt). Idempotent, and
 # silent when everything is already there. The test harness runs it once per
 # test process, so a missing dependency fails the tests instead of skipping
@@ -65,6 +70,72 @@ if ! command -v redis-server >/dev/null 2>&1; then
         echo "test-deps: redis-server is still not on PATH after installing it" >&2
         exit 1
     fi
+fi
+
+# PostgreSQL: tests start private clusters with the server binaries
+# themselves (initdb, postgres) and never use a packaged cluster. Debian keeps
+# those binaries off PATH, in /usr/lib/postgresql/<major>/bin, so PATH alone
+# cannot tell whether the server is installed; tests/it/common/postgres.rs
+# looks in the same places in the same order. BINDGATE_PG_BINDIR overrides.
+postgres_bindir() {
+    local dir
+    for dir in "${BINDGATE_PG_BINDIR:-}" \
+        "$(pg_config --bindir 2>/dev/null || true)" \
+        $(ls -dv /usr/lib/postgresql/*/bin 2>/dev/null | tac) \
+        "$(dirname "$(command -v initdb 2>/dev/null || echo .)")"; do
+        if [ -n "$dir" ] && [ -x "$dir/initdb" ] && [ -x "$dir/postgres" ]; then
+            echo "$dir"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# "VERSION NAME" of every packaged cluster (postgresql-common's pg_lsclusters).
+postgres_clusters() {
+    if command -v pg_lsclusters >/dev/null 2>&1; then
+        pg_lsclusters --no-header 2>/dev/null | awk '{ print $1, $2 }'
+    fi
+}
+
+if ! postgres_bindir >/dev/null; then
+    echo "test-deps: installing postgresql" >&2
+    clusters_before=$(postgres_clusters)
+    install=(env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql)
+    if ! as_root "${install[@]}" >"$log" 2>&1; then
+        quietly as_root apt-get update
+        quietly as_root "${install[@]}"
+    fi
+    # The package's postinst creates a "main" cluster and may start it on
+    # 5432. Tests never use it: stop every cluster this install created and
+    # keep it from starting at boot (start.conf "manual"; pg_ctlcluster can
+    # still start it by hand).
+    while read -r version name; do
+        [ -n "$version" ] || continue
+        if printf '%s\n' "$clusters_before" | grep -qxF "$version $name"; then
+            continue
+        fi
+        as_root pg_ctlcluster "$version" "$name" stop >/dev/null 2>&1 || true
+        if [ -f "/etc/postgresql/$version/$name/start.conf" ]; then
+            echo manual | as_root tee "/etc/postgresql/$version/$name/start.conf" >/dev/null
+        fi
+    done <<<"$(postgres_clusters)"
+    if [ -z "$clusters_before" ]; then
+        # No packaged cluster existed before: whatever the init script
+        # started came with this install.
+        as_root service postgresql stop >/dev/null 2>&1 || true
+    fi
+    if ! postgres_bindir >/dev/null; then
+        echo "test-deps: no initdb and postgres in pg_config --bindir, /usr/lib/postgresql/*/bin or on PATH after installing postgresql" >&2
+        exit 1
+    fi
+fi
+
+# initdb and postgres refuse to run as root: as root, the tests run them as
+# this unprivileged system user (its own group, no home, no login shell).
+if [ "$(id -u)" -eq 0 ] && ! id -u bindgate-test >/dev/null 2>&1; then
+    quietly useradd --system --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin bindgate-test
 fi
 
 # Every package the interop clients import, not only the first one added:

@@ -10,6 +10,7 @@ pub mod interop;
 pub mod issuer;
 pub mod jwks_server;
 pub mod pki;
+pub mod postgres;
 pub mod token_request;
 pub mod upstream;
 
