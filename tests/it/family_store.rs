@@ -1,6 +1,6 @@
 //! The family store's contract, one suite run against each backend: a real
-//! SQLite file in a temp dir here, a real PostgreSQL server in
-//! `family_store_postgres`. The refresh rules above it are tested through
+//! SQLite file in a temp dir, and a private PostgreSQL cluster (plain, and
+//! over verified TLS). The refresh rules above it are tested through
 //! the binary; this pins what they rely on: a compare-and-set that exactly
 //! one of many concurrent callers wins, grace bookkeeping, revocation, and
 //! that nothing is answered before it is committed.
@@ -355,4 +355,61 @@ async fn a_sqlite_store_survives_reopening_and_refuses_a_newer_schema() {
         .err()
         .expect("a newer schema is refused");
     assert!(refused.to_string().contains("version 99"), "{refused}");
+}
+
+#[tokio::test]
+async fn the_postgres_store_keeps_the_contract() {
+    let server = crate::common::postgres::postgres_server();
+    let url = server.database("families");
+    let store = FamilyStore::open(&StoreLocation::Postgres(url.clone())).await.unwrap();
+    assert_eq!(store.backend(), "postgres");
+    suite(store).await;
+    // Opening again (a second replica starting) finds the schema migrated.
+    let again = FamilyStore::open(&StoreLocation::Postgres(url)).await.unwrap();
+    assert!(again.family("fam-new").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn the_postgres_store_speaks_verified_tls_only_to_a_server_its_ca_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = crate::common::Pki::new(dir.path());
+    let server = crate::common::postgres::postgres_server_tls(&pki.server.cert, &pki.server.key);
+    let url = server.database("families_tls");
+    let with_root =
+        |ca: &std::path::Path| StoreLocation::Postgres(format!("{url}?sslmode=require&sslrootcert={}", ca.display()));
+    let store = FamilyStore::open(&with_root(&pki.ca.cert_path)).await.unwrap();
+    store
+        .create(&new_family("fam-tls", "tls-user", "rt-tls", 1_000))
+        .await
+        .unwrap();
+    assert!(store.find(&TokenHash::of("rt-tls")).await.unwrap().is_some());
+
+    let stranger = crate::common::pki::Ca::new(dir.path(), "stranger");
+    let refused = FamilyStore::open(&with_root(&stranger.cert_path))
+        .await
+        .err()
+        .expect("a server certificate from another CA is refused");
+    let message = refused.to_string();
+    assert!(message.contains("could not be opened"), "{message}");
+    assert!(
+        !message.contains(server.url().split('@').next().unwrap_or("?")),
+        "password leaked: {message}"
+    );
+}
+
+#[tokio::test]
+async fn a_postgres_store_that_went_down_answers_unavailable_not_a_hang() {
+    let server = crate::common::postgres::postgres_server();
+    let url = server.database("families_down");
+    let store = FamilyStore::open(&StoreLocation::Postgres(url)).await.unwrap();
+    store
+        .create(&new_family("fam-down", "down", "rt-down", 1_000))
+        .await
+        .unwrap();
+    drop(server);
+    let failed = store
+        .find(&TokenHash::of("rt-down"))
+        .await
+        .expect_err("the server is gone");
+    assert_eq!(failed.label(), "unavailable", "{failed}");
 }
