@@ -262,13 +262,17 @@ fn merge(mut base: Value, more: Value) -> Value {
     base
 }
 
-/// Runs `node tests/interop/token-client.mjs <input>` off the async runtime
-/// (the recording upstream must keep answering) and returns its output.
 async fn run_token_client(input: &Value) -> Value {
+    run_node_client("token-client.mjs", input).await
+}
+
+/// Runs `node tests/interop/<script> <input>` off the async runtime (the
+/// recording upstream must keep answering) and returns its output.
+pub async fn run_node_client(script: &str, input: &Value) -> Value {
     ensure_test_deps();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
     let child = Command::new("node")
-        .arg(dir.join("token-client.mjs"))
+        .arg(dir.join(script))
         .arg(input.to_string())
         .current_dir(&dir)
         .stdin(Stdio::null())
@@ -282,22 +286,22 @@ async fn run_token_client(input: &Value) -> Value {
         Ok(joined) => joined.unwrap().unwrap(),
         Err(_) => {
             let _ = Command::new("kill").arg(pid.to_string()).status();
-            panic!("token-client.mjs gave no answer within {NODE_TIMEOUT:?}; input {input}");
+            panic!("{script} gave no answer within {NODE_TIMEOUT:?}; input {input}");
         }
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "token-client.mjs failed ({}); input {input}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        "{script} failed ({}); input {input}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         output.status
     );
     serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("token-client.mjs printed no JSON ({e}): {stdout}\n--- stderr\n{stderr}"))
+        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}\n--- stderr\n{stderr}"))
 }
 
 /// A loopback port nothing listens on now, for a listener the test must name up front.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }

@@ -418,6 +418,11 @@ impl Client {
         )
     }
 
+    /// A public client (`auth = "none"`), bound by DPoP only.
+    pub fn public(id: &str) -> Client {
+        Client::new(id, vec!["auth = \"none\"".into()]).binding("[\"dpop\"]")
+    }
+
     /// `binding = <list>`, as TOML: `["mtls"]`.
     pub fn binding(mut self, list: &str) -> Client {
         self.binding = Some(list.to_string());
