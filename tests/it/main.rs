@@ -30,6 +30,7 @@ mod live_reload;
 mod ops;
 mod postgres_harness;
 mod reload_once;
+mod replicas;
 mod requests;
 mod routes;
 mod slow_body;
