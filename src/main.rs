@@ -232,6 +232,20 @@ fn print_authorization_server(issuer: &bindgate::issuer::Issuer) {
     let s = &issuer.settings;
     println!("  authorization server {}", s.issuer);
     println!("    listen     {}", s.listen);
+    println!(
+        "    store      {} (schema v{}; refresh_absolute_lifetime = \"{}\", refresh_idle_timeout = \"{}\", refresh_grace = \"{}\")",
+        s.store,
+        bindgate::issuer::store::schema::VERSION,
+        format_duration(s.refresh.absolute_lifetime),
+        format_duration(s.refresh.idle_timeout),
+        format_duration(s.refresh.grace)
+    );
+    for subject_issuer in &s.subject_issuers {
+        println!(
+            "    subject    {} (audience = {:?})",
+            subject_issuer.issuer, subject_issuer.audience
+        );
+    }
     for (index, key) in issuer.keys.keys().enumerate() {
         let role = if index == 0 { "signs" } else { "published, not signing" };
         println!("    key        {} kid {} ({role})", key.alg().name(), key.kid());

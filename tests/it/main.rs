@@ -20,6 +20,7 @@ mod dpop;
 mod dpop_shared;
 mod drain;
 mod embedded_trust;
+mod families_cli;
 mod family_interop;
 mod family_store;
 mod idle;

@@ -564,3 +564,6 @@ fn is_dns_name(text: &str) -> bool {
                 && !label.ends_with('-')
         })
 }
+
+#[cfg(test)]
+mod lifetime_tests;
