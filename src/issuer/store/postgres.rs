@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::Row;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -98,12 +98,12 @@ impl PostgresStore {
         tx.execute("DELETE FROM bindgate_schema", &[])
             .await
             .map_err(unavailable)?;
-        tx.execute(
+        run(
+            &tx,
             "INSERT INTO bindgate_schema (version) VALUES ($1)",
             &[&schema::VERSION.max(found)],
         )
-        .await
-        .map_err(unavailable)?;
+        .await?;
         tx.commit().await.map_err(unavailable)
     }
 
@@ -111,7 +111,8 @@ impl PostgresStore {
         bounded(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(unavailable)?;
-            tx.execute(
+            run(
+                &tx,
                 "INSERT INTO families (id, client_id, subject, scope, audience, binding_kind, binding_value, \
                  generation, parent_generation, rotated_at, grace_retries, created_at, expires_at, last_used_at, \
                  idle_timeout) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, NULL, $8, 0, $8, $9, $8, $10)",
@@ -128,8 +129,7 @@ impl PostgresStore {
                     &family.idle_timeout,
                 ],
             )
-            .await
-            .map_err(unavailable)?;
+            .await?;
             insert_token(&tx, &family.token_hash, &family.id, 0, family.created_at).await?;
             tx.commit().await.map_err(unavailable)
         })
@@ -184,32 +184,32 @@ impl PostgresStore {
             let id = rotation.family_id;
             let expected = rotation.expected_generation;
             let won = match rotation.kind {
-                RotationKind::Advance => tx
-                    .execute(
+                RotationKind::Advance => {
+                    run(
+                        &tx,
                         "UPDATE families SET generation = generation + 1, parent_generation = $2, rotated_at = $3, \
                          grace_retries = 0, last_used_at = $3 \
                          WHERE id = $1 AND generation = $2 AND revoked_at IS NULL",
                         &[&id, &expected, &rotation.now],
                     )
-                    .await
-                    .map_err(unavailable)?,
+                    .await?
+                }
                 RotationKind::GraceRetry { predecessor } => {
-                    let won = tx
-                        .execute(
-                            "UPDATE families SET generation = generation + 1, grace_retries = grace_retries + 1, \
+                    let won = run(
+                        &tx,
+                        "UPDATE families SET generation = generation + 1, grace_retries = grace_retries + 1, \
                              last_used_at = $3 WHERE id = $1 AND generation = $2 AND parent_generation = $4 \
                              AND grace_retries < $5 AND revoked_at IS NULL",
-                            &[&id, &expected, &rotation.now, &predecessor, &MAX_GRACE_RETRIES],
-                        )
-                        .await
-                        .map_err(unavailable)?;
+                        &[&id, &expected, &rotation.now, &predecessor, &MAX_GRACE_RETRIES],
+                    )
+                    .await?;
                     if won == 1 {
-                        tx.execute(
+                        run(
+                            &tx,
                             "UPDATE refresh_tokens SET replaced = TRUE WHERE family_id = $1 AND generation = $2",
                             &[&id, &expected],
                         )
-                        .await
-                        .map_err(unavailable)?;
+                        .await?;
                     }
                     won
                 }
@@ -228,13 +228,12 @@ impl PostgresStore {
     pub async fn touch(&self, family_id: &str, generation: i64, now: i64) -> Result<bool, StoreError> {
         bounded(async {
             let client = self.client().await?;
-            let touched = client
-                .execute(
-                    "UPDATE families SET last_used_at = $3 WHERE id = $1 AND generation = $2 AND revoked_at IS NULL",
-                    &[&family_id, &generation, &now],
-                )
-                .await
-                .map_err(unavailable)?;
+            let touched = run(
+                &client,
+                "UPDATE families SET last_used_at = $3 WHERE id = $1 AND generation = $2 AND revoked_at IS NULL",
+                &[&family_id, &generation, &now],
+            )
+            .await?;
             Ok(touched == 1)
         })
         .await
@@ -243,13 +242,12 @@ impl PostgresStore {
     pub async fn revoke(&self, family_id: &str, reason: RevokeReason, now: i64) -> Result<bool, StoreError> {
         bounded(async {
             let client = self.client().await?;
-            let revoked = client
-                .execute(
-                    "UPDATE families SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL",
-                    &[&family_id, &now, &reason.label()],
-                )
-                .await
-                .map_err(unavailable)?;
+            let revoked = run(
+                &client,
+                "UPDATE families SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL",
+                &[&family_id, &now, &reason.label()],
+            )
+            .await?;
             Ok(revoked == 1)
         })
         .await
@@ -321,14 +319,13 @@ impl PostgresStore {
     pub async fn purge(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
         bounded(async {
             let client = self.client().await?;
-            client
-                .execute(
-                    "DELETE FROM families WHERE id IN (SELECT id FROM families \
+            run(
+                &client,
+                "DELETE FROM families WHERE id IN (SELECT id FROM families \
                      WHERE expires_at < $1 OR last_used_at + idle_timeout < $1 LIMIT $2)",
-                    &[&before, &limit],
-                )
-                .await
-                .map_err(unavailable)
+                &[&before, &limit],
+            )
+            .await
         })
         .await
     }
@@ -361,6 +358,17 @@ async fn bounded<T>(call: impl Future<Output = Result<T, StoreError>>) -> Result
     })
 }
 
+/// Runs a statement prepared once per connection: the refresh path's
+/// statements are few and hot, and an unnamed one costs a round trip each time.
+async fn run(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    let statement = client.prepare_cached(sql).await.map_err(unavailable)?;
+    client.execute(&statement, params).await.map_err(unavailable)
+}
+
 fn unavailable(e: tokio_postgres::Error) -> StoreError {
     StoreError::Unavailable(format!("PostgreSQL: {e}"))
 }
@@ -376,12 +384,12 @@ async fn insert_token(
     generation: i64,
     now: i64,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    run(
+        tx,
         "INSERT INTO refresh_tokens (hash, family_id, generation, replaced, issued_at) VALUES ($1, $2, $3, FALSE, $4)",
         &[&hash.0.as_slice(), &family_id, &generation, &now],
     )
-    .await
-    .map_err(unavailable)?;
+    .await?;
     Ok(())
 }
 
