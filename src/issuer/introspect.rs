@@ -31,7 +31,6 @@ use crate::issuer::client_request;
 use crate::issuer::outcome::Outcome;
 use crate::issuer::refresh::RefreshError;
 use crate::issuer::reject::Rejection;
-use crate::issuer::store::TokenHash;
 use crate::jose::Algorithm;
 use crate::jose::jwk::KeySet;
 use crate::jose::jws::{self, JoseHeader};
@@ -70,7 +69,7 @@ async fn family_alive(issuer: &Issuer, family_id: &str) -> Result<bool, Rejectio
     if families.revoked.contains(family_id) {
         return Ok(false);
     }
-    let family = families.store.family(family_id).await.map_err(RefreshError::from)?;
+    let family = families.family(family_id).await.map_err(RefreshError::from)?;
     // A purged family was dead for longer than an access token lives, so
     // a live token cannot name one; unknown is refused all the same.
     Ok(family.is_some_and(|f| f.revoked_at.is_none()))
@@ -79,13 +78,7 @@ async fn family_alive(issuer: &Issuer, family_id: &str) -> Result<bool, Rejectio
 /// A refresh token is active while it is its family's live token and the
 /// family is neither revoked, expired nor idle.
 async fn refresh_token(issuer: &Issuer, token: &str, now: i64) -> Result<Option<Value>, Rejection> {
-    let found = issuer
-        .token
-        .families
-        .store
-        .find(&TokenHash::of(token))
-        .await
-        .map_err(RefreshError::from)?;
+    let found = issuer.token.families.find(token).await.map_err(RefreshError::from)?;
     let Some(presented) = found else {
         return Ok(None);
     };

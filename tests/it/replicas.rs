@@ -25,8 +25,8 @@ struct Replicas {
     a: GatewayProcess,
     b: GatewayProcess,
     idp: SigningKeyFile,
-    // Kept alive: dropping it stops the server.
-    _postgres: crate::common::postgres::PostgresServer,
+    /// Dropping it stops the server.
+    postgres: Option<crate::common::postgres::PostgresServer>,
 }
 
 async fn replicas(grace: &str) -> Replicas {
@@ -60,7 +60,7 @@ async fn replicas(grace: &str) -> Replicas {
         a,
         b,
         idp,
-        _postgres: postgres,
+        postgres: Some(postgres),
     }
 }
 
@@ -242,4 +242,45 @@ async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = 
     })
     .await;
     outputs.into_iter().map(|o| o.expect("polled to completion")).collect()
+}
+
+#[tokio::test]
+async fn a_store_that_is_down_answers_503_and_no_token_or_revocation_is_confirmed() {
+    let mut r = replicas("60s").await;
+    let key = DpopKey::new();
+    let tokens_before = r.exchange(&r.a, "dave", &key).await;
+    drop(r.postgres.take());
+
+    let refresh = r.refresh(&r.a, &tokens_before.refresh, &key).await;
+    assert_token_error(&refresh, 503, "temporarily_unavailable");
+    let id_token = r.idp.sign(&json!({
+        "iss": IDP, "aud": "mobile", "sub": "dave", "iat": now(), "exp": now() + 300,
+    }));
+    let exchange = form(&[
+        ("grant_type", TOKEN_EXCHANGE),
+        ("client_id", "mobile"),
+        ("subject_token", &id_token),
+        ("subject_token_type", ID_TOKEN),
+    ]);
+    assert_token_error(&r.post(&r.b, exchange, &key).await, 503, "temporarily_unavailable");
+    let revoke = request(
+        Alpn::H2,
+        "POST",
+        "/revoke",
+        None,
+        form(&[("token", &tokens_before.refresh), ("client_id", "mobile")]),
+    );
+    let mut revoke = revoke;
+    revoke
+        .headers_mut()
+        .insert("content-type", "application/x-www-form-urlencoded".parse().unwrap());
+    let reply = send_to_as(&r.device(), &r.a, revoke).await;
+    assert_token_error(&reply, 503, "temporarily_unavailable");
+    let metrics = metrics_text(&r.a).await;
+    assert!(
+        sample(&metrics, "bindgate_as_store_errors_total{error=\"unavailable\"}") >= 2.0,
+        "{metrics}"
+    );
+    // The access token already issued still works: the gateway needs no store.
+    assert_eq!(r.call(&r.a, &tokens_before.access, &key).await.status, 200);
 }

@@ -22,7 +22,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 pub use self::decide::{Decision, Request, decide};
 use crate::auth::token::RevokedFamilies;
 use crate::issuer::store::{
-    Family, FamilyBinding, FamilyStore, NewFamily, RevokeReason, Rotation, RotationKind, StoreError, TokenHash,
+    Family, FamilyBinding, FamilyStore, NewFamily, Presented, RevokeReason, Rotation, RotationKind, StoreError,
+    TokenHash,
 };
 use crate::metrics::Metrics;
 
@@ -279,6 +280,17 @@ impl Families {
             return Ok((redeemed, shaped));
         }
         Err(RefreshError::Contended.into())
+    }
+
+    /// The family and standing of a presented refresh token (for
+    /// introspection and revocation), timed and counted as every store call.
+    pub async fn find(&self, token: &str) -> Result<Option<Presented>, StoreError> {
+        self.timed(self.store.find(&TokenHash::of(token))).await
+    }
+
+    /// A family by id, timed and counted as every store call.
+    pub async fn family(&self, id: &str) -> Result<Option<Family>, StoreError> {
+        self.timed(self.store.family(id)).await
     }
 
     /// Revokes a family: the store first, then the gateway's set. `true` if

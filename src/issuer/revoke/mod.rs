@@ -24,7 +24,7 @@ use crate::issuer::client_request;
 use crate::issuer::introspect::verify_issued;
 use crate::issuer::outcome::Outcome;
 use crate::issuer::reject::Rejection;
-use crate::issuer::store::{RevokeReason, TokenHash};
+use crate::issuer::store::RevokeReason;
 
 pub async fn serve(
     issuer: &Issuer,
@@ -70,7 +70,7 @@ async fn family_of(issuer: &Issuer, token: &str, client_id: &str, now: i64) -> R
         }
         return claims.sid.map(Some).ok_or(RevokeError::UnsupportedTokenType);
     }
-    let Some(presented) = issuer.token.families.store.find(&TokenHash::of(token)).await? else {
+    let Some(presented) = issuer.token.families.find(token).await? else {
         return Ok(None);
     };
     if presented.family.client_id != client_id {
