@@ -389,7 +389,7 @@ impl Validator<'_> {
             .or_else(|| text.strip_prefix("postgresql://"));
         match rest {
             Some(rest) if !rest.is_empty() && !rest.contains(|c: char| c.is_whitespace() || c.is_control()) => {
-                Ok(StoreLocation::Postgres(text))
+                Ok(StoreLocation::Postgres(self.resolve_sslrootcert(&text)))
             }
             Some(_) => Err(self.invalid(
                 key,
@@ -400,6 +400,24 @@ impl Validator<'_> {
                 format!("{shown:?}: expected \"sqlite:<path>\" or a postgres:// URL"),
             )),
         }
+    }
+
+    /// A relative `sslrootcert=` is relative to the configuration file, as
+    /// every other path in it is, not to wherever bindgate was started.
+    fn resolve_sslrootcert(&self, url: &str) -> String {
+        let Some((base, query)) = url.split_once('?') else {
+            return url.to_string();
+        };
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.strip_prefix("sslrootcert=") {
+                Some(path) if !path.is_empty() => {
+                    format!("sslrootcert={}", self.path(PathBuf::from(path)).display())
+                }
+                _ => pair.to_string(),
+            })
+            .collect();
+        format!("{base}?{}", pairs.join("&"))
     }
 
     fn refresh(
@@ -465,5 +483,7 @@ fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || covers(a, b) || covers(b, a))
 }
 
+#[cfg(test)]
+mod store_tests;
 #[cfg(test)]
 mod tests;

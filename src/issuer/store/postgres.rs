@@ -417,7 +417,9 @@ fn family_row(row: &Row, at: usize) -> Result<Family, StoreError> {
 }
 
 /// Splits libpq's `sslrootcert=PATH` off the URL: tokio-postgres refuses
-/// parameters it does not know, and the roots are ours to load.
+/// parameters it does not know, and the roots are ours to load. libpq's
+/// `verify-ca` and `verify-full` become `require`, which tokio-postgres
+/// knows: the rustls connector verifies the chain and the hostname anyway.
 fn take_sslrootcert(url: &str) -> (String, Option<String>) {
     let Some((base, query)) = url.split_once('?') else {
         return (url.to_string(), None);
@@ -425,12 +427,13 @@ fn take_sslrootcert(url: &str) -> (String, Option<String>) {
     let mut root = None;
     let kept: Vec<&str> = query
         .split('&')
-        .filter(|pair| match pair.strip_prefix("sslrootcert=") {
+        .filter_map(|pair| match pair.strip_prefix("sslrootcert=") {
             Some(path) => {
                 root = Some(path.to_string());
-                false
+                None
             }
-            None => true,
+            None if pair == "sslmode=verify-full" || pair == "sslmode=verify-ca" => Some("sslmode=require"),
+            None => Some(pair),
         })
         .collect();
     let url = if kept.is_empty() {
