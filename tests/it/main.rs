@@ -27,6 +27,7 @@ mod issuer_endpoints;
 mod keys;
 mod live_reload;
 mod ops;
+mod refresh;
 mod reload_once;
 mod requests;
 mod routes;
