@@ -14,6 +14,7 @@ mod confidential;
 mod grace;
 mod introspection;
 mod lifetimes;
+mod races;
 mod revocation;
 mod rotation;
 mod scope;

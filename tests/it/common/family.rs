@@ -9,6 +9,7 @@
 //! with one DPoP-bound route to the recording upstream; it can be stopped
 //! (SIGTERM or SIGKILL) and started again on the same store.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -242,6 +243,10 @@ impl FamilyWorld {
         self.s.client(cert, Alpn::Http1)
     }
 
+    pub fn as_addr(&self) -> SocketAddr {
+        self.gw.authorization_server.expect("an authorization server listener")
+    }
+
     /// `POST path` with `body` as a form and `proofs` as DPoP headers, on a new connection.
     pub async fn post(&self, cert: Option<&CertFiles>, path: &str, body: String, proofs: &[&str]) -> Reply {
         send_to_as(&self.as_client(cert), &self.gw, post_request(path, body, proofs)).await
@@ -450,6 +455,36 @@ pub fn refresh_form(client_id: &str, token: &str, extra: &[(&str, &str)]) -> Str
     ];
     params.extend_from_slice(extra);
     form(&params)
+}
+
+/// [`APP`]'s refresh of `token` with a fresh proof of `key`, as a request.
+pub fn app_refresh(token: &str, key: &DpopKey) -> Request<Full<Bytes>> {
+    let proof = token_proof(key, None);
+    post_request(TOKEN_PATH, refresh_form(APP, token, &[]), &[&proof])
+}
+
+/// Sends every request on its own connection, all at once: the handshakes
+/// first, then every request, so they reach the server together. Each
+/// answer in the order of `requests`; `Err` for a connection that failed.
+pub async fn send_together(
+    client: &TlsClient,
+    addr: SocketAddr,
+    requests: Vec<Request<Full<Bytes>>>,
+) -> Vec<Result<Reply, String>> {
+    let mut connections = Vec::new();
+    for _ in &requests {
+        connections.push(client.connect(addr).await.map_err(|e| format!("handshake: {e}")));
+    }
+    let mut tasks = Vec::new();
+    for (connection, req) in connections.into_iter().zip(requests) {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move { client.send_on(connection?, req).await }));
+    }
+    let mut replies = Vec::new();
+    for task in tasks {
+        replies.push(task.await.unwrap());
+    }
+    replies
 }
 
 /// `bindgate_as_family_revocations_total{reason="<reason>"}`.
