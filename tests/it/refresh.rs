@@ -11,6 +11,7 @@
 //! the app, the gateway trusts the embedded issuer in-process.
 
 mod confidential;
+mod durability;
 mod grace;
 mod introspection;
 mod lifetimes;

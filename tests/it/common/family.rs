@@ -44,6 +44,8 @@ pub const ORDERS: &str = "/orders/1";
 
 /// How long an access line may take to appear after its response.
 const LINE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a stopped process may take to exit.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The identity provider: an Ed25519 key, published in `idp.jwks.json`.
 pub struct Idp {
@@ -185,6 +187,8 @@ pub struct FamilyWorld {
     pub s: Setup,
     pub gw: GatewayProcess,
     pub idp: Idp,
+    spec: ConfigSpec,
+    starts: usize,
 }
 
 /// Starts the world: [`APP`], [`OTHER_APP`] and [`INTROSPECTOR`], then
@@ -229,7 +233,13 @@ pub async fn family_world(options: Options) -> FamilyWorld {
         ..ConfigSpec::default()
     };
     let gw = GatewayProcess::start(&s.write_config("gateway", &spec)).await;
-    FamilyWorld { s, gw, idp }
+    FamilyWorld {
+        s,
+        gw,
+        idp,
+        spec,
+        starts: 1,
+    }
 }
 
 impl FamilyWorld {
@@ -422,6 +432,29 @@ impl FamilyWorld {
             "reason={reason}\n{}",
             self.gw.stderr()
         );
+    }
+
+    /// Stops the process with `signal` (`TERM` or `KILL`), waits for it to
+    /// exit, and starts a new one with the same configuration in the same
+    /// directory, so on the same store.
+    pub async fn restart(&mut self, signal: &str) {
+        self.stop(signal).await;
+        self.start_again().await;
+    }
+
+    /// Sends `signal` and waits (bounded) for the process to exit.
+    pub async fn stop(&mut self, signal: &str) {
+        self.gw.signal(signal);
+        let exited = self.gw.wait_exit(EXIT_TIMEOUT).await;
+        assert!(exited.is_some(), "bindgate did not exit on SIG{signal}");
+    }
+
+    /// Starts a new process on the same configuration and store.
+    pub async fn start_again(&mut self) {
+        self.starts += 1;
+        // Another name, so the first process's log is kept beside the new one's.
+        let config = self.s.write_config(&format!("gateway-{}", self.starts), &self.spec);
+        self.gw = GatewayProcess::start(&config).await;
     }
 }
 
