@@ -22,6 +22,12 @@ async fn rotations_and_revocations_survive_a_restart_and_a_replay_afterwards_is_
     let live = w.exchange("olga", &live_key).await;
 
     w.restart("TERM").await;
+    // The new process counts the live families it found (its purger's first pass).
+    let counted = eventually(Duration::from_secs(5), async || {
+        w.metric("bindgate_as_families_active").await == 2.0
+    })
+    .await;
+    assert!(counted, "{}", w.metrics().await);
     // The revocation is in force at the new process's gateway from its
     // first request on: its access token has not expired yet.
     w.assert_refused(revoked.access(), &revoked_key, "token_revoked").await;

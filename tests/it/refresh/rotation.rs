@@ -50,6 +50,19 @@ async fn a_replayed_refresh_token_revokes_its_family_at_the_gateway_and_no_other
     assert_eq!(sample(&metrics, &revocations("reuse")), 1.0, "{metrics}");
     assert_eq!(sample(&metrics, ROTATIONS_TOTAL), 2.0, "{metrics}");
     assert_eq!(sample(&metrics, FAMILIES_STARTED_TOTAL), 2.0, "{metrics}");
+    let issued = |grant: &str| format!("bindgate_as_tokens_issued_total{{grant=\"{grant}\",binding=\"dpop\"}}");
+    assert_eq!(sample(&metrics, &issued(TOKEN_EXCHANGE)), 2.0, "{metrics}");
+    assert_eq!(sample(&metrics, &issued("refresh_token")), 2.0, "{metrics}");
+    let refreshes: Vec<String> = token_access_lines(&w.gw)
+        .into_iter()
+        .filter(|l| field(l, "grant").as_deref() == Some("refresh_token"))
+        .collect();
+    assert_eq!(refreshes.len(), 5, "{refreshes:#?}");
+    for line in &refreshes[..2] {
+        assert_eq!(field(line, "reason").as_deref(), Some("served"), "{line}");
+        assert_eq!(field(line, "binding").as_deref(), Some("dpop"), "{line}");
+        assert_eq!(field(line, "client_id").as_deref(), Some(APP), "{line}");
+    }
     let log = w.gw.stderr();
     let event = log
         .lines()
