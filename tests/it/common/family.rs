@@ -13,14 +13,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::Request;
-use http_body_util::Full;
 use serde_json::{Value, json};
 
+pub use self::broken_store::BrokenStore;
+pub use self::requests::*;
 use super::dpop::{DpopKey, dpop_request};
 use super::token_request::*;
 use super::*;
+
+mod broken_store;
+mod requests;
 
 /// The identity provider whose id_tokens the app exchanges.
 pub const IDP: &str = "https://idp.test";
@@ -126,59 +128,6 @@ impl Default for Options {
             clients: Vec::new(),
         }
     }
-}
-
-/// A token response, read.
-#[derive(Debug, Clone)]
-pub struct Tokens {
-    pub issued: Issued,
-    pub json: Value,
-    pub refresh_token: Option<String>,
-    pub refresh_expires_in: Option<i64>,
-}
-
-impl Tokens {
-    pub fn access(&self) -> &str {
-        &self.issued.access_token
-    }
-
-    /// The refresh token; panics when the response had none.
-    pub fn refresh(&self) -> &str {
-        self.refresh_token.as_deref().expect("a refresh token in the response")
-    }
-
-    /// The access token's `sid`: the family.
-    pub fn sid(&self) -> String {
-        self.issued.claims["sid"].as_str().expect("sid").to_string()
-    }
-
-    /// The access token's `iat`: the second the authorization server decided in.
-    pub fn iat(&self) -> i64 {
-        self.issued.claims["iat"].as_i64().expect("iat")
-    }
-
-    pub fn jkt(&self) -> Option<&str> {
-        self.issued.claims["cnf"]["jkt"].as_str()
-    }
-}
-
-/// Asserts `reply` is a token response and reads it.
-#[track_caller]
-pub fn tokens(reply: &Reply) -> Tokens {
-    let issued = assert_issued(reply);
-    let json = reply.json();
-    Tokens {
-        issued,
-        refresh_token: json["refresh_token"].as_str().map(str::to_string),
-        refresh_expires_in: json["refresh_token_expires_in"].as_i64(),
-        json,
-    }
-}
-
-/// Asserts `reply` is a 400 `invalid_grant`.
-#[track_caller]
-pub fn assert_invalid_grant(reply: &Reply) {
-    assert_token_error(reply, 400, "invalid_grant");
 }
 
 /// A gateway with the embedded authorization server, its clients and the
@@ -455,140 +404,5 @@ impl FamilyWorld {
         // Another name, so the first process's log is kept beside the new one's.
         let config = self.s.write_config(&format!("gateway-{}", self.starts), &self.spec);
         self.gw = GatewayProcess::start(&config).await;
-    }
-}
-
-/// `POST path` with a form body and `proofs` as DPoP headers.
-pub fn post_request(path: &str, body: String, proofs: &[&str]) -> Request<Full<Bytes>> {
-    let mut req = request(Alpn::Http1, "POST", path, None, body);
-    let headers = req.headers_mut();
-    headers.insert("content-type", "application/x-www-form-urlencoded".parse().unwrap());
-    for proof in proofs {
-        headers.append("dpop", proof.parse().unwrap());
-    }
-    req
-}
-
-/// The form of a token exchange of `subject_token` (an id_token) by `client_id`.
-pub fn exchange_form(client_id: &str, subject_token: &str) -> String {
-    form(&[
-        ("grant_type", TOKEN_EXCHANGE),
-        ("client_id", client_id),
-        ("subject_token", subject_token),
-        ("subject_token_type", ID_TOKEN_TYPE),
-    ])
-}
-
-/// The form of a refresh of `token` by `client_id`, plus `extra`.
-pub fn refresh_form(client_id: &str, token: &str, extra: &[(&str, &str)]) -> String {
-    let mut params = vec![
-        ("grant_type", "refresh_token"),
-        ("client_id", client_id),
-        ("refresh_token", token),
-    ];
-    params.extend_from_slice(extra);
-    form(&params)
-}
-
-/// [`APP`]'s refresh of `token` with a fresh proof of `key`, as a request.
-pub fn app_refresh(token: &str, key: &DpopKey) -> Request<Full<Bytes>> {
-    let proof = token_proof(key, None);
-    post_request(TOKEN_PATH, refresh_form(APP, token, &[]), &[&proof])
-}
-
-/// Sends every request on its own connection, all at once: the handshakes
-/// first, then every request, so they reach the server together. Each
-/// answer in the order of `requests`; `Err` for a connection that failed.
-pub async fn send_together(
-    client: &TlsClient,
-    addr: SocketAddr,
-    requests: Vec<Request<Full<Bytes>>>,
-) -> Vec<Result<Reply, String>> {
-    let mut connections = Vec::new();
-    for _ in &requests {
-        connections.push(client.connect(addr).await.map_err(|e| format!("handshake: {e}")));
-    }
-    let mut tasks = Vec::new();
-    for (connection, req) in connections.into_iter().zip(requests) {
-        let client = client.clone();
-        tasks.push(tokio::spawn(async move { client.send_on(connection?, req).await }));
-    }
-    let mut replies = Vec::new();
-    for task in tasks {
-        replies.push(task.await.unwrap());
-    }
-    replies
-}
-
-/// `bindgate_as_family_revocations_total{reason="<reason>"}`.
-pub fn revocations(reason: &str) -> String {
-    format!("bindgate_as_family_revocations_total{{reason=\"{reason}\"}}")
-}
-
-pub const REUSE_TOTAL: &str = "bindgate_as_refresh_reuse_total";
-pub const ROTATIONS_TOTAL: &str = "bindgate_as_refresh_rotations_total";
-pub const GRACE_RETRIES_TOTAL: &str = "bindgate_as_refresh_grace_retries_total";
-pub const FAMILIES_STARTED_TOTAL: &str = "bindgate_as_families_started_total";
-
-/// Waits until the wall clock's second is at least `second`, bounded by `limit`.
-pub async fn until_second(second: i64, limit: Duration) {
-    let reached = eventually(limit, async || now() >= second).await;
-    assert!(reached, "the clock did not reach {second} within {limit:?}");
-}
-
-/// The family store made unable to commit, for root too (the tests run as
-/// root, for whom permissions are no obstacle): its database and WAL files
-/// made immutable (`chattr +i`, so a write fails with an I/O error), or
-/// where the filesystem has no such attribute, SQLite's write lock held by
-/// this process (so a write fails as busy, after bindgate's busy timeout).
-/// Dropping it repairs the store.
-pub struct BrokenStore {
-    immutable: Vec<PathBuf>,
-    lock: Option<rusqlite::Connection>,
-    /// How it was broken, for the test's messages.
-    pub how: &'static str,
-}
-
-impl BrokenStore {
-    pub fn new(db: &std::path::Path) -> BrokenStore {
-        let files = vec![db.to_path_buf(), PathBuf::from(format!("{}-wal", db.display()))];
-        let chattr = |flag: &str| {
-            std::process::Command::new("chattr")
-                .arg(flag)
-                .args(&files)
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if chattr("+i") {
-            return BrokenStore {
-                immutable: files,
-                lock: None,
-                how: "immutable files",
-            };
-        }
-        chattr("-i");
-        let lock = rusqlite::Connection::open(db).unwrap();
-        lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
-        BrokenStore {
-            immutable: Vec::new(),
-            lock: Some(lock),
-            how: "write lock held",
-        }
-    }
-}
-
-impl Drop for BrokenStore {
-    fn drop(&mut self) {
-        if !self.immutable.is_empty() {
-            // Also on a failed test: an immutable file cannot even be deleted.
-            let _ = std::process::Command::new("chattr")
-                .arg("-i")
-                .args(&self.immutable)
-                .status();
-        }
-        if let Some(lock) = self.lock.take() {
-            let _ = lock.execute_batch("ROLLBACK");
-        }
     }
 }
