@@ -30,6 +30,7 @@ mod keys;
 mod live_reload;
 mod ops;
 mod postgres_harness;
+mod refresh;
 mod reload_once;
 mod replicas;
 mod requests;

@@ -5,6 +5,7 @@
 pub mod authorization_server;
 pub mod client;
 pub mod dpop;
+pub mod family;
 pub mod gateway;
 pub mod interop;
 pub mod issuer;
