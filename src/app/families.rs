@@ -56,7 +56,17 @@ pub async fn families(
                     })?;
             tracing::info!(store = %settings.store, "family store open");
             let families = Families::new(store.clone(), revoked.clone(), metrics.clone(), access_token_ttl);
-            spawn_maintenance(Arc::downgrade(&store), Arc::new(families), access_token_ttl);
+            // Before any listener opens: after a restart, a family revoked
+            // before it must not have its access tokens accepted until the
+            // first poll.
+            let since = load_revocations(&families)
+                .await
+                .map_err(|e| ConfigError::InvalidValue {
+                    file: config.source.clone(),
+                    key: "authorization_server.store".into(),
+                    reason: e.to_string(),
+                })?;
+            spawn_maintenance(Arc::downgrade(&store), Arc::new(families), access_token_ttl, since);
             store
         }
     };
@@ -71,11 +81,11 @@ pub async fn families(
 /// Starts the poller and the purger of a newly opened store. Their own
 /// `families` holds the store too, so they stop once theirs is the last
 /// reference: a reload that named another store let go of this one.
-fn spawn_maintenance(alive: Weak<FamilyStore>, families: Arc<Families>, access_token_ttl: i64) {
+fn spawn_maintenance(alive: Weak<FamilyStore>, families: Arc<Families>, access_token_ttl: i64, since: i64) {
     let poller = families.clone();
     let poller_alive = alive.clone();
     tokio::spawn(async move {
-        let mut since = i64::MIN;
+        let mut since = since;
         let mut ticks = tokio::time::interval(POLL_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -109,6 +119,17 @@ fn spawn_maintenance(alive: Weak<FamilyStore>, families: Arc<Families>, access_t
             purge(&families, access_token_ttl).await;
         }
     });
+}
+
+/// Every revocation the store holds, into the gateway's set; returns the
+/// latest `revoked_at`, where the poller goes on from.
+async fn load_revocations(families: &Families) -> Result<i64, crate::issuer::store::StoreError> {
+    let mut latest = i64::MIN;
+    for family in families.store.revoked_since(i64::MIN).await? {
+        families.remember_revoked(&family.id, family.revoked_at);
+        latest = latest.max(family.revoked_at);
+    }
+    Ok(latest)
 }
 
 /// Deletes the families dead for longer than an access token lives (their

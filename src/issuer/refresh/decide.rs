@@ -34,15 +34,14 @@ pub struct Request<'a> {
 }
 
 /// Decides a presented token, in the order design.md implies: the family's
-/// own state first (whose it is, alive at all), then the token's standing in
-/// it. A stale token is reuse whoever presents it and with whatever key:
-/// it proves a copy exists. The binding is checked only for the tokens that
+/// own state first (alive at all), then the token's standing in it. A stale
+/// token is reuse whoever presents it, under whatever client_id and with
+/// whatever key: it proves a copy exists. The live token under another
+/// client is only refused. The binding is checked only for the tokens that
 /// would be honoured.
 pub fn decide(presented: &Presented, request: &Request<'_>) -> Result<Decision, RefreshError> {
     let family = &presented.family;
-    if family.client_id != request.client_id {
-        return Err(RefreshError::OtherClient);
-    }
+    let own = family.client_id == request.client_id;
     if family.revoked_at.is_some() {
         return Err(RefreshError::FamilyRevoked);
     }
@@ -53,18 +52,27 @@ pub fn decide(presented: &Presented, request: &Request<'_>) -> Result<Decision, 
         return Err(RefreshError::FamilyIdle);
     }
     if presented.replaced {
-        return Err(RefreshError::Replaced);
+        return Err(if own {
+            RefreshError::Replaced
+        } else {
+            RefreshError::OtherClient
+        });
     }
     if presented.generation == family.generation {
+        if !own {
+            return Err(RefreshError::OtherClient);
+        }
         binding_holds(&family.binding, request.evidence)?;
         return Ok(match request.rotation {
             RefreshRotation::Always => Decision::Rotate,
             RefreshRotation::Never => Decision::Keep,
         });
     }
-    if Some(presented.generation) == family.parent_generation && grace_applies(presented, request) {
+    if own && Some(presented.generation) == family.parent_generation && grace_applies(presented, request) {
         return Ok(Decision::GraceRetry);
     }
+    // A public client's client_id proves nothing: a rotated-away token under
+    // another client's name is as much a copy as under its own.
     Ok(Decision::Reuse)
 }
 
@@ -271,5 +279,18 @@ mod tests {
             ..request(Some("key-1"))
         };
         assert_eq!(decide(&presented(4), &other), Err(RefreshError::OtherClient));
+    }
+
+    #[test]
+    fn a_stale_token_under_another_client_is_reuse_and_gets_no_grace() {
+        let other = Request {
+            client_id: "other",
+            ..request(Some("key-1"))
+        };
+        assert_eq!(decide(&presented(3), &other), Ok(Decision::Reuse), "the predecessor");
+        assert_eq!(decide(&presented(1), &other), Ok(Decision::Reuse));
+        let mut replaced = presented(4);
+        replaced.replaced = true;
+        assert_eq!(decide(&replaced, &other), Err(RefreshError::OtherClient));
     }
 }
