@@ -221,6 +221,8 @@ def measure(name, target, url, extra, upstream=None):
         "non2xx": summary.get("non2xx", 0), "errors": summary.get("errors", 0),
         "error_kinds": summary.get("error_kinds", {}), "handshakes": summary.get("handshakes", {}),
         "elapsed": summary.get("elapsed_s", wall), "tokens_exhausted": summary.get("tokens_exhausted", False),
+        # Refresh-chain rows (run_refresh.py): chains that ended before the deadline.
+        "chains_ended": summary.get("chains_ended"),
     }
     hs = row["handshakes"]
     row["handshakes_per_s"] = (hs.get("full", 0) + hs.get("resumed", 0)) / row["elapsed"] if row["elapsed"] else 0
@@ -264,7 +266,8 @@ def machine():
             model = line.split(":", 1)[1].strip()
     version = lambda argv: subprocess.run(argv, capture_output=True, text=True).stdout.strip().splitlines()[0] \
         if shutil.which(argv[0]) else "missing"
-    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip() \
+        if shutil.which("nginx") else "missing"
     return {
         "cpus": os.cpu_count(), "model": model, "kernel": platform.release(),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),

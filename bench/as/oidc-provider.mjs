@@ -7,21 +7,43 @@
 // key of the request's DPoP proof (cnf.jkt, token_type DPoP). Node's own https server terminates TLS and
 // asks for the client certificate; no proxy in front.
 //
-//   node oidc-provider.mjs <pki dir> <port>
+// For bench/refresh.sh, the refresh_token grant of a public client as
+// bindgate's `mobile` is: `mobile` authenticates with nothing
+// (token_endpoint_auth_method none), must send a DPoP proof
+// (dpop_bound_access_tokens), its refresh tokens are bound to that proof's
+// key (jkt) and rotate on every use (rotateRefreshToken: true; the default
+// rotates a public client's tokens only when they are not sender-constrained,
+// so a DPoP-bound one would not rotate), and presenting a consumed one
+// revokes its grant (the family). oidc-provider has no RFC 8693 token
+// exchange to start such a family, so with a seed count the families are
+// made at startup, through the provider's own models (a Grant and a
+// RefreshToken bound to dpop-key.pem's thumbprint each, saved by the
+// adapter), and their tokens written to the seed file, one per line.
 //
-// Memory adapter (the default): JWT access tokens are not stored, DPoP proof
-// jtis are (replay detection), as bindgate keeps them in memory too.
+//   node oidc-provider.mjs <pki dir> [port] [seed file] [seed count]
+//
+// Memory adapter (the default's class): JWT access tokens are not stored,
+// DPoP proof jtis are (replay detection), as bindgate keeps them in memory
+// too. Refresh tokens and grants are, in the same memory, lost on exit,
+// where bindgate writes each rotation to disk. The default instance keeps
+// 1,000 to 2,000 entries (an LRU); here it gets room for a million, so a
+// seeded family that sits out a row with fewer chains is not evicted (it
+// would be "refresh token not found" in the next), and a rotated-away token
+// stays known, as in bindgate's store, where reuse of it is detected.
 
-import { readFileSync } from 'node:fs';
-import { createPrivateKey } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createHash, createPrivateKey } from 'node:crypto';
 import { createServer } from 'node:https';
 import { join } from 'node:path';
 
 import Provider from 'oidc-provider';
+// Its own memory adapter and LRU (no `exports` map: deep imports are allowed).
+import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
+import LRU from 'oidc-provider/lib/helpers/lru.js';
 
-const [pki, port = '18465'] = process.argv.slice(2);
-if (!pki) {
-  console.error('usage: node oidc-provider.mjs <pki dir> [port]');
+const [pki, port = '18465', seedFile, seedCount = '0'] = process.argv.slice(2);
+if (!pki || !/^\d+$/.test(seedCount)) {
+  console.error('usage: node oidc-provider.mjs <pki dir> [port] [seed file] [seed count]');
   process.exit(64);
 }
 const read = (name) => readFileSync(join(pki, name));
@@ -50,6 +72,13 @@ function ed25519Jwk(pem) {
   return { ...key.export({ format: 'jwk' }), alg: 'EdDSA', use: 'sig' };
 }
 
+// RFC 7638 thumbprint of an EC P-256 key's public half: what a DPoP-bound token's jkt names.
+function p256Thumbprint(pem) {
+  const { crv, kty, x, y } = createPrivateKey(pem).export({ format: 'jwk' });
+  if (kty !== 'EC' || crv !== 'P-256') throw new Error('dpop-key.pem: not an EC P-256 key');
+  return createHash('sha256').update(JSON.stringify({ crv, kty, x, y })).digest('base64url');
+}
+
 // Node's X509Certificate.subject: one `name=value` per line, root RDN first.
 const subjectDn = (cert) => cert.subject.split('\n').reverse().join(',');
 
@@ -72,9 +101,28 @@ const provider = new Provider(ISSUER, {
     scope: SCOPE,
     // The only key is Ed25519: the (unused) ID token default RS256 has none.
     id_token_signed_response_alg: 'EdDSA',
-  })),
+  })).concat([{
+    // bindgate's `mobile`: a public client whose every token is DPoP-bound.
+    client_id: 'mobile',
+    token_endpoint_auth_method: 'none',
+    dpop_bound_access_tokens: true,
+    grant_types: ['refresh_token'],
+    response_types: [],
+    redirect_uris: [],
+    scope: SCOPE,
+    id_token_signed_response_alg: 'EdDSA',
+  }]),
   jwks: { keys: [ed25519Jwk(read('as-signing-key.pem'))] },
-  clientAuthMethods: ['tls_client_auth'],
+  adapter: ((store) => (model) => new MemoryAdapter(model, store))(new LRU({ maxSize: 1_000_000 })),
+  clientAuthMethods: ['tls_client_auth', 'none'],
+  // Every refresh rotates, as bindgate's public clients' do (see the top).
+  rotateRefreshToken: true,
+  // No grant here issues a first refresh token (the seeded ones are made
+  // directly); a non-default issueRefreshToken is what enables the
+  // refresh_token grant without the offline_access scope.
+  issueRefreshToken: async () => false,
+  // The seeded families' subjects: any account exists, with no claims beyond sub.
+  findAccount: (ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
   scopes: [SCOPE],
   cookies: { keys: ['bench-only-cookie-key-not-used-by-the-token-endpoint'] },
   features: {
@@ -114,10 +162,39 @@ const provider = new Provider(ISSUER, {
     },
   },
   enabledJWA: { dPoPSigningAlgValues: ['ES256', 'EdDSA'] },
-  ttl: { ClientCredentials: 300 },
+  ttl: {
+    ClientCredentials: 300,
+    AccessToken: 300,
+    // bindgate's defaults: refresh_idle_timeout 14 d per token, refresh_absolute_lifetime 30 d per family.
+    RefreshToken: 14 * 24 * 3600,
+    Grant: 30 * 24 * 3600,
+  },
 });
 
 provider.on('server_error', (ctx, err) => console.error('server_error', err));
+
+// The refresh bench's families: a Grant of scope orders:read for
+// https://api.example and its first RefreshToken, bound to dpop-key.pem.
+async function seedRefreshTokens(file, count) {
+  const client = await provider.Client.find('mobile');
+  const jkt = p256Thumbprint(read('dpop-key.pem'));
+  const tokens = [];
+  for (let i = 0; i < count; i += 1) {
+    const accountId = `bench-user-${i}`;
+    const grant = new provider.Grant({ accountId, clientId: client.clientId });
+    grant.addResourceScope(AUDIENCE, SCOPE);
+    const grantId = await grant.save();
+    const refreshToken = new provider.RefreshToken({
+      accountId, client, grantId, jkt, gty: 'token_exchange', scope: SCOPE, resource: AUDIENCE,
+    });
+    tokens.push(await refreshToken.save());
+  }
+  writeFileSync(file, tokens.map((t) => `${t}\n`).join(''));
+  console.log(`seeded ${count} DPoP-bound refresh tokens of mobile into ${file}`);
+}
+if (seedFile && Number(seedCount) > 0) {
+  await seedRefreshTokens(seedFile, Number(seedCount));
+}
 
 const server = createServer({
   cert: read('server.pem'),

@@ -1,7 +1,9 @@
 //! Closed-loop load generator for bench/: mutual TLS, HTTP/1.1 or HTTP/2,
 //! keep-alive or a connection per request, and an idle-connections mode.
 //! GET by default; with --post-form, a form POST (a token request), and with
-//! --dpop-key a fresh DPoP proof (RFC 9449) in every request.
+//! --dpop-key a fresh DPoP proof (RFC 9449) in every request. With
+//! --refresh-chains, every connection refreshes a rotating refresh token of
+//! its own in a loop (chain.rs).
 //!
 //! Each worker sends its next request only once the previous response has been
 //! read in full, and stops at the deadline, at --max-requests, or when the
@@ -13,21 +15,32 @@
 //!   cargo run --release --example loadgen -- --ca certs/ca.pem --cert certs/client-a.pem \
 //!       --key certs/client-a-key.pem --post-form 'grant_type=client_credentials&client_id=svc-a' \
 //!       --dpop-key certs/dpop-key.pem -c 16 --duration 10s https://localhost:8444/token
+//!
+//! Refresh chains: token exchanges whose refresh tokens seed them, then 64 chains:
+//!
+//!   cargo run --release --example loadgen -- --ca certs/ca.pem --dpop-key certs/dpop-key.pem \
+//!       --post-form "grant_type=urn:ietf:params:oauth:grant-type:token-exchange&client_id=mobile&\
+//!       subject_token=$ID_TOKEN&subject_token_type=urn:ietf:params:oauth:token-type:id_token" \
+//!       -c 8 --max-requests 64 --save-refresh-tokens seeds.txt https://localhost:8444/token
+//!   cargo run --release --example loadgen -- --ca certs/ca.pem --dpop-key certs/dpop-key.pem \
+//!       --refresh-chains seeds.txt --client-id mobile --chains-out seeds.txt -c 64 --duration 10s \
+//!       https://localhost:8444/token
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::io::Write;
+mod chain;
+mod dpop;
+mod errors;
+mod idle;
+mod stats;
+mod tls;
+
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use clap::Parser;
 use http::header::{AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST};
@@ -36,18 +49,19 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri}
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::client::{
-    ClientSessionMemoryCache, ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue,
-};
-use rustls::{ClientConfig, HandshakeKind, NamedGroup, RootCertStore};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::HandshakeKind;
+use rustls_pki_types::ServerName;
 use serde_json::json;
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_rustls::TlsConnector;
+
+use crate::dpop::{DPOP, DpopSigner};
+use crate::errors::{first, hyper_kind, io_kind};
+use crate::idle::idle;
+use crate::stats::{lock, merged_stats, record, round3, summary};
+use crate::tls::client_config;
 
 /// Closed-loop mTLS load generator for bench/ (GET, or form POST requests; results as JSON on stdout).
 #[derive(Parser)]
@@ -120,6 +134,24 @@ struct Args {
     /// and that of the first other response as `sample_failure`.
     #[arg(long)]
     sample_body: bool,
+    /// Write the `refresh_token` of every successful JSON answer to this file, one per line,
+    /// in the order they arrived (e.g. the first tokens of refresh chains, from token exchanges).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["refresh_chains", "idle_connections"])]
+    save_refresh_tokens: Option<PathBuf>,
+    /// Refresh-chain mode: each of the --connections workers takes one refresh token from this
+    /// file (one per line) and refreshes it in a loop (`grant_type=refresh_token`), sending the
+    /// `refresh_token` of each answer in the next request. A non-2xx answer, an answer without a
+    /// refresh token or a failed request ends that worker's chain.
+    #[arg(long, value_name = "FILE", requires = "client_id",
+          conflicts_with_all = ["post_form", "tokens", "token", "idle_connections", "new_connection", "http2"])]
+    refresh_chains: Option<PathBuf>,
+    /// The `client_id` of the refresh requests.
+    #[arg(long, requires = "refresh_chains")]
+    client_id: Option<String>,
+    /// At the end, write the chains' refresh tokens here (may be the --refresh-chains file): each
+    /// live chain's current token, then the lines no worker took; ended chains are left out.
+    #[arg(long, value_name = "FILE", requires = "refresh_chains")]
+    chains_out: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -144,15 +176,38 @@ fn main() -> ExitCode {
         Ok(shared) => Arc::new(shared),
         Err(e) => return fail(e),
     };
-    match args.idle_connections {
-        Some(n) => runtime.block_on(idle(shared, n, args.hold)),
-        None => {
-            let report = runtime.block_on(load(shared, &args));
-            println!("{report}");
+    let outcome = match (args.idle_connections, &args.refresh_chains) {
+        (Some(n), _) => {
+            runtime.block_on(idle(shared, n, args.hold));
+            Ok(())
         }
-    }
+        (None, Some(seeds)) => match chain::Chains::load(seeds, args.connections, args.client_id.as_deref()) {
+            Ok(chains) => {
+                let report = runtime.block_on(chain::run(shared, chains, args.chains_out.as_deref()));
+                report.map(|report| println!("{report}"))
+            }
+            Err(e) => Err(e),
+        },
+        (None, None) => {
+            let report = runtime.block_on(load(shared.clone(), &args));
+            println!("{report}");
+            save_refresh_tokens(&shared, args.save_refresh_tokens.as_deref())
+        }
+    };
     runtime.shutdown_timeout(Duration::from_millis(200));
-    ExitCode::SUCCESS
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+/// Writes what --save-refresh-tokens collected, one token per line.
+fn save_refresh_tokens(shared: &Shared, path: Option<&Path>) -> Result<(), String> {
+    let (Some(path), Some(saved)) = (path, &shared.saved_refresh_tokens) else {
+        return Ok(());
+    };
+    let saved = lock(saved);
+    chain::write_lines(path, saved.iter().map(String::as_str))
 }
 
 fn fail(message: String) -> ExitCode {
@@ -184,6 +239,8 @@ struct Shared {
     dpop: Option<DpopSigner>,
     /// With --sample-body: the first successful response's body, and the first other one's.
     sample: Option<[OnceLock<String>; 2]>,
+    /// With --save-refresh-tokens: the refresh tokens answered so far.
+    saved_refresh_tokens: Option<Mutex<Vec<String>>>,
     /// `Authorization` values: each used once, or with `same_token` the one (if any) every time.
     tokens: Vec<HeaderValue>,
     same_token: bool,
@@ -249,11 +306,17 @@ impl Shared {
         if args.new_connection {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
-        let (method, body) = match &args.post_form {
+        // A refresh chain's form is made per request, from the chain's current token.
+        let form = match (&args.post_form, &args.refresh_chains) {
+            (Some(form), _) => Some(Bytes::from(form.clone())),
+            (None, Some(_)) => Some(Bytes::new()),
+            (None, None) => None,
+        };
+        let (method, body) = match form {
             Some(form) => {
                 let form_type = HeaderValue::from_static("application/x-www-form-urlencoded");
                 headers.entry(CONTENT_TYPE).or_insert(form_type);
-                (Method::POST, Bytes::from(form.clone()))
+                (Method::POST, form)
             }
             None => (Method::GET, Bytes::new()),
         };
@@ -287,6 +350,7 @@ impl Shared {
             body,
             dpop,
             sample: args.sample_body.then(Default::default),
+            saved_refresh_tokens: args.save_refresh_tokens.as_ref().map(|_| Mutex::default()),
             tokens,
             same_token,
             next_token: AtomicUsize::new(0),
@@ -329,99 +393,6 @@ impl Shared {
             && !self.tokens_exhausted.load(Relaxed)
             && self.max_requests.is_none_or(|max| self.issued.load(Relaxed) < max)
     }
-}
-
-fn client_config(args: &Args) -> Result<ClientConfig, String> {
-    let ca = args.ca.as_ref().ok_or("--ca is required for an https:// URL")?;
-    let mut roots = RootCertStore::empty();
-    for cert in read_certs(ca)? {
-        roots.add(cert).map_err(|e| format!("{}: {e}", ca.display()))?;
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots);
-    let mut config = match (&args.cert, &args.key) {
-        (Some(cert), Some(key)) => {
-            let chain = read_certs(cert)?;
-            let key_der =
-                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: no private key: {e}", key.display()))?;
-            builder
-                .with_client_auth_cert(chain, key_der)
-                .map_err(|e| format!("{}: {e}", key.display()))?
-        }
-        _ => builder.with_no_client_auth(),
-    };
-    let alpn: &[u8] = if args.http2 { b"h2" } else { b"http/1.1" };
-    config.alpn_protocols = vec![alpn.to_vec()];
-    config.resumption = if args.resume {
-        let capacity = 8 + 2 * args.connections.max(args.idle_connections.unwrap_or(0));
-        Resumption::store(Arc::new(TicketStore::new(capacity)))
-    } else {
-        Resumption::disabled()
-    };
-    Ok(config)
-}
-
-/// The client session cache for --resume, shared by all connections. The one
-/// rustls provides keeps 8 TLS 1.3 tickets per server: with more connections
-/// handshaking at once, some would be full for want of a ticket, not by the
-/// server's choice. Tickets are kept in one queue, as there is one server.
-#[derive(Debug)]
-struct TicketStore {
-    others: ClientSessionMemoryCache,
-    tickets: Mutex<VecDeque<Tls13ClientSessionValue>>,
-    capacity: usize,
-}
-
-impl TicketStore {
-    fn new(capacity: usize) -> Self {
-        let (others, tickets) = (ClientSessionMemoryCache::new(4), Mutex::new(VecDeque::new()));
-        Self {
-            others,
-            tickets,
-            capacity,
-        }
-    }
-}
-
-impl ClientSessionStore for TicketStore {
-    fn set_kx_hint(&self, name: ServerName<'static>, group: NamedGroup) {
-        self.others.set_kx_hint(name, group);
-    }
-    fn kx_hint(&self, name: &ServerName<'_>) -> Option<NamedGroup> {
-        self.others.kx_hint(name)
-    }
-    fn set_tls12_session(&self, name: ServerName<'static>, value: Tls12ClientSessionValue) {
-        self.others.set_tls12_session(name, value);
-    }
-    fn tls12_session(&self, name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
-        self.others.tls12_session(name)
-    }
-    fn remove_tls12_session(&self, name: &ServerName<'static>) {
-        self.others.remove_tls12_session(name);
-    }
-    fn insert_tls13_ticket(&self, _: ServerName<'static>, value: Tls13ClientSessionValue) {
-        let mut tickets = lock(&self.tickets);
-        if tickets.len() >= self.capacity {
-            tickets.pop_front();
-        }
-        tickets.push_back(value);
-    }
-    fn take_tls13_ticket(&self, _: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
-        lock(&self.tickets).pop_back()
-    }
-}
-
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate", path.display()));
-    }
-    Ok(certs)
 }
 
 fn read_tokens(path: &Path) -> Result<Vec<HeaderValue>, String> {
@@ -500,33 +471,6 @@ async fn load(shared: Arc<Shared>, args: &Args) -> serde_json::Value {
     report
 }
 
-/// The counts both modes report.
-fn summary(stats: &Stats) -> serde_json::Value {
-    let h = &stats.latency;
-    // No successful request, no latency: null rather than a flattering 0.
-    let ms = |us: u64| (h.total > 0).then_some(us as f64 / 1000.0);
-    let quantiles = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)];
-    let mut latency: serde_json::Map<_, _> = quantiles
-        .iter()
-        .map(|(k, q)| (k.to_string(), json!(ms(h.quantile(*q)))))
-        .collect();
-    latency.insert("max".into(), json!(ms(h.max_us)));
-    json!({
-        "requests": stats.ok + stats.non2xx + stats.errors.values().sum::<u64>(),
-        "ok": stats.ok,
-        "non2xx": stats.non2xx,
-        "non2xx_status": stats.non2xx_status,
-        "errors": stats.errors.values().sum::<u64>(),
-        "error_kinds": stats.errors,
-        "latency_ms": latency,
-        "handshakes": { "full": stats.handshakes[0], "resumed": stats.handshakes[1] },
-    })
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
 /// One HTTP/1.1 connection's closed loop, reconnecting after an error (or
 /// for every request with `new_connection`).
 async fn h1_connection(shared: Arc<Shared>, new_connection: bool) {
@@ -593,57 +537,6 @@ async fn bounded<T>(shared: &Shared, start: Instant, attempt: impl Future<Output
     None
 }
 
-/// Idle mode: open `n` connections, one request on each, hold them for `hold`.
-async fn idle(shared: Arc<Shared>, n: usize, hold: Duration) {
-    eprintln!("loadgen: opening {n} idle connections to {}", shared.addr);
-    let gate = Arc::new(Semaphore::new(IDLE_OPEN_CONCURRENCY));
-    let mut opening = JoinSet::new();
-    for _ in 0..n {
-        let Ok(permit) = gate.clone().acquire_owned().await else {
-            break;
-        };
-        let shared = shared.clone();
-        opening.spawn(async move {
-            let Some(auth) = shared.next_permit() else {
-                record(|s| s.error("not_attempted"));
-                return None;
-            };
-            let start = Instant::now();
-            let attempt = async {
-                let (mut conn, task) = open(&shared).await?;
-                let status = exchange(&shared, &mut conn, auth).await?;
-                Ok((conn, task, status))
-            };
-            let (conn, task, status) = bounded(&shared, start, attempt).await?;
-            record(|s| s.response(status, start));
-            drop(permit);
-            Some((conn, task))
-        });
-    }
-    let mut held = Vec::with_capacity(n);
-    while let Some(joined) = opening.join_next().await {
-        held.extend(joined.ok().flatten());
-    }
-    let failed = n - held.len();
-    let open_s = round3(shared.started.elapsed().as_secs_f64());
-    print_line(json!({ "idle_open": held.len(), "failed": failed, "open_s": open_s }));
-    tokio::time::sleep(hold).await;
-    let closed = held.iter().filter(|(_, task)| task.is_finished()).count();
-    let mut report = summary(&merged_stats());
-    report["idle_open"] = json!(held.len() - closed);
-    report["failed"] = json!(failed);
-    report["closed_during_hold"] = json!(closed);
-    print_line(report);
-    // Dropped senders close their connections; what is left closes with the runtime.
-    drop(held);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-}
-
-fn print_line(value: serde_json::Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{value}").and_then(|()| out.flush());
-}
-
 /// The client half of a connection.
 enum Conn {
     Http1(http1::SendRequest<Full<Bytes>>),
@@ -697,8 +590,36 @@ async fn open(shared: &Shared) -> Result<(Conn, JoinHandle<()>), Kind> {
 
 /// Sends one request (a GET, or the --post-form POST) and reads the response body to its end.
 async fn exchange(shared: &Shared, conn: &mut Conn, auth: Option<HeaderValue>) -> Result<StatusCode, Kind> {
+    let want_body = shared.saved_refresh_tokens.is_some();
+    let answer = send(shared, conn, auth, shared.body.clone(), want_body).await?;
+    if let (Some(saved), Some(body)) = (&shared.saved_refresh_tokens, &answer.body)
+        && answer.status.is_success()
+    {
+        match chain::refresh_token_of(body) {
+            Some(token) => lock(saved).push(token),
+            None => record(|s| s.error("no_refresh_token")),
+        }
+    }
+    Ok(answer.status)
+}
+
+/// A response: its status, and its body when the caller asked for it.
+struct Answer {
+    status: StatusCode,
+    body: Option<Vec<u8>>,
+}
+
+/// Sends one request with `body` (the shared method, URI and headers) and reads the
+/// response body to its end, keeping up to [`ANSWER_BYTES`] of it if `want_body`.
+async fn send(
+    shared: &Shared,
+    conn: &mut Conn,
+    auth: Option<HeaderValue>,
+    body: Bytes,
+    want_body: bool,
+) -> Result<Answer, Kind> {
     // An empty `Full` is what `Empty` is on the wire: no body, no Content-Length on a GET.
-    let mut request = Request::new(Full::new(shared.body.clone()));
+    let mut request = Request::new(Full::new(body));
     *request.method_mut() = shared.method.clone();
     *request.uri_mut() = shared.uri.clone();
     *request.headers_mut() = shared.headers.clone();
@@ -718,309 +639,35 @@ async fn exchange(shared: &Shared, conn: &mut Conn, auth: Option<HeaderValue>) -
     };
     let response = response.map_err(|e| first(hyper_kind(&e), &e))?;
     let status = response.status();
-    let keep = (shared.sample.as_ref())
+    let sample = (shared.sample.as_ref())
         .map(|[ok, failed]| if status.is_success() { ok } else { failed })
         .filter(|sample| sample.get().is_none());
+    let limit = if want_body {
+        ANSWER_BYTES
+    } else if sample.is_some() {
+        SAMPLE_BYTES
+    } else {
+        0
+    };
     let mut kept = Vec::new();
     let mut body = response.into_body();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| first(hyper_kind(&e), &e))?;
-        if let (Some(_), Some(data)) = (keep, frame.data_ref()) {
-            kept.extend_from_slice(&data[..data.len().min(SAMPLE_BYTES.saturating_sub(kept.len()))]);
+        if let Some(data) = frame.data_ref() {
+            kept.extend_from_slice(&data[..data.len().min(limit.saturating_sub(kept.len()))]);
         }
     }
-    if let Some(sample) = keep {
-        let _ = sample.set(String::from_utf8_lossy(&kept).into_owned());
+    if let Some(sample) = sample {
+        let text = &kept[..kept.len().min(SAMPLE_BYTES)];
+        let _ = sample.set(String::from_utf8_lossy(text).into_owned());
     }
-    Ok(status)
+    Ok(Answer {
+        status,
+        body: want_body.then_some(kept),
+    })
 }
 
-const DPOP: HeaderName = HeaderName::from_static("dpop");
 /// How much of a response body --sample-body keeps.
 const SAMPLE_BYTES: usize = 4096;
-
-/// Makes the DPoP proofs: the header (typ, alg, public jwk) is encoded once,
-/// each proof gets its own jti (a random prefix and a counter), iat and signature.
-struct DpopSigner {
-    key: DpopKey,
-    header_b64: String,
-    htm: String,
-    htu: String,
-    jti_prefix: String,
-    counter: AtomicU64,
-    rng: SystemRandom,
-}
-
-enum DpopKey {
-    Es256(EcdsaKeyPair),
-    EdDsa(Ed25519KeyPair),
-}
-
-impl DpopSigner {
-    fn load(path: &Path, htm: &str, htu: &str) -> Result<Self, String> {
-        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let der = match PrivateKeyDer::from_pem_slice(&pem) {
-            Ok(PrivateKeyDer::Pkcs8(der)) => der,
-            Ok(_) => return Err(format!("{}: not a PKCS#8 \"PRIVATE KEY\"", path.display())),
-            Err(e) => return Err(format!("{}: no private key: {e}", path.display())),
-        };
-        let pkcs8 = der.secret_pkcs8_der();
-        let (key, alg, jwk) = if let Ok(pair) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8) {
-            // The uncompressed point: 0x04, x, y.
-            let point = pair.public_key().as_ref();
-            let (x, y) = (
-                URL_SAFE_NO_PAD.encode(&point[1..33]),
-                URL_SAFE_NO_PAD.encode(&point[33..]),
-            );
-            let jwk = json!({ "kty": "EC", "crv": "P-256", "x": x, "y": y });
-            (DpopKey::Es256(pair), "ES256", jwk)
-        } else if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8) {
-            let jwk = json!({ "kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(pair.public_key()) });
-            (DpopKey::EdDsa(pair), "EdDSA", jwk)
-        } else {
-            return Err(format!("{}: neither an EC P-256 nor an Ed25519 key", path.display()));
-        };
-        let header = json!({ "typ": "dpop+jwt", "alg": alg, "jwk": jwk });
-        let rng = SystemRandom::new();
-        let mut prefix = [0u8; 9];
-        rng.fill(&mut prefix)
-            .map_err(|_| "no randomness for the DPoP jti".to_string())?;
-        Ok(Self {
-            key,
-            header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
-            htm: htm.to_string(),
-            htu: htu.to_string(),
-            jti_prefix: URL_SAFE_NO_PAD.encode(prefix),
-            counter: AtomicU64::new(0),
-            rng,
-        })
-    }
-
-    fn proof(&self) -> Result<HeaderValue, std::io::Error> {
-        let iat = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let jti = format!("{}-{}", self.jti_prefix, self.counter.fetch_add(1, Relaxed));
-        let claims = json!({ "jti": jti, "htm": self.htm, "htu": self.htu, "iat": iat });
-        let mut jws = format!("{}.{}", self.header_b64, URL_SAFE_NO_PAD.encode(claims.to_string()));
-        let signature = match &self.key {
-            DpopKey::Es256(pair) => pair.sign(&self.rng, jws.as_bytes()).map_err(std::io::Error::other)?,
-            DpopKey::EdDsa(pair) => pair.sign(jws.as_bytes()),
-        };
-        jws.push('.');
-        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut jws);
-        HeaderValue::try_from(jws).map_err(std::io::Error::other)
-    }
-}
-
-fn io_kind(stage: Kind, e: &std::io::Error) -> Kind {
-    // Linux errno values: the ones a benchmark script can act on.
-    match e.raw_os_error() {
-        Some(24) => "emfile",
-        Some(23) => "enfile",
-        Some(99) => "eaddrnotavail",
-        Some(111) => "refused",
-        _ => stage,
-    }
-}
-
-fn hyper_kind(e: &hyper::Error) -> Kind {
-    // A TLS 1.3 server rejects a client certificate after the client's handshake
-    // is done: the alert arrives with the response.
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        let io_inner = cause.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref);
-        if cause.is::<rustls::Error>() || io_inner.is_some_and(|inner| inner.is::<rustls::Error>()) {
-            return "tls";
-        }
-        source = cause.source();
-    }
-    if e.is_incomplete_message() {
-        "incomplete_response"
-    } else if e.is_closed() || e.is_canceled() {
-        "closed"
-    } else if e.is_parse() {
-        "parse"
-    } else {
-        "http"
-    }
-}
-
-/// Returns `kind`, printing the details of its first occurrence to stderr.
-fn first(kind: Kind, error: &(dyn std::error::Error + 'static)) -> Kind {
-    static SEEN: Mutex<BTreeSet<Kind>> = Mutex::new(BTreeSet::new());
-    if lock(&SEEN).insert(kind) {
-        let mut detail = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            detail = format!("{detail}: {cause}");
-            source = cause.source();
-        }
-        eprintln!("loadgen: first {kind} error: {detail}");
-        if matches!(kind, "emfile" | "enfile") {
-            eprintln!("loadgen: out of file descriptors: raise `ulimit -n` (and fs.file-max)");
-        }
-    }
-    kind
-}
-
-/// Counters of one thread: only it writes them until they are merged at the end.
-#[derive(Default)]
-struct Stats {
-    ok: u64,
-    non2xx: u64,
-    non2xx_status: BTreeMap<u16, u64>,
-    errors: BTreeMap<Kind, u64>,
-    /// Full and resumed TLS handshakes.
-    handshakes: [u64; 2],
-    latency: Histogram,
-}
-
-impl Stats {
-    fn response(&mut self, status: StatusCode, since: Instant) {
-        if status.is_success() {
-            self.ok += 1;
-            self.latency.record(since.elapsed());
-        } else {
-            self.non2xx += 1;
-            *self.non2xx_status.entry(status.as_u16()).or_default() += 1;
-        }
-    }
-
-    fn error(&mut self, kind: Kind) {
-        *self.errors.entry(kind).or_default() += 1;
-    }
-
-    fn merge(&mut self, other: &Stats) {
-        self.ok += other.ok;
-        self.non2xx += other.non2xx;
-        for (status, n) in &other.non2xx_status {
-            *self.non2xx_status.entry(*status).or_default() += n;
-        }
-        for (kind, n) in &other.errors {
-            *self.errors.entry(kind).or_default() += n;
-        }
-        self.handshakes[0] += other.handshakes[0];
-        self.handshakes[1] += other.handshakes[1];
-        self.latency.merge(&other.latency);
-    }
-}
-
-/// Every thread's `Stats`, registered on the thread's first record.
-static ALL_STATS: Mutex<Vec<Arc<Mutex<Stats>>>> = Mutex::new(Vec::new());
-
-thread_local! {
-    static THREAD_STATS: Arc<Mutex<Stats>> = {
-        let stats = Arc::new(Mutex::new(Stats::default()));
-        lock(&ALL_STATS).push(stats.clone());
-        stats
-    };
-}
-
-/// Updates this thread's counters: the lock is only ever contended by `merged_stats`.
-fn record(update: impl FnOnce(&mut Stats)) {
-    THREAD_STATS.with(|stats| update(&mut lock(stats)));
-}
-
-fn merged_stats() -> Stats {
-    let mut total = Stats::default();
-    for stats in lock(&ALL_STATS).iter() {
-        total.merge(&lock(stats));
-    }
-    total
-}
-
-/// A load generator's counters are still worth reporting after a worker
-/// panicked, unlike the gateway's state (src/lock.rs).
-#[allow(clippy::disallowed_methods)]
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Latency histogram in microseconds: exact 1 µs buckets below 1024 µs, then
-/// 128 buckets per power of two (under 0.8% relative error), up to ~67 s.
-struct Histogram {
-    counts: Vec<u64>,
-    total: u64,
-    max_us: u64,
-}
-
-const LINEAR_US: u64 = 1024;
-const SUB_BITS: u32 = 7;
-/// Highest power of two with its own buckets: larger values land in the last one.
-const TOP_EXP: u32 = 25;
-const BUCKETS: usize = LINEAR_US as usize + (((TOP_EXP - 9) as usize) << SUB_BITS);
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Self {
-            counts: vec![0; BUCKETS],
-            total: 0,
-            max_us: 0,
-        }
-    }
-}
-
-impl Histogram {
-    fn index(us: u64) -> usize {
-        if us < LINEAR_US {
-            return us as usize;
-        }
-        let us = us.min((2 << TOP_EXP) - 1);
-        let exp = 63 - us.leading_zeros();
-        let sub = (us >> (exp - SUB_BITS)) & ((1 << SUB_BITS) - 1);
-        LINEAR_US as usize + (((exp - 10) as usize) << SUB_BITS) + sub as usize
-    }
-
-    /// The largest value that lands in bucket `index`.
-    fn upper(index: usize) -> u64 {
-        let Some(k) = index.checked_sub(LINEAR_US as usize) else {
-            return index as u64;
-        };
-        let exp = 10 + (k >> SUB_BITS) as u32;
-        let width = 1u64 << (exp - SUB_BITS);
-        (1u64 << exp) + (k as u64 & ((1 << SUB_BITS) - 1)) * width + width - 1
-    }
-
-    fn record(&mut self, elapsed: Duration) {
-        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.counts[Self::index(us)] += 1;
-        self.total += 1;
-        self.max_us = self.max_us.max(us);
-    }
-
-    /// The smallest bucket bound at or below which a fraction `q` of the values lie.
-    fn quantile(&self, q: f64) -> u64 {
-        let rank = ((q * self.total as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (index, count) in self.counts.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                return Self::upper(index).min(self.max_us);
-            }
-        }
-        self.max_us
-    }
-
-    fn merge(&mut self, other: &Histogram) {
-        self.counts.iter_mut().zip(&other.counts).for_each(|(a, b)| *a += b);
-        self.total += other.total;
-        self.max_us = self.max_us.max(other.max_us);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_value_lands_in_a_bucket_whose_bound_is_within_one_percent() {
-        for us in (0..5_000).chain((5_000..1 << 26).step_by(997)) {
-            let index = Histogram::index(us);
-            assert!(index < BUCKETS);
-            let upper = Histogram::upper(index);
-            assert!(
-                upper >= us && (upper - us) as f64 <= us as f64 * 0.008,
-                "{us} -> {upper}"
-            );
-        }
-    }
-}
+/// How much of a response body is kept when it is read (a token response is about 1 KiB).
+const ANSWER_BYTES: usize = 64 * 1024;
