@@ -275,6 +275,7 @@ fn header_rewrite(bencher: divan::Bencher) {
         forwarded_for: &f.conn.forwarded_for,
         identity: f.conn.identity.as_ref(),
         claims: Some(&verified.claims),
+        screened: f.cached.gateway.forwarded.screened(),
     };
     bencher
         .with_inputs(|| template.clone())
@@ -320,6 +321,7 @@ fn admit_and_rewrite(prepared: &Prepared, f: &Fixture, req: &mut Request<()>) {
         forwarded_for: &f.conn.forwarded_for,
         identity: f.conn.identity.as_ref(),
         claims: admitted.verified.as_ref().map(|v| &v.claims),
+        screened: gateway.forwarded.screened(),
     };
     forward::rewrite_request(req.headers_mut(), &ctx, &gateway.forward).unwrap();
 }

@@ -58,6 +58,11 @@ enum Command {
     Thumbprint {
         /// PEM file holding the certificate.
         cert: PathBuf,
+        /// Print the base64url SHA-256 of its SubjectPublicKeyInfo instead: a
+        /// `[[trusted_proxy]]` `peer_spki_sha256` (it survives reissuing the
+        /// certificate for the same key).
+        #[arg(long)]
+        spki: bool,
     },
     #[cfg(feature = "dev")]
     #[command(flatten)]
@@ -81,7 +86,7 @@ fn main() -> ExitCode {
             Ok(runtime) => families_cli::run(command, &runtime),
             Err(code) => code,
         },
-        Command::Thumbprint { cert } => thumbprint(&cert),
+        Command::Thumbprint { cert, spki } => thumbprint(&cert, spki),
         #[cfg(feature = "dev")]
         Command::Dev(command) => dev_cli::run(command),
         Command::Completions { shell } => {
@@ -117,11 +122,19 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn thumbprint(path: &std::path::Path) -> ExitCode {
-    match bindgate::conn::pem::certificates(path) {
-        Ok(chain) => {
-            let leaf = chain.first().map(|c| c.as_ref()).unwrap_or_default();
-            println!("{}", bindgate::conn::identity::x5t_s256(leaf));
+fn thumbprint(path: &std::path::Path, spki: bool) -> ExitCode {
+    let chain = match bindgate::conn::pem::certificates(path) {
+        Ok(chain) => chain,
+        Err(e) => return fail(format_args!("{}: {e}", path.display())),
+    };
+    let leaf = chain.first().map(|c| c.as_ref()).unwrap_or_default();
+    if !spki {
+        println!("{}", bindgate::conn::identity::x5t_s256(leaf));
+        return ExitCode::SUCCESS;
+    }
+    match bindgate::conn::identity::ClientIdentity::from_der(leaf) {
+        Ok(identity) => {
+            println!("{}", bindgate::conn::identity::spki_pin(&identity.spki_sha256));
             ExitCode::SUCCESS
         }
         Err(e) => fail(format_args!("{}: {e}", path.display())),
@@ -175,6 +188,24 @@ fn check(path: PathBuf) -> ExitCode {
     );
     if let Some(admin) = &c.admin {
         println!("  admin        {}", admin.listen);
+    }
+    for proxy in &c.trusted_proxies {
+        let hop = match &proxy.hop {
+            bindgate::config::HopMatch::PeerSpki(pin) => {
+                format!("peer_spki_sha256 = {:?}", bindgate::conn::identity::spki_pin(pin))
+            }
+            bindgate::config::HopMatch::PeerSan(san) => format!("peer_san = {san:?}"),
+            bindgate::config::HopMatch::Cidr(ranges) => {
+                let ranges: Vec<String> = ranges.iter().map(|r| format!("{:?}", r.to_string())).collect();
+                format!("cidr = [{}]", ranges.join(", "))
+            }
+        };
+        println!(
+            "  trusted_proxy {} ({hop}, format = {:?}, header = {:?})",
+            proxy.name,
+            proxy.format.name(),
+            proxy.header.as_str()
+        );
     }
     // Printed in the configuration's own words, so the output can be compared with gateway.toml.
     for route in prepared.gateway.routes.iter() {

@@ -18,13 +18,14 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::app::live::Live;
-use crate::config::Limits;
+use crate::config::{ClientCertHeader, Limits};
 use crate::conn::Connection;
 use crate::conn::accept::AcceptBackoff;
 use crate::conn::activity::{Activity, InFlight, QuietTimer, RequestBody, ResponseBody};
 use crate::conn::framing::{FramingLog, FramingScanner};
 use crate::conn::identity::ClientIdentity;
 use crate::conn::io::ClientIo;
+use crate::http::forwarded_cert;
 use crate::{gateway, issuer};
 
 /// What a listener serves.
@@ -97,6 +98,7 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, site: Site, shutdown:
             live: live.clone(),
             limits: generation.config.limits.clone(),
             site,
+            rfc9440_out: generation.config.forward.client_cert_header == ClientCertHeader::Rfc9440,
         };
         let mut drain = draining.clone();
         tokio::spawn(async move {
@@ -140,6 +142,9 @@ struct ConnectionTask {
     live: Arc<Live>,
     limits: Limits,
     site: Site,
+    /// `forward.client_cert_header = "rfc9440"` when the connection was accepted:
+    /// the certificate's header value is rendered once, with its identity.
+    rfc9440_out: bool,
 }
 
 impl ConnectionTask {
@@ -152,7 +157,12 @@ impl ConnectionTask {
         let identity = match session.peer_certificates().and_then(|chain| chain.first()) {
             None => None,
             Some(leaf) => match ClientIdentity::from_der(leaf.as_ref()) {
-                Ok(identity) => Some(identity),
+                Ok(mut identity) => {
+                    if self.rfc9440_out {
+                        identity.rfc9440 = Some(forwarded_cert::rfc9440_value(leaf.as_ref()));
+                    }
+                    Some(identity)
+                }
                 Err(e) => {
                     tracing::info!(%peer, error = %e, "client certificate unreadable; closing");
                     return;

@@ -15,6 +15,7 @@ use crate::auth::token::{self, KeyStore, RevokedFamilies, TokenValidator};
 use crate::config::{AuthorizationServerSettings, Config, ConfigError, IssuerKeys, JwksSource, TokenSettings};
 use crate::conn::tls;
 use crate::gateway::Gateway;
+use crate::gateway::client_cert::ForwardedCerts;
 use crate::gateway::{forward, routes};
 use crate::issuer::Issuer;
 use crate::issuer::client_auth::ClientAuthenticator;
@@ -58,7 +59,8 @@ pub async fn prepare(
 ) -> Result<Prepared, ConfigError> {
     let fingerprint = fingerprint::fingerprint(&config.watched_files());
     forward::check_claim_headers(&config)?;
-    let (tls, revoked) = tls::server_config(&config)?;
+    let gateway_tls = tls::server_config(&config)?;
+    forward::check_proxy_headers(&config)?;
     let mut certificates = tls::summaries("server", &config.server.cert)
         .map_err(|e| config.unusable("server.cert", &config.server.cert, e))?;
     certificates.truncate(1);
@@ -119,14 +121,15 @@ pub async fn prepare(
         dpop,
         forward: config.forward.clone(),
         limits: config.limits.clone(),
-        revoked,
+        revoked: gateway_tls.revoked,
+        forwarded: ForwardedCerts::new(&config, gateway_tls.verifier),
         revoked_families,
         family_issuer: config.authorization_server.as_ref().map(|s| s.issuer.clone()),
         metrics,
     });
     Ok(Prepared {
         config,
-        tls,
+        tls: gateway_tls.config,
         certificates,
         fingerprint,
         gateway,

@@ -130,6 +130,8 @@ mod tests {
             xfcc: http::HeaderValue::from_static(""),
             not_after: 0,
             issuer_serial: Default::default(),
+            spki_sha256: [0; 32],
+            rfc9440: None,
         }
     }
 

@@ -2,7 +2,7 @@
 //! self-signed client population, a Redis outage policy), and each is said
 //! out loud at start and on every reload, so nobody runs one by accident.
 
-use super::{BindingMode, ClientAuth, Config, StoreFailure};
+use super::{BindingMode, ClientAuth, Config, HopMatch, StoreFailure};
 
 /// One loosening setting: the key as written and what it gives up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,15 @@ impl Config {
                 setting: "dpop.replay_store_failure = \"open\"".to_string(),
                 effect: "while the replay store is unavailable, DPoP proofs are accepted unrecorded and can be replayed",
             });
+        }
+        for proxy in &self.trusted_proxies {
+            if let HopMatch::Cidr(ranges) = &proxy.hop {
+                let ranges: Vec<String> = ranges.iter().map(ToString::to_string).collect();
+                found.push(Loosening {
+                    setting: format!("trusted_proxy {:?} cidr = {:?}", proxy.name, ranges),
+                    effect: "any peer that can send from these addresses can forward a client certificate of its choosing; pin the proxy's key with peer_spki_sha256 instead",
+                });
+            }
         }
         found
     }

@@ -22,6 +22,7 @@ mod dpop;
 mod loosened;
 mod routes;
 mod token;
+mod trusted_proxy;
 pub use authorization_server::{
     AuthorizationServerSettings, CertificateSubject, ClientAuthMethod, FamilyLifetime, GrantType, RefreshRotation,
     RefreshSettings, RegisteredClient, StoreLocation, SubjectIssuer,
@@ -30,6 +31,7 @@ pub use dn::{DistinguishedName, DnError};
 pub use dpop::{DpopSettings, ReplayStoreSettings, StoreFailure};
 pub use routes::{AuthPolicy, BindingMethods, BindingMode, RouteSettings};
 pub use token::{IssuerKeys, JwksSource, RemoteJwksSettings, TokenSettings, TypPolicy};
+pub use trusted_proxy::{CLIENT_CERT, CLIENT_CERT_CHAIN, Cidr, ForwardedFormat, HopMatch, TrustedProxy};
 
 /// Exit code for an invalid configuration (`EX_CONFIG` would be 78; design.md
 /// fixes 64, `EX_USAGE`, so scripts can tell "bad config" from "crashed").
@@ -103,6 +105,8 @@ pub struct Config {
     pub dpop: DpopSettings,
     /// `[authorization_server]`: absent, no authorization server runs.
     pub authorization_server: Option<AuthorizationServerSettings>,
+    /// `[[trusted_proxy]]` entries in file order: the first that matches a connection wins.
+    pub trusted_proxies: Vec<TrustedProxy>,
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +121,9 @@ pub struct ServerSettings {
     pub realm: String,
     /// Certificate revocation lists (PEM or DER) for client certificates.
     pub crls: Vec<PathBuf>,
+    /// A forwarded-certificate header from a peer that is no trusted proxy
+    /// is answered with 400 instead of being removed.
+    pub reject_forwarded_cert_headers: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +151,18 @@ pub struct ForwardSettings {
     /// Header set upstream from a token claim, e.g. `x-auth-subject` <- `sub`.
     pub claim_headers: Vec<(HeaderName, String)>,
     pub headers_with_underscores: UnderscoreHeaders,
+    /// Also send the client certificate upstream in RFC 9440's `Client-Cert`.
+    pub client_cert_header: ClientCertHeader,
+}
+
+/// `forward.client_cert_header`: the certificate itself, beside bindgate's XFCC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCertHeader {
+    /// XFCC only (hash, subject and names).
+    None,
+    /// `Client-Cert: :base64(DER):` as well.
+    Rfc9440,
 }
 
 /// What happens to an inbound header whose name holds `_`. CGI, WSGI, PHP
@@ -182,6 +201,8 @@ pub struct Limits {
     pub body_pace: BodyPace,
     /// Largest body the authorization server's token endpoint reads.
     pub max_token_request_bytes: usize,
+    /// Largest forwarded certificate header (with its chain) read from a trusted proxy.
+    pub max_forwarded_cert_bytes: usize,
 }
 
 /// `limits.body_read_timeout` and `limits.body_min_rate`: a request body may
@@ -216,6 +237,7 @@ impl Config {
             base: &base,
         };
         let server = v.server(raw.server)?;
+        let trusted_proxies = v.trusted_proxies(raw.trusted_proxy, server.client_auth)?;
         let admin = raw.admin.map(|a| v.admin(a)).transpose()?;
         let upstream = v.upstream(raw.upstream)?;
         // Before the issuers, wherever the table is in the file: the one
@@ -237,6 +259,7 @@ impl Config {
             authorization_server,
             server,
             admin,
+            trusted_proxies,
         })
     }
 
@@ -295,6 +318,8 @@ struct RawConfig {
     route: Vec<routes::RawRoute>,
     dpop: Option<dpop::RawDpop>,
     authorization_server: Option<authorization_server::RawAuthorizationServer>,
+    #[serde(default)]
+    trusted_proxy: Vec<trusted_proxy::RawTrustedProxy>,
 }
 
 #[derive(Deserialize, Default)]
@@ -314,6 +339,7 @@ struct RawServer {
     client_auth: Option<ClientAuth>,
     realm: Option<String>,
     crl: Option<Vec<PathBuf>>,
+    reject_forwarded_cert_headers: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -333,6 +359,7 @@ struct RawForward {
     strip_authorization: Option<bool>,
     claim_headers: Option<BTreeMap<String, String>>,
     headers_with_underscores: Option<UnderscoreHeaders>,
+    client_cert_header: Option<ClientCertHeader>,
 }
 
 #[derive(Deserialize)]
@@ -355,6 +382,7 @@ struct RawLimits {
     body_read_timeout: Option<String>,
     body_min_rate: Option<u64>,
     max_token_request_bytes: Option<usize>,
+    max_forwarded_cert_bytes: Option<usize>,
 }
 
 // ---- validation: raw -> typed, one error per bad key ----
@@ -452,6 +480,7 @@ impl Validator<'_> {
             client_auth,
             realm,
             crls: raw.crl.unwrap_or_default().into_iter().map(|p| self.path(p)).collect(),
+            reject_forwarded_cert_headers: raw.reject_forwarded_cert_headers.unwrap_or(false),
         })
     }
 
@@ -522,6 +551,7 @@ impl Validator<'_> {
             strip_authorization: raw.strip_authorization.unwrap_or(false),
             claim_headers,
             headers_with_underscores: raw.headers_with_underscores.unwrap_or(UnderscoreHeaders::Drop),
+            client_cert_header: raw.client_cert_header.unwrap_or(ClientCertHeader::None),
         })
     }
 
@@ -557,6 +587,14 @@ impl Validator<'_> {
         if max_token_request_bytes < 1024 {
             return Err(self.invalid("limits.max_token_request_bytes", "must be at least 1024"));
         }
+        // A P-256 leaf is about 700 bytes of DER; an RSA-4096 one with a chain of two is about 8 KiB in base64.
+        let max_forwarded_cert_bytes = raw.max_forwarded_cert_bytes.unwrap_or(10 * 1024);
+        if !(1024..=max_header_bytes).contains(&max_forwarded_cert_bytes) {
+            return Err(self.invalid(
+                "limits.max_forwarded_cert_bytes",
+                format!("must be between 1024 and limits.max_header_bytes ({max_header_bytes})"),
+            ));
+        }
         Ok(Limits {
             handshake_timeout: self.duration(
                 "limits.handshake_timeout",
@@ -576,6 +614,7 @@ impl Validator<'_> {
             token_cache_bytes: raw.token_cache_bytes.unwrap_or(16 * 1024 * 1024),
             body_pace: self.body_pace(raw.body_read_timeout, raw.body_min_rate)?,
             max_token_request_bytes,
+            max_forwarded_cert_bytes,
         })
     }
 

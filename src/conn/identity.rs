@@ -26,6 +26,11 @@ pub struct ClientIdentity {
     pub not_after: i64,
     /// What a CRL names the certificate by, so a reload can revoke it on open connections.
     pub issuer_serial: IssuerSerial,
+    /// SHA-256 of the SubjectPublicKeyInfo: what a `trusted_proxy` pins.
+    pub spki_sha256: [u8; 32],
+    /// RFC 9440's `Client-Cert` value, rendered once when
+    /// `forward.client_cert_header = "rfc9440"` asks for it.
+    pub rfc9440: Option<HeaderValue>,
 }
 
 /// A certificate as a CRL names it: its issuer's name (DER, exactly as
@@ -41,6 +46,57 @@ pub struct IssuerSerial {
 pub enum IdentityError {
     #[error("client certificate is not valid X.509 DER: {0}")]
     NotX509(String),
+}
+
+/// Whose certificate a request is judged by: the one of the connection's
+/// handshake, or, from a trusted proxy, the one it forwarded (or none: a
+/// trusted hop's request without the header has no client certificate,
+/// and is never judged by the proxy's own).
+#[derive(Debug, Clone, Default)]
+pub enum RequestCert {
+    #[default]
+    Handshake,
+    Forwarded {
+        /// `proxy:<name>`.
+        source: std::sync::Arc<str>,
+        identity: Option<std::sync::Arc<ClientIdentity>>,
+    },
+}
+
+/// `cert_source` of requests judged by their own handshake's certificate.
+pub const CERT_SOURCE_TLS: &str = "tls";
+
+impl RequestCert {
+    /// The certificate the request is judged by; `handshake` is the connection's.
+    pub fn identity<'a>(&'a self, handshake: Option<&'a ClientIdentity>) -> Option<&'a ClientIdentity> {
+        match self {
+            RequestCert::Handshake => handshake,
+            RequestCert::Forwarded { identity, .. } => identity.as_deref(),
+        }
+    }
+
+    /// `tls` or `proxy:<name>`, for the access log and the metrics.
+    pub fn source(&self) -> &str {
+        match self {
+            RequestCert::Handshake => CERT_SOURCE_TLS,
+            RequestCert::Forwarded { source, .. } => source,
+        }
+    }
+
+    /// [`Self::source`] as a shared metrics label: counting allocates nothing.
+    pub fn source_label(&self) -> std::sync::Arc<str> {
+        static TLS: std::sync::LazyLock<std::sync::Arc<str>> =
+            std::sync::LazyLock::new(|| std::sync::Arc::from(CERT_SOURCE_TLS));
+        match self {
+            RequestCert::Handshake => TLS.clone(),
+            RequestCert::Forwarded { source, .. } => source.clone(),
+        }
+    }
+}
+
+/// A `peer_spki_sha256` as `gateway.toml` writes it: base64url, no padding.
+pub fn spki_pin(digest: &[u8; 32]) -> String {
+    URL_SAFE_NO_PAD.encode(digest)
 }
 
 /// The RFC 8705 `x5t#S256` of a DER certificate.
@@ -75,6 +131,7 @@ impl ClientIdentity {
             issuer: cert.issuer().as_raw().into(),
             serial: cert.raw_serial().into(),
         };
+        let spki_sha256 = Sha256::digest(cert.public_key().raw).into();
         Ok(ClientIdentity {
             x5t_s256: URL_SAFE_NO_PAD.encode(digest),
             subject,
@@ -83,6 +140,8 @@ impl ClientIdentity {
             xfcc,
             not_after,
             issuer_serial,
+            spki_sha256,
+            rfc9440: None,
         })
     }
 }
@@ -202,6 +261,8 @@ mod tests {
         assert_eq!(id.subject, "CN=client-a,O=Acme\\, Inc");
         assert_eq!(id.dns, vec!["svc.example"]);
         assert_eq!(id.uris, vec!["spiffe://example.org/ns/a"]);
+        let spki: [u8; 32] = Sha256::digest(rcgen::PublicKeyData::subject_public_key_info(&key)).into();
+        assert_eq!(id.spki_sha256, spki);
         assert_eq!(
             id.xfcc.to_str().unwrap(),
             format!(

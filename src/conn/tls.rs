@@ -21,14 +21,22 @@ use crate::conn::revocation::RevocationSet;
 /// Session cache entries per `ServerConfig`; about 1 KiB each.
 const SESSION_CACHE_ENTRIES: usize = 16 * 1024;
 
-/// Builds the TLS server configuration from the files `config` names, and
-/// the set of client certificates its CRLs revoke (for connections opened
-/// before they were loaded).
+/// The gateway listener's TLS: its configuration, the set of client
+/// certificates its CRLs revoke (for connections opened before they were
+/// loaded), and its client certificate verifier, which also judges
+/// certificates forwarded by trusted proxies.
+pub struct GatewayTls {
+    pub config: Arc<ServerConfig>,
+    pub revoked: RevocationSet,
+    pub verifier: Arc<dyn ClientCertVerifier>,
+}
+
+/// Builds the gateway's TLS from the files `config` names.
 ///
 /// Every call makes a fresh session cache and ticket key: a session from an
 /// older configuration (perhaps trusting a CA since removed) must never
 /// resume on this one.
-pub fn server_config(config: &Config) -> Result<(Arc<ServerConfig>, RevocationSet), ConfigError> {
+pub fn server_config(config: &Config) -> Result<GatewayTls, ConfigError> {
     let server = &config.server;
     let provider = provider();
     let (verifier, revoked) = client_verifier(config, provider.clone())?;
@@ -36,7 +44,11 @@ pub fn server_config(config: &Config) -> Result<(Arc<ServerConfig>, RevocationSe
         cert: ("server.cert", &server.cert),
         key: ("server.key", &server.key),
     };
-    Ok((listener_config(config, provider, verifier, files)?, revoked))
+    Ok(GatewayTls {
+        config: listener_config(config, provider, verifier.clone(), files)?,
+        revoked,
+        verifier,
+    })
 }
 
 /// The TLS server configuration of the authorization server's listener.

@@ -12,9 +12,9 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::auth::dpop::DPOP;
 use crate::auth::token::Claims;
-use crate::config::{Config, ConfigError, ForwardSettings, UnderscoreHeaders};
+use crate::config::{CLIENT_CERT, ClientCertHeader, Config, ConfigError, ForwardSettings, UnderscoreHeaders};
 use crate::conn::identity::ClientIdentity;
-use crate::http::hop::{HOP_BY_HOP, strip_hop_by_hop_and};
+use crate::http::hop::{HOP_BY_HOP, same_but_underscores, strip_hop_by_hop_and};
 use crate::http::inbound::RequestError;
 
 pub const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
@@ -44,6 +44,33 @@ pub fn check_claim_headers(config: &Config) -> Result<(), ConfigError> {
     }
 }
 
+/// Refuses a `trusted_proxy` header naming one the gateway reads or writes
+/// for itself: a proxy's certificate must not arrive in `Authorization`,
+/// and only an `xfcc` entry may read `x-forwarded-client-cert` (which the
+/// gateway then replaces with its own).
+pub fn check_proxy_headers(config: &Config) -> Result<(), ConfigError> {
+    for (index, proxy) in config.trusted_proxies.iter().enumerate() {
+        let xfcc_reads_xfcc =
+            proxy.format == crate::config::ForwardedFormat::Xfcc && proxy.header == X_FORWARDED_CLIENT_CERT;
+        let claim_header = config
+            .forward
+            .claim_headers
+            .iter()
+            .any(|(name, _)| *name == proxy.header);
+        if (is_reserved(&proxy.header) && !xfcc_reads_xfcc) || proxy.header == DPOP || claim_header {
+            return Err(ConfigError::InvalidValue {
+                file: config.source.clone(),
+                key: format!("trusted_proxy[{index}].header").into(),
+                reason: format!(
+                    "{:?} is a header the gateway reads or sets itself; name the one the proxy sets the certificate in",
+                    proxy.header.as_str()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The headers about the client the gateway writes itself, from what it established.
 const FORWARDING: [HeaderName; 5] = [
     X_FORWARDED_CLIENT_CERT,
@@ -56,10 +83,32 @@ const FORWARDING: [HeaderName; 5] = [
 /// What the gateway knows about the request it is about to forward.
 pub struct ForwardContext<'a> {
     pub authority: &'a str,
-    /// The client's address, as `X-Forwarded-For` carries it.
+    /// `X-Forwarded-For` as the upstream gets it.
     pub forwarded_for: &'a HeaderValue,
+    /// The certificate the request was judged by.
     pub identity: Option<&'a ClientIdentity>,
     pub claims: Option<&'a Claims>,
+    /// Headers that can carry a forwarded certificate: never passed on as they came.
+    pub screened: &'a [HeaderName],
+}
+
+/// `X-Forwarded-For` for the upstream. A trusted proxy's value is kept and
+/// its own address appended, as each hop of a chain does; anyone else's is
+/// replaced by the peer's address.
+pub fn forwarded_for(headers: &HeaderMap, peer: &HeaderValue, trusted_hop: bool) -> Option<HeaderValue> {
+    if !trusted_hop {
+        return None;
+    }
+    let mut chain: Vec<&[u8]> = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if chain.is_empty() {
+        return None;
+    }
+    chain.push(peer.as_bytes());
+    HeaderValue::from_bytes(&chain.join(&b", "[..])).ok()
 }
 
 /// Rewrites inbound request headers into the ones the upstream receives.
@@ -72,13 +121,14 @@ pub fn rewrite_request(
     let underscored = Cell::new(false);
     strip_hop_by_hop_and(headers, |name| {
         FORWARDING.contains(name)
+            || ctx.screened.contains(name)
             || settings.claim_headers.iter().any(|(claim_header, _)| claim_header == name)
             // The DPoP proof is part of the same credential, and means nothing without it.
             || (settings.strip_authorization && (name == AUTHORIZATION || name == DPOP))
             // One byte scan per name: the common request has no `_` at all.
             || (name.as_str().as_bytes().contains(&b'_') && {
                 underscored.set(true);
-                underscore_name_goes(name.as_str(), settings)
+                underscore_name_goes(name.as_str(), settings, ctx.screened)
             })
     });
     if underscored.get() && settings.headers_with_underscores == UnderscoreHeaders::Reject {
@@ -96,6 +146,11 @@ pub fn rewrite_request(
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     if let Some(identity) = ctx.identity {
         headers.insert(X_FORWARDED_CLIENT_CERT, identity.xfcc.clone());
+        if settings.client_cert_header == ClientCertHeader::Rfc9440
+            && let Some(value) = &identity.rfc9440
+        {
+            headers.insert(CLIENT_CERT, value.clone());
+        }
     }
     if let Some(claims) = ctx.claims {
         for (name, claim) in &settings.claim_headers {
@@ -107,12 +162,28 @@ pub fn rewrite_request(
     Ok(())
 }
 
+/// RFC 9440 section 2.4: a response that varies on `Client-Cert` would be
+/// cached by the client under a header the client never sends; `Vary: *`
+/// keeps it from being reused at all.
+pub fn uncache_client_cert_variants(headers: &mut HeaderMap) {
+    let varies_on_cert = headers.get_all(http::header::VARY).iter().any(|value| {
+        value.as_bytes().split(|b| *b == b',').any(|token| {
+            let token = token.trim_ascii();
+            token.eq_ignore_ascii_case(b"client-cert") || token.eq_ignore_ascii_case(b"client-cert-chain")
+        })
+    });
+    if varies_on_cert {
+        headers.insert(http::header::VARY, HeaderValue::from_static("*"));
+    }
+}
+
 /// Whether a header name holding `_` is removed: always when, `_` read as
 /// `-`, it names a header the gateway sets, strips or relies on; otherwise
 /// as `headers_with_underscores` says.
-fn underscore_name_goes(name: &str, settings: &ForwardSettings) -> bool {
+fn underscore_name_goes(name: &str, settings: &ForwardSettings, screened: &[HeaderName]) -> bool {
     let spells = |protected: &HeaderName| same_but_underscores(name, protected.as_str());
     let protected = FORWARDING.iter().any(spells)
+        || screened.iter().any(spells)
         || HOP_BY_HOP.iter().any(spells)
         || [HOST, AUTHORIZATION, DPOP].iter().any(spells)
         || settings
@@ -120,16 +191,6 @@ fn underscore_name_goes(name: &str, settings: &ForwardSettings) -> bool {
             .iter()
             .any(|(claim_header, _)| spells(claim_header));
     protected || settings.headers_with_underscores != UnderscoreHeaders::Allow
-}
-
-/// `name` equals `protected` with some of its `-` written as `_`. Both are
-/// lowercase, as every `HeaderName` is.
-fn same_but_underscores(name: &str, protected: &str) -> bool {
-    name.len() == protected.len()
-        && name
-            .bytes()
-            .zip(protected.bytes())
-            .all(|(n, p)| n == p || (n == b'_' && p == b'-'))
 }
 
 #[cfg(test)]
@@ -141,6 +202,7 @@ mod tests {
             strip_authorization: false,
             claim_headers: vec![(HeaderName::from_static("x-auth-subject"), "sub".to_string())],
             headers_with_underscores: UnderscoreHeaders::Drop,
+            client_cert_header: ClientCertHeader::None,
         }
     }
 
@@ -155,6 +217,12 @@ mod tests {
         map
     }
 
+    static SCREENED: [HeaderName; 3] = [
+        HeaderName::from_static("client-cert"),
+        HeaderName::from_static("client-cert-chain"),
+        HeaderName::from_static("x-ssl-cert"),
+    ];
+
     fn ctx<'a>(claims: Option<&'a Claims>) -> ForwardContext<'a> {
         static PEER: HeaderValue = HeaderValue::from_static("10.1.2.3");
         ForwardContext {
@@ -162,6 +230,7 @@ mod tests {
             forwarded_for: &PEER,
             identity: None,
             claims,
+            screened: &SCREENED,
         }
     }
 
@@ -257,5 +326,54 @@ mod tests {
                 Err(RequestError::UnderscoreInHeaderName)
             ));
         }
+    }
+
+    #[test]
+    fn forwarded_certificate_headers_never_pass_in_any_spelling() {
+        for mode in [UnderscoreHeaders::Allow, UnderscoreHeaders::Drop] {
+            let mut s = settings();
+            s.headers_with_underscores = mode;
+            let mut h = inbound(&[
+                ("client-cert", ":AAAA:"),
+                ("client-cert-chain", ":AAAA:"),
+                ("client_cert", ":AAAA:"),
+                ("client_cert-chain", ":AAAA:"),
+                ("x-ssl-cert", "pem"),
+                ("x_ssl_cert", "pem"),
+            ]);
+            rewrite_request(&mut h, &ctx(None), &s).unwrap();
+            for name in [
+                "client-cert",
+                "client-cert-chain",
+                "client_cert",
+                "client_cert-chain",
+                "x-ssl-cert",
+                "x_ssl_cert",
+            ] {
+                assert!(h.get(name).is_none(), "{mode:?}: {name} kept");
+            }
+        }
+    }
+
+    #[test]
+    fn a_trusted_hops_forwarded_for_is_extended_and_anyone_elses_replaced() {
+        let peer = HeaderValue::from_static("10.0.0.5");
+        let h = inbound(&[("x-forwarded-for", "203.0.113.7"), ("x-forwarded-for", "198.51.100.1")]);
+        assert_eq!(
+            forwarded_for(&h, &peer, true).unwrap(),
+            "203.0.113.7, 198.51.100.1, 10.0.0.5"
+        );
+        assert!(forwarded_for(&h, &peer, false).is_none());
+        assert!(forwarded_for(&HeaderMap::new(), &peer, true).is_none());
+    }
+
+    #[test]
+    fn a_response_varying_on_the_client_certificate_becomes_uncacheable() {
+        let mut h = inbound(&[("vary", "Accept-Encoding"), ("vary", "Origin, CLIENT-CERT")]);
+        uncache_client_cert_variants(&mut h);
+        assert_eq!(h.get_all("vary").iter().collect::<Vec<_>>(), vec!["*"]);
+        let mut plain = inbound(&[("vary", "Accept-Encoding, Client-Certs")]);
+        uncache_client_cert_variants(&mut plain);
+        assert_eq!(plain["vary"], "Accept-Encoding, Client-Certs");
     }
 }

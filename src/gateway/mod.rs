@@ -4,6 +4,7 @@
 //! [`Outcome`] counts and logs every request exactly once, also one whose
 //! client left before the answer.
 
+pub mod client_cert;
 pub mod forward;
 pub(crate) mod outcome;
 pub(crate) mod reject;
@@ -17,6 +18,7 @@ use http::{Request, Response, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use self::client_cert::{CertificateRefusal, ForwardedCerts};
 use self::forward::ForwardContext;
 pub use self::outcome::{Outcome, RequestNotes};
 use self::routes::{Route, RouteTable};
@@ -31,6 +33,7 @@ use crate::config::{ForwardSettings, Limits};
 use crate::conn::Connection;
 use crate::conn::activity::RequestBody;
 use crate::conn::framing::Framing;
+use crate::conn::identity::{ClientIdentity, RequestCert};
 use crate::conn::revocation::RevocationSet;
 use crate::gateway::reject::{ChallengeContext, Fault, Rejection};
 use crate::http::access::CountedBody;
@@ -50,6 +53,8 @@ pub struct Gateway {
     /// Client certificates the CRLs revoke: refused also on connections
     /// whose handshake predates the CRL.
     pub revoked: RevocationSet,
+    /// Trusted front proxies, and the verifier of the certificates they forward.
+    pub forwarded: ForwardedCerts,
     /// Refresh-token families revoked, whose access tokens are refused too.
     pub revoked_families: Arc<RevokedFamilies>,
     /// The embedded authorization server's `iss`: only its tokens' `sid`
@@ -134,7 +139,7 @@ async fn authorize_and_forward(
     let pace = gateway.limits.body_pace;
     let req = req.map(|body| BodyDeadline::new(body, pace));
     let req = inbound::screen_form(req, gateway.limits.max_form_bytes).await?;
-    let req = rewrite(req, conn, &admitted, notes, &gateway.forward)?;
+    let req = rewrite(req, conn, &admitted, notes, gateway)?;
     let response = send_upstream(gateway, admitted.route, req, notes).await?;
     Ok(to_client(response, admitted.next_nonce))
 }
@@ -146,20 +151,22 @@ fn rewrite(
     conn: &Connection,
     admitted: &Admitted<'_>,
     notes: &RequestNotes,
-    settings: &ForwardSettings,
+    gateway: &Gateway,
 ) -> Result<Request<Body>, Rejection> {
     let (mut parts, body) = req.into_parts();
     let body = match &notes.bytes_in {
         Some(counter) => CountedBody::new(body, counter.clone()).boxed(),
         None => body,
     };
+    let extended = forward::forwarded_for(&parts.headers, &conn.forwarded_for, admitted.from_trusted_hop);
     let context = ForwardContext {
         authority: &admitted.authority,
-        forwarded_for: &conn.forwarded_for,
-        identity: conn.identity.as_ref(),
+        forwarded_for: extended.as_ref().unwrap_or(&conn.forwarded_for),
+        identity: notes.cert.identity(conn.identity.as_ref()),
         claims: admitted.verified.as_ref().map(|v| &v.claims),
+        screened: gateway.forwarded.screened(),
     };
-    forward::rewrite_request(&mut parts.headers, &context, settings)?;
+    forward::rewrite_request(&mut parts.headers, &context, &gateway.forward)?;
     Ok(Request::from_parts(parts, body))
 }
 
@@ -180,10 +187,12 @@ async fn send_upstream(
 }
 
 /// The upstream's response as the client gets it: no hop-by-hop headers,
-/// and a newer DPoP nonce when there is one.
+/// no `Vary` on a header the client never sent, and a newer DPoP nonce
+/// when there is one.
 fn to_client(response: Response<Incoming>, next_nonce: Option<String>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     hop::strip_hop_by_hop(&mut parts.headers);
+    forward::uncache_client_cert_variants(&mut parts.headers);
     if let Some(nonce) = next_nonce.and_then(|n| http::HeaderValue::from_str(&n).ok()) {
         parts.headers.insert(DPOP_NONCE, nonce);
     }
@@ -198,6 +207,8 @@ pub struct Admitted<'g> {
     pub verified: Option<Arc<VerifiedToken>>,
     /// A newer DPoP nonce for the response.
     pub next_nonce: Option<String>,
+    /// The connection is a trusted proxy's.
+    pub from_trusted_hop: bool,
 }
 
 /// Every check a request must pass before it may go upstream, short of
@@ -214,11 +225,27 @@ pub async fn admit<'g, B>(
     if conn.framing.as_ref().and_then(|log| log.next()) == Some(Framing::Ambiguous) {
         return Err(RequestError::AmbiguousFraming.into());
     }
+    let hop = gateway.forwarded.hop(conn);
+    if let Some(proxy) = hop {
+        // Said in the log and metrics even when its header is refused.
+        notes.cert = RequestCert::Forwarded {
+            source: proxy.source.clone(),
+            identity: None,
+        };
+    }
+    let cert = gateway.forwarded.resolve(hop, req.headers())?;
+    // Cheap: a handshake's is a tag, a forwarded one two reference counts.
+    notes.cert = cert.clone();
+    let identity = cert.identity(conn.identity.as_ref());
     // Before any route: the handshake would refuse this certificate today.
-    if let Some(identity) = &conn.identity
+    if let Some(identity) = identity
         && gateway.revoked.is_revoked(&identity.issuer_serial)
     {
-        return Err(Rejection::ClientCertRevoked);
+        return Err(match hop {
+            // The connection is the proxy's, carrying other clients too: keep it.
+            Some(_) => CertificateRefusal::Revoked.into(),
+            None => Rejection::ClientCertRevoked,
+        });
     }
     let authority = inbound::check_head(req)?;
     // Route on exactly the path the upstream will receive, but keep what the
@@ -239,7 +266,7 @@ pub async fn admit<'g, B>(
                 authority: &authority,
                 path: original_path.as_deref().unwrap_or(req.uri().path()),
             };
-            let (verified, next_nonce) = authorize(gateway, conn, req, &target, route, notes).await?;
+            let (verified, next_nonce) = authorize(gateway, identity, req, &target, route, notes).await?;
             (Some(verified), next_nonce)
         }
     };
@@ -248,6 +275,7 @@ pub async fn admit<'g, B>(
         authority,
         verified,
         next_nonce,
+        from_trusted_hop: hop.is_some(),
     })
 }
 
@@ -255,7 +283,7 @@ pub async fn admit<'g, B>(
 /// requires a bound token. Returns the token and a newer DPoP nonce.
 async fn authorize<B>(
     gateway: &Gateway,
-    conn: &Connection,
+    client_certificate: Option<&ClientIdentity>,
     req: &Request<B>,
     target: &RequestTarget<'_>,
     route: &Route,
@@ -272,7 +300,7 @@ async fn authorize<B>(
     }
     let sender = check_sender(
         gateway,
-        conn,
+        client_certificate,
         req.headers(),
         target,
         credential,
@@ -323,7 +351,7 @@ struct SenderHeld {
 /// checks (last, so that only otherwise valid proofs use up a `jti`).
 async fn check_sender(
     gateway: &Gateway,
-    conn: &Connection,
+    client_certificate: Option<&ClientIdentity>,
     headers: &http::HeaderMap,
     target: &RequestTarget<'_>,
     credential: extract::Credential<'_>,
@@ -340,7 +368,7 @@ async fn check_sender(
         }
     };
     let proofs = Proofs {
-        client_certificate: conn.identity.as_ref(),
+        client_certificate,
         scheme: credential.scheme,
         dpop_jkt: proof.as_ref().map(|p| p.jkt.as_str()),
         dpop_header: proof_header.is_some(),

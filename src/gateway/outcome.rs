@@ -19,6 +19,7 @@ use crate::auth::token::extract::Scheme;
 use crate::body::Body;
 use crate::config::BindingMethods;
 use crate::conn::Connection;
+use crate::conn::identity::RequestCert;
 use crate::http::access::{AccessRecord, CLIENT_CLOSED_REQUEST, CLIENT_GONE, LoggedBody, RequestLine};
 use crate::metrics::Metrics;
 
@@ -36,6 +37,8 @@ pub struct RequestNotes {
     pub(super) upstream_us: Option<u64>,
     /// Request body bytes, counted only for the access log.
     pub(super) bytes_in: Option<Arc<AtomicU64>>,
+    /// Whose certificate the request is judged by.
+    pub(super) cert: RequestCert,
 }
 
 /// An end-of-request guard: [`Outcome::respond`] counts the request and
@@ -97,7 +100,8 @@ impl<'a> Outcome<'a> {
     fn count(&self, status: u16, reason: &'static str, head: Duration) {
         static NO_ROUTE: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("-"));
         let route = self.notes.route.as_ref().unwrap_or(&NO_ROUTE);
-        self.metrics.record_request(route, status, reason, head);
+        self.metrics
+            .record_request(route, status, reason, self.notes.cert.source_label(), head);
         if let Some(violation) = self.notes.binding_violation {
             self.metrics.record_binding_report(route, violation);
         }
@@ -114,6 +118,7 @@ impl<'a> Outcome<'a> {
         let notes = std::mem::take(&mut self.notes);
         Some(AccessRecord {
             conn: self.conn.clone(),
+            cert: notes.cert,
             method: std::mem::replace(&mut self.line.method, Method::GET),
             path: std::mem::take(&mut self.line.path),
             version: self.line.version,
@@ -173,7 +178,7 @@ mod tests {
         drop(outcome);
         assert_eq!(
             requests(&metrics),
-            ["bindgate_requests_total{route=\"/api\",status=\"499\",reason=\"client_gone\"} 1"]
+            ["bindgate_requests_total{route=\"/api\",status=\"499\",reason=\"client_gone\",cert_source=\"tls\"} 1"]
         );
         let text = metrics.render(&[]);
         assert!(text.contains("bindgate_sender_checks_passed_total{route=\"/api\",binding=\"mtls\"} 1\n"));
@@ -189,7 +194,7 @@ mod tests {
         drop(response);
         assert_eq!(
             requests(&metrics),
-            ["bindgate_requests_total{route=\"-\",status=\"200\",reason=\"forwarded\"} 1"]
+            ["bindgate_requests_total{route=\"-\",status=\"200\",reason=\"forwarded\",cert_source=\"tls\"} 1"]
         );
     }
 }

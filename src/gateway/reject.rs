@@ -12,8 +12,10 @@ use crate::auth::token::TokenError;
 use crate::auth::token::extract::CredentialError;
 use crate::auth::token::extract::Scheme;
 use crate::body::{self, Body};
+use crate::gateway::client_cert::{CertificateRefusal, ClientCertError};
 use crate::gateway::routes::InsufficientScope;
 use crate::http::body_deadline::{self, BodyTimedOut};
+use crate::http::forwarded_cert::ForwardedCertError;
 use crate::http::inbound::{FormScreenError, RequestError};
 use crate::http::upstream::UpstreamError;
 
@@ -42,6 +44,15 @@ pub enum Rejection {
     /// A CRL loaded after the connection's handshake revokes its certificate.
     #[error("the client certificate has been revoked")]
     ClientCertRevoked,
+    /// A certificate forwarded by a front proxy, or a header claiming one.
+    #[error(transparent)]
+    ClientCert(#[from] ClientCertError),
+}
+
+impl From<CertificateRefusal> for Rejection {
+    fn from(refusal: CertificateRefusal) -> Rejection {
+        Rejection::ClientCert(ClientCertError::Refused(refusal))
+    }
 }
 
 impl From<UpstreamError> for Rejection {
@@ -198,6 +209,7 @@ impl Rejection {
             ),
             Rejection::Upstream(e) => upstream(e),
             Rejection::ClientCertRevoked => closing(invalid_token("client_cert_revoked")),
+            Rejection::ClientCert(e) => client_cert(e),
         }
     }
 
@@ -267,6 +279,35 @@ impl Rejection {
                 vec![format!("{}, scope=\"{scope}\"", with_error("insufficient_scope"))]
             }
         }
+    }
+}
+
+/// A forwarded certificate: an unusable header is the request's mistake
+/// (400); a certificate that fails verification gets the reason a handshake
+/// certificate would. Never closing: the connection is the proxy's, and
+/// carries other clients' requests too.
+fn client_cert(e: &ClientCertError) -> Verdict {
+    let bad_header = |reason| verdict(BAD_REQUEST, Challenge::None, "invalid_request", reason);
+    match e {
+        ClientCertError::FromUntrustedPeer => bad_header("forwarded_cert_from_untrusted_peer"),
+        ClientCertError::Header(header) => bad_header(match header {
+            ForwardedCertError::Repeated => "forwarded_cert_repeated",
+            ForwardedCertError::List => "forwarded_cert_list",
+            ForwardedCertError::TooLarge { .. } => "forwarded_cert_too_large",
+            ForwardedCertError::Undecodable(_) => "forwarded_cert_undecodable",
+        }),
+        ClientCertError::NotX509(_) => invalid_token("client_cert_invalid"),
+        ClientCertError::Refused(refusal) => match refusal {
+            CertificateRefusal::Expired => invalid_token("client_cert_expired"),
+            CertificateRefusal::NotYetValid => invalid_token("client_cert_not_yet_valid"),
+            CertificateRefusal::Untrusted => invalid_token("client_cert_untrusted"),
+            CertificateRefusal::Revoked => invalid_token("client_cert_revoked"),
+            CertificateRefusal::WrongPurpose => invalid_token("client_cert_wrong_purpose"),
+            CertificateRefusal::Invalid => invalid_token("client_cert_invalid"),
+            // Not the client's fault: no current CRL says whether it is revoked.
+            CertificateRefusal::RevocationUnknown => unavailable("crl_unavailable"),
+            CertificateRefusal::RevocationListExpired => unavailable("crl_expired"),
+        },
     }
 }
 

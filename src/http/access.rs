@@ -14,6 +14,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use crate::body::{Body, BoxError};
 use crate::conn::Connection;
+use crate::conn::identity::RequestCert;
 
 /// The reason label of a request whose client left before its response
 /// head was ready: it has no verdict, and nothing was sent.
@@ -57,6 +58,8 @@ impl RequestLine {
 /// Everything the access line reports, collected along the request path.
 pub struct AccessRecord {
     pub conn: Arc<Connection>,
+    /// Whose certificate the request was judged by.
+    pub cert: RequestCert,
     pub method: Method,
     /// The path only: a query string may carry a token and is never logged.
     pub path: String,
@@ -85,7 +88,7 @@ impl AccessRecord {
     /// Writes the line: `bytes_out` body bytes sent, `completed` if the body
     /// was sent to its end.
     pub fn write(self, bytes_out: u64, completed: bool) {
-        let identity = self.conn.identity.as_ref();
+        let identity = self.cert.identity(self.conn.identity.as_ref());
         tracing::info!(
             target: "bindgate::access",
             peer = %self.conn.peer,
@@ -99,6 +102,7 @@ impl AccessRecord {
             binding_violation = self.binding_violation.unwrap_or("-"),
             client_id = self.client_id.as_deref().unwrap_or("-"),
             grant = self.grant.unwrap_or("-"),
+            cert_source = self.cert.source(),
             subject = identity.map(|i| i.subject.as_str()).unwrap_or("-"),
             x5t = identity.map(|i| i.x5t_s256.as_str()).unwrap_or("-"),
             resumed = self.conn.resumed,

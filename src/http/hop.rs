@@ -43,6 +43,17 @@ pub fn strip_hop_by_hop_and(headers: &mut HeaderMap, also: impl Fn(&HeaderName) 
     }
 }
 
+/// `name` equals `protected` with some of its `-` written as `_`. Both are
+/// lowercase, as every `HeaderName` is. CGI, WSGI, PHP and Rack read both
+/// spellings as one variable.
+pub fn same_but_underscores(name: &str, protected: &str) -> bool {
+    name.len() == protected.len()
+        && name
+            .bytes()
+            .zip(protected.bytes())
+            .all(|(n, p)| n == p || (n == b'_' && p == b'-'))
+}
+
 /// The header names listed in `Connection`.
 fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
     headers

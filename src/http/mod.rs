@@ -4,6 +4,7 @@
 pub(crate) mod access;
 pub(crate) mod body_deadline;
 pub mod form;
+pub mod forwarded_cert;
 pub(crate) mod hop;
 pub(crate) mod inbound;
 pub(crate) mod upstream;

@@ -115,6 +115,7 @@ impl<'a> Outcome<'a> {
             return None;
         }
         Some(AccessRecord {
+            cert: crate::conn::identity::RequestCert::Handshake,
             conn: self.conn.clone(),
             method: std::mem::replace(&mut self.line.method, Method::GET),
             path: std::mem::take(&mut self.line.path),

@@ -62,7 +62,7 @@ impl Histogram {
 /// stable reason label from `gateway/reject.rs` (or `forwarded`).
 #[derive(Debug)]
 pub struct Metrics {
-    requests: Counters<(Arc<str>, u16, &'static str)>,
+    requests: Counters<(Arc<str>, u16, &'static str, Arc<str>)>,
     binding_reports: Counters<(Arc<str>, &'static str)>,
     bindings_held: Counters<(Arc<str>, &'static str)>,
     replay_store_failures: Counters<(&'static str, &'static str)>,
@@ -122,8 +122,16 @@ impl Default for Metrics {
 
 impl Metrics {
     /// `route` is the route's own label, shared: counting allocates nothing.
-    pub fn record_request(&self, route: &Arc<str>, status: u16, reason: &'static str, duration: Duration) {
-        increment(&self.requests, (route.clone(), status, reason));
+    /// `cert_source` is `tls` or `proxy:<name>`.
+    pub fn record_request(
+        &self,
+        route: &Arc<str>,
+        status: u16,
+        reason: &'static str,
+        cert_source: Arc<str>,
+        duration: Duration,
+    ) {
+        increment(&self.requests, (route.clone(), status, reason, cert_source));
         self.request_duration.observe(duration);
     }
 
@@ -223,11 +231,12 @@ impl Metrics {
         family(
             out,
             "bindgate_requests_total",
-            "Requests answered, by route, status and reason.",
-            rows(&self.requests, |(route, status, reason)| {
+            "Requests answered, by route, status, reason and where the client certificate came from.",
+            rows(&self.requests, |(route, status, reason, cert_source)| {
                 format!(
-                    "route=\"{}\",status=\"{status}\",reason=\"{reason}\"",
-                    escape_label(route)
+                    "route=\"{}\",status=\"{status}\",reason=\"{reason}\",cert_source=\"{}\"",
+                    escape_label(route),
+                    escape_label(cert_source)
                 )
             }),
         );
@@ -432,15 +441,16 @@ mod tests {
     fn renders_counters_with_their_labels() {
         let m = Metrics::default();
         let (root, api): (Arc<str>, Arc<str>) = (Arc::from("/"), Arc::from("/api"));
-        m.record_request(&root, 200, "forwarded", Duration::from_millis(2));
-        m.record_request(&root, 200, "forwarded", Duration::from_millis(2));
-        m.record_request(&api, 401, "cnf_mismatch", Duration::from_micros(100));
+        let (tls, edge): (Arc<str>, Arc<str>) = (Arc::from("tls"), Arc::from("proxy:edge"));
+        m.record_request(&root, 200, "forwarded", tls.clone(), Duration::from_millis(2));
+        m.record_request(&root, 200, "forwarded", tls, Duration::from_millis(2));
+        m.record_request(&api, 401, "cnf_mismatch", edge, Duration::from_micros(100));
         m.record_handshake_failure("unknown_ca");
         m.record_reload("signal", false);
         let text = m.render(&[("server", "CN=localhost".to_string(), 1_900_000_000)]);
         for expected in [
-            "bindgate_requests_total{route=\"/\",status=\"200\",reason=\"forwarded\"} 2\n",
-            "bindgate_requests_total{route=\"/api\",status=\"401\",reason=\"cnf_mismatch\"} 1\n",
+            "bindgate_requests_total{route=\"/\",status=\"200\",reason=\"forwarded\",cert_source=\"tls\"} 2\n",
+            "bindgate_requests_total{route=\"/api\",status=\"401\",reason=\"cnf_mismatch\",cert_source=\"proxy:edge\"} 1\n",
             "bindgate_tls_handshake_failures_total{reason=\"unknown_ca\"} 1\n",
             "bindgate_reloads_total{trigger=\"signal\",result=\"error\"} 1\n",
             "bindgate_request_duration_seconds_bucket{le=\"0.0005\"} 1\n",

@@ -150,7 +150,7 @@ async fn abandoned_request_is_logged_and_counted_once(leave: Leave) {
     }
     assert_eq!(
         client_gone_samples(&gw).await,
-        ["bindgate_requests_total{route=\"/\",status=\"499\",reason=\"client_gone\"} 1"]
+        ["bindgate_requests_total{route=\"/\",status=\"499\",reason=\"client_gone\",cert_source=\"tls\"} 1"]
     );
     assert_eq!(s.upstream.requests()[0].target, HELD);
     drop(kept);

@@ -271,7 +271,7 @@ async fn a_certificate_revoked_by_a_crl_reload_is_refused_on_its_open_connection
     let (_, metrics) = admin_get(gw.admin.unwrap(), "/metrics").await;
     let refused = metric(
         &metrics,
-        "bindgate_requests_total{route=\"-\",status=\"401\",reason=\"client_cert_revoked\"}",
+        "bindgate_requests_total{route=\"-\",status=\"401\",reason=\"client_cert_revoked\",cert_source=\"tls\"}",
     );
     assert_eq!(refused, Some(2.0), "{metrics}");
 }

@@ -472,15 +472,15 @@ async fn health_readiness_and_metrics_reflect_what_happened() {
     assert_eq!(status, 200);
     let expect = [
         (
-            "bindgate_requests_total{route=\"/\",status=\"200\",reason=\"forwarded\"}",
+            "bindgate_requests_total{route=\"/\",status=\"200\",reason=\"forwarded\",cert_source=\"tls\"}",
             2.0,
         ),
         (
-            "bindgate_requests_total{route=\"/\",status=\"401\",reason=\"cnf_mismatch\"}",
+            "bindgate_requests_total{route=\"/\",status=\"401\",reason=\"cnf_mismatch\",cert_source=\"tls\"}",
             1.0,
         ),
         (
-            "bindgate_requests_total{route=\"/\",status=\"401\",reason=\"token_missing\"}",
+            "bindgate_requests_total{route=\"/\",status=\"401\",reason=\"token_missing\",cert_source=\"tls\"}",
             1.0,
         ),
         (
