@@ -13,7 +13,8 @@ use crate::auth::dpop::nonce::NonceIssuer;
 use crate::auth::dpop::store::ReplayStore;
 use crate::auth::token::{self, KeyStore, RevokedFamilies, TokenValidator};
 use crate::config::{AuthorizationServerSettings, Config, ConfigError, IssuerKeys, JwksSource, TokenSettings};
-use crate::conn::tls;
+use crate::conn::crl::CrlFetcher;
+use crate::conn::{pem, tls};
 use crate::gateway::Gateway;
 use crate::gateway::client_cert::ForwardedCerts;
 use crate::gateway::{forward, routes};
@@ -114,6 +115,7 @@ pub async fn prepare(
             start_remote(&config, store, key, policy).await?;
         }
     }
+    let crls = crl_fetcher(&config, &metrics, previous)?;
     let gateway = Arc::new(Gateway {
         realm: config.server.realm.clone(),
         validator: TokenValidator::new(issuers, config.limits.token_cache_bytes, metrics.clone()),
@@ -122,6 +124,7 @@ pub async fn prepare(
         forward: config.forward.clone(),
         limits: config.limits.clone(),
         revoked: gateway_tls.revoked,
+        crls,
         forwarded: ForwardedCerts::new(&config, gateway_tls.verifier),
         revoked_families,
         family_issuer: config.authorization_server.as_ref().map(|s| s.issuer.clone()),
@@ -135,6 +138,31 @@ pub async fn prepare(
         gateway,
         issuer,
     })
+}
+
+/// `server.crl_fetch`'s fetcher, keeping the previous generation's lists
+/// that still verify, and refreshing in the background.
+fn crl_fetcher(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    previous: Option<&Prepared>,
+) -> Result<Option<Arc<CrlFetcher>>, ConfigError> {
+    let (Some(settings), Some(ca)) = (&config.server.crl_fetch, &config.server.client_ca) else {
+        return Ok(None);
+    };
+    let cas = pem::certificates(ca).map_err(|e| config.unusable("server.client_ca", ca, e))?;
+    let ders: Vec<&[u8]> = cas.iter().map(|der| der.as_ref()).collect();
+    let previous = previous.and_then(|p| p.gateway.crls.as_deref());
+    let fetcher = CrlFetcher::new(
+        settings.clone(),
+        config.server.crl_expired,
+        &ders,
+        previous,
+        metrics.clone(),
+    )
+    .map_err(|e| config.unusable("server.crl_fetch", &config.source, e))?;
+    CrlFetcher::spawn_refresher(&fetcher);
+    Ok(Some(fetcher))
 }
 
 /// The authorization server of this generation: its signing keys (loaded

@@ -17,6 +17,7 @@ use crate::jose::Algorithm;
 use serde::Deserialize;
 
 mod authorization_server;
+mod crl;
 mod dn;
 mod dpop;
 mod loosened;
@@ -27,6 +28,7 @@ pub use authorization_server::{
     AuthorizationServerSettings, CertificateSubject, ClientAuthMethod, FamilyLifetime, GrantType, RefreshRotation,
     RefreshSettings, RegisteredClient, StoreLocation, SubjectIssuer,
 };
+pub use crl::{CrlExpired, CrlFetchSettings};
 pub use dn::{DistinguishedName, DnError};
 pub use dpop::{DpopSettings, ReplayStoreSettings, StoreFailure};
 pub use routes::{AuthPolicy, BindingMethods, BindingMode, RouteSettings};
@@ -124,6 +126,11 @@ pub struct ServerSettings {
     /// A forwarded-certificate header from a peer that is no trusted proxy
     /// is answered with 400 instead of being removed.
     pub reject_forwarded_cert_headers: bool,
+    /// `crl_fetch = true`: CRLs are also fetched from the distribution
+    /// points the CAs and client certificates name.
+    pub crl_fetch: Option<CrlFetchSettings>,
+    /// What an expired CRL means, fetched or from a file.
+    pub crl_expired: CrlExpired,
 }
 
 #[derive(Debug, Clone)]
@@ -340,6 +347,10 @@ struct RawServer {
     realm: Option<String>,
     crl: Option<Vec<PathBuf>>,
     reject_forwarded_cert_headers: Option<bool>,
+    crl_fetch: Option<bool>,
+    crl_expired: Option<CrlExpired>,
+    crl_fetch_timeout: Option<String>,
+    crl_fetch_max_bytes: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -465,6 +476,15 @@ impl Validator<'_> {
                 "revocation lists need a CA chain; they do not apply with client_auth = \"any\"",
             ));
         }
+        let (crl_fetch, crl_expired) = self.crl_fetch(
+            crl::RawCrl {
+                fetch: raw.crl_fetch,
+                expired: raw.crl_expired,
+                fetch_timeout: raw.crl_fetch_timeout,
+                fetch_max_bytes: raw.crl_fetch_max_bytes,
+            },
+            client_auth,
+        )?;
         let realm = raw.realm.unwrap_or_else(|| "bindgate".to_string());
         if realm.is_empty() || realm.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
             return Err(self.invalid(
@@ -481,6 +501,8 @@ impl Validator<'_> {
             realm,
             crls: raw.crl.unwrap_or_default().into_iter().map(|p| self.path(p)).collect(),
             reject_forwarded_cert_headers: raw.reject_forwarded_cert_headers.unwrap_or(false),
+            crl_fetch,
+            crl_expired,
         })
     }
 

@@ -31,6 +31,8 @@ pub struct ClientIdentity {
     /// RFC 9440's `Client-Cert` value, rendered once when
     /// `forward.client_cert_header = "rfc9440"` asks for it.
     pub rfc9440: Option<HeaderValue>,
+    /// The http(s) URLs of its CRL Distribution Points, for `server.crl_fetch`.
+    pub crl_urls: Box<[Box<str>]>,
 }
 
 /// A certificate as a CRL names it: its issuer's name (DER, exactly as
@@ -132,6 +134,7 @@ impl ClientIdentity {
             serial: cert.raw_serial().into(),
         };
         let spki_sha256 = Sha256::digest(cert.public_key().raw).into();
+        let crl_urls = crl_urls(&cert);
         Ok(ClientIdentity {
             x5t_s256: URL_SAFE_NO_PAD.encode(digest),
             subject,
@@ -142,8 +145,37 @@ impl ClientIdentity {
             issuer_serial,
             spki_sha256,
             rfc9440: None,
+            crl_urls,
         })
     }
+}
+
+/// Distribution points a certificate names for its issuer's CRL: only full
+/// names that are http or https URLs (LDAP is not fetched), and only the
+/// first few, since the CA decides how many there are.
+pub fn crl_urls(cert: &X509Certificate<'_>) -> Box<[Box<str>]> {
+    use x509_parser::extensions::{DistributionPointName, ParsedExtension};
+    const MAX_URLS: usize = 4;
+    let mut urls = Vec::new();
+    for extension in cert.extensions() {
+        let ParsedExtension::CRLDistributionPoints(points) = extension.parsed_extension() else {
+            continue;
+        };
+        for point in points.iter() {
+            let Some(DistributionPointName::FullName(names)) = &point.distribution_point else {
+                continue;
+            };
+            for name in names {
+                if let GeneralName::URI(uri) = name
+                    && (uri.starts_with("http://") || uri.starts_with("https://"))
+                    && urls.len() < MAX_URLS
+                {
+                    urls.push(Box::<str>::from(*uri));
+                }
+            }
+        }
+    }
+    urls.into_boxed_slice()
 }
 
 /// Envoy's XFCC element: `Hash=..;Subject="..";URI=..;DNS=..`.

@@ -4,6 +4,7 @@
 
 pub(crate) mod accept;
 pub(crate) mod activity;
+pub mod crl;
 pub mod framing;
 pub mod identity;
 pub(crate) mod io;

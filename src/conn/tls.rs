@@ -14,7 +14,7 @@ use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::config::{AuthorizationServerSettings, ClientAuth, Config, ConfigError};
+use crate::config::{AuthorizationServerSettings, ClientAuth, Config, ConfigError, CrlExpired};
 use crate::conn::pem;
 use crate::conn::revocation::RevocationSet;
 
@@ -281,6 +281,12 @@ pub(crate) fn client_cert_verifier(
         let builder = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
         if crls.is_empty() {
             builder
+        } else if config.server.crl_expired == CrlExpired::Deny {
+            // A list past its nextUpdate no longer says a certificate is good.
+            builder
+                .with_crls(crls)
+                .only_check_end_entity_revocation()
+                .enforce_revocation_expiration()
         } else {
             builder.with_crls(crls).only_check_end_entity_revocation()
         }

@@ -38,7 +38,7 @@ pub enum ClientCertError {
     Header(#[from] ForwardedCertError),
     #[error("the forwarded client certificate is not X.509: {0}")]
     NotX509(#[from] IdentityError),
-    #[error("the forwarded client certificate was refused: {0}")]
+    #[error("the client certificate was refused: {0}")]
     Refused(#[from] CertificateRefusal),
 }
 

@@ -32,6 +32,7 @@ use crate::config::{AuthPolicy, BindingMethods, BindingMode};
 use crate::config::{ForwardSettings, Limits};
 use crate::conn::Connection;
 use crate::conn::activity::RequestBody;
+use crate::conn::crl::{CrlFetcher, CrlVerdict};
 use crate::conn::framing::Framing;
 use crate::conn::identity::{ClientIdentity, RequestCert};
 use crate::conn::revocation::RevocationSet;
@@ -53,6 +54,8 @@ pub struct Gateway {
     /// Client certificates the CRLs revoke: refused also on connections
     /// whose handshake predates the CRL.
     pub revoked: RevocationSet,
+    /// `server.crl_fetch`: the lists fetched from distribution points, checked per request.
+    pub crls: Option<Arc<CrlFetcher>>,
     /// Trusted front proxies, and the verifier of the certificates they forward.
     pub forwarded: ForwardedCerts,
     /// Refresh-token families revoked, whose access tokens are refused too.
@@ -245,6 +248,17 @@ pub async fn admit<'g, B>(
             // The connection is the proxy's, carrying other clients too: keep it.
             Some(_) => CertificateRefusal::Revoked.into(),
             None => Rejection::ClientCertRevoked,
+        });
+    }
+    if let Some(identity) = identity
+        && let Some(crls) = &gateway.crls
+        && let Err(verdict) = crls.check(identity).await
+    {
+        return Err(match (verdict, hop) {
+            (CrlVerdict::Revoked, None) => Rejection::ClientCertRevoked,
+            (CrlVerdict::Revoked, Some(_)) => CertificateRefusal::Revoked.into(),
+            (CrlVerdict::ListExpired, _) => CertificateRefusal::RevocationListExpired.into(),
+            (CrlVerdict::Unknown, _) => CertificateRefusal::RevocationUnknown.into(),
         });
     }
     let authority = inbound::check_head(req)?;

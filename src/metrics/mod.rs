@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+mod crl;
 mod families;
+pub use crl::CrlMetrics;
 pub use families::FamilyMetrics;
 
 /// Counters keyed by their label values.
@@ -90,6 +92,8 @@ pub struct Metrics {
     pub upstream_duration: Histogram,
     /// The refresh-token families and their store.
     pub families: FamilyMetrics,
+    /// CRLs fetched from distribution points.
+    pub crl: CrlMetrics,
 }
 
 impl Default for Metrics {
@@ -116,6 +120,7 @@ impl Default for Metrics {
             request_duration: Histogram::default(),
             upstream_duration: Histogram::default(),
             families: FamilyMetrics::default(),
+            crl: CrlMetrics::default(),
         }
     }
 }
@@ -222,6 +227,7 @@ impl Metrics {
         self.render_labelled(&mut out);
         self.render_unlabelled(&mut out);
         self.families.render(&mut out);
+        self.crl.render(&mut out, crate::auth::token::now_seconds() as i64);
         self.render_certificates(&mut out, certificates);
         out
     }

@@ -16,6 +16,7 @@ mod cache_memory;
 mod cli;
 mod client_gone;
 mod client_jwks_url;
+mod crl_fetch;
 mod dpop;
 mod dpop_shared;
 mod drain;

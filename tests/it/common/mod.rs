@@ -4,6 +4,7 @@
 
 pub mod authorization_server;
 pub mod client;
+pub mod crl_server;
 pub mod dpop;
 pub mod family;
 pub mod gateway;

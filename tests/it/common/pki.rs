@@ -124,6 +124,42 @@ impl Ca {
         std::fs::write(&path, crl.pem().unwrap()).unwrap();
         path
     }
+
+    /// A client certificate whose CRL Distribution Point is `crl_url`.
+    pub fn client_with_crl_url(&self, dir: &Path, name: &str, crl_url: &str) -> CertFiles {
+        let key = KeyPair::generate().unwrap();
+        let mut p = params(name, &[]);
+        p.subject_alt_names = vec![SanType::URI(format!("spiffe://test/{name}").try_into().unwrap())];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        p.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+            uris: vec![crl_url.to_string()],
+        }];
+        let cert = p.signed_by(&key, &self.issuer()).unwrap();
+        write_pair(dir, name, &cert.pem(), &key, cert.der().to_vec())
+    }
+
+    /// A DER CRL (as distribution points serve them) issued `age` ago and
+    /// valid for `validity` from then: a negative remainder is an expired list.
+    pub fn crl_der(&self, revoked_serials: &[Vec<u8>], age: time::Duration, validity: time::Duration) -> Vec<u8> {
+        let this_update = time::OffsetDateTime::now_utc() - age;
+        let params = rcgen::CertificateRevocationListParams {
+            this_update,
+            next_update: this_update + validity,
+            crl_number: rcgen::SerialNumber::from(this_update.unix_timestamp() as u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked_serials
+                .iter()
+                .map(|serial| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from_slice(serial),
+                    revocation_time: this_update,
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.issuer()).unwrap().der().to_vec()
+    }
 }
 
 /// A self-signed client certificate (RFC 8705 section 2.2).
