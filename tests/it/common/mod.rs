@@ -6,6 +6,7 @@ pub mod authorization_server;
 pub mod client;
 pub mod dpop;
 pub mod family;
+pub mod front_proxy;
 pub mod gateway;
 pub mod interop;
 pub mod issuer;
