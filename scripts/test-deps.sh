@@ -8,10 +8,12 @@
 # run as (initdb and postgres refuse root); the npm packages of the interop
 # clients in tests/interop (DPoP proofs, openid-client at /token); and a
 # Python virtualenv with Authlib for the second OAuth client
-# (tests/interop/.venv, from tests/interop/requirements.txt). Idempotent, and
-# silent when everything is already there. The test harness runs it once per
-# test process, so a missing dependency fails the tests instead of skipping
-# them.
+# (tests/interop/.venv, from tests/interop/requirements.txt); and Debian's
+# nginx and haproxy for their binaries (the trusted-proxy tests start their
+# own front proxies; the packaged services are stopped and disabled).
+# Idempotent, and silent when everything is already there. The test harness
+# runs it once per test process, so a missing dependency fails the tests
+# instead of skipping them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -129,6 +131,46 @@ if ! postgres_bindir >/dev/null; then
         echo "test-deps: no initdb and postgres in pg_config --bindir, /usr/lib/postgresql/*/bin or on PATH after installing postgresql" >&2
         exit 1
     fi
+fi
+
+# nginx and HAProxy: the trusted-proxy tests (tests/it/common/front_proxy.rs)
+# start instances of their own, each on a free loopback port with a generated
+# configuration, and need only the binaries, which Debian keeps in /usr/sbin
+# (off a non-root PATH). The package `nginx` has the ssl and proxy modules
+# those configurations use; `nginx-light` is only a transitional name for it.
+# Both packages may start a service through their init scripts. The binary
+# was missing, so any such service is this install's own: it is stopped (the
+# init script finds it by its pidfile, never a test's instance) and kept from
+# starting at boot.
+front_proxy_binary() {
+    command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]
+}
+
+missing_front=()
+for package in nginx haproxy; do
+    front_proxy_binary "$package" || missing_front+=("$package")
+done
+if [ ${#missing_front[@]} -gt 0 ]; then
+    echo "test-deps: installing ${missing_front[*]}" >&2
+    install=(env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing_front[@]}")
+    if ! as_root "${install[@]}" >"$log" 2>&1; then
+        quietly as_root apt-get update
+        quietly as_root "${install[@]}"
+    fi
+    for service in "${missing_front[@]}"; do
+        as_root service "$service" stop >/dev/null 2>&1 || true
+        if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+            as_root systemctl disable "$service" >/dev/null 2>&1 || true
+        elif command -v update-rc.d >/dev/null 2>&1; then
+            as_root update-rc.d "$service" disable >/dev/null 2>&1 || true
+        fi
+    done
+    for binary in nginx haproxy; do
+        if ! front_proxy_binary "$binary"; then
+            echo "test-deps: $binary is not on PATH or in /usr/sbin after installing ${missing_front[*]}" >&2
+            exit 1
+        fi
+    done
 fi
 
 # initdb and postgres refuse to run as root: as root, the tests run them as

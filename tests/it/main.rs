@@ -42,4 +42,5 @@ mod token_authlib;
 mod token_endpoint;
 mod token_interop;
 mod tokens;
+mod trusted_proxy;
 mod underscores;

@@ -7,6 +7,7 @@ pub mod client;
 pub mod crl_server;
 pub mod dpop;
 pub mod family;
+pub mod front_proxy;
 pub mod gateway;
 pub mod interop;
 pub mod issuer;

@@ -26,6 +26,28 @@ impl CertFiles {
         URL_SAFE_NO_PAD.encode(Sha256::digest(&self.leaf_der))
     }
 
+    /// base64url (no padding) SHA-256 of the leaf's DER SubjectPublicKeyInfo:
+    /// what `trusted_proxy.peer_spki_sha256` pins, computed here independently.
+    pub fn spki_sha256(&self) -> String {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let (_, cert) = X509Certificate::from_der(&self.leaf_der).unwrap();
+        URL_SAFE_NO_PAD.encode(Sha256::digest(cert.tbs_certificate.subject_pki.raw))
+    }
+
+    /// The leaf alone as PEM, as a front proxy would forward it.
+    pub fn leaf_pem(&self) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.leaf_der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            lines.join("\n")
+        )
+    }
+
     /// Lowercase hex SHA-256 of the leaf, as Envoy's XFCC `Hash`.
     pub fn sha256_hex(&self) -> String {
         Sha256::digest(&self.leaf_der)
@@ -79,8 +101,34 @@ impl Ca {
 
     /// A client certificate (EKU clientAuth) with a URI SAN; `chain` appends this CA's certificate.
     pub fn client(&self, dir: &Path, name: &str, chain: bool) -> CertFiles {
+        self.client_with(dir, name, chain, |_| {})
+    }
+
+    /// A client certificate valid only between `not_before` and `not_after`
+    /// (an expired one, say).
+    pub fn client_valid(
+        &self,
+        dir: &Path,
+        name: &str,
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    ) -> CertFiles {
+        self.client_with(dir, name, false, |p| {
+            p.not_before = not_before;
+            p.not_after = not_after;
+        })
+    }
+
+    fn client_with(
+        &self,
+        dir: &Path,
+        name: &str,
+        chain: bool,
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> CertFiles {
         let key = KeyPair::generate().unwrap();
         let mut p = params(name, &[]);
+        adjust(&mut p);
         p.subject_alt_names = vec![SanType::URI(format!("spiffe://test/{name}").try_into().unwrap())];
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let cert = p.signed_by(&key, &self.issuer()).unwrap();

@@ -4,7 +4,8 @@
 //! deterministic pattern, `/stream/<ms>` sends a first chunk then the rest
 //! after a delay, `/early` answers at once and reads the body afterwards
 //! (how it ended is in [`RecordingUpstream::early_bodies`]); every other path
-//! echoes the request body.
+//! echoes the request body. Each `x-reply-header: Name: value` a request
+//! carries becomes a header of its response (not for `/early`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -110,6 +111,11 @@ impl RecordingUpstream {
         self.seen.lock().unwrap().len()
     }
 
+    /// Forgets the requests seen so far, for a test that goes on with a new gateway.
+    pub fn clear(&self) {
+        self.seen.lock().unwrap().clear();
+    }
+
     /// The only request seen so far.
     pub fn only(&self) -> Seen {
         let all = self.requests();
@@ -160,7 +166,7 @@ async fn handle(req: Request<Incoming>, record: Record) -> Result<Response<Body>
         body_sha256: Sha256::digest(&bytes).into(),
     });
     let path = parts.uri.path();
-    let response = if let Some(ms) = path.strip_prefix("/slow/") {
+    let mut response = if let Some(ms) = path.strip_prefix("/slow/") {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
         full("slow")
     } else if let Some(n) = path.strip_prefix("/big/") {
@@ -175,6 +181,13 @@ async fn handle(req: Request<Incoming>, record: Record) -> Result<Response<Body>
             .insert("x-upstream-connection", http::HeaderValue::from_static("keep-alive"));
         response
     };
+    for asked in parts.headers.get_all("x-reply-header") {
+        let (name, value) = asked.to_str().unwrap().split_once(':').unwrap();
+        response.headers_mut().append(
+            http::HeaderName::from_bytes(name.trim().as_bytes()).unwrap(),
+            value.trim().parse().unwrap(),
+        );
+    }
     Ok(response)
 }
 
