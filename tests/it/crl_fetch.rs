@@ -184,6 +184,22 @@ async fn an_expired_or_unreachable_list_refuses_under_deny_and_passes_under_allo
     let reply = other.get(&deny, &cert).await;
     assert_eq!(reply.status, 503);
     assert_eq!(reply.reason(), "crl_unavailable");
+    // A dead distribution point costs one attempt, not one per request.
+    let hits = other.crl.hits();
+    assert_eq!(hits, 1);
+    let burst = tokio::join!(
+        other.get(&deny, &cert),
+        other.get(&deny, &cert),
+        other.get(&deny, &cert),
+        other.get(&deny, &cert)
+    );
+    let burst = [burst.0, burst.1, burst.2, burst.3];
+    assert!(burst.iter().all(|reply| reply.status == 503), "{burst:?}");
+    assert_eq!(
+        other.crl.hits(),
+        hits,
+        "every request retried the dead distribution point"
+    );
     assert_eq!(other.s.upstream.count(), 0);
     let allow = other.gateway(&["crl_expired = \"allow\""]).await;
     assert_eq!(other.get(&allow, &cert).await.status, 200);

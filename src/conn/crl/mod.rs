@@ -185,7 +185,7 @@ impl CrlFetcher {
     pub async fn check(&self, cert: &ClientIdentity) -> Result<(), CrlVerdict> {
         let status = match self.status(&cert.issuer_serial) {
             Status::Unknown if !cert.crl_urls.is_empty() => {
-                self.fetch_first_sight(&cert.crl_urls).await;
+                self.fetch_first_sight(&cert.issuer_serial, &cert.crl_urls).await;
                 self.status(&cert.issuer_serial)
             }
             status => status,
@@ -216,36 +216,49 @@ impl CrlFetcher {
         }
     }
 
-    async fn fetch_first_sight(&self, urls: &[Box<str>]) {
-        let now = now();
-        let wanted: Vec<&Box<str>> = {
-            let Some(mut sources) = crate::lock::lock(&self.sources) else {
-                return;
-            };
-            urls.iter()
-                .filter(|url| {
-                    if !sources.contains_key(*url) && sources.len() >= MAX_SOURCES {
-                        return false;
-                    }
-                    let source = sources.entry((*url).clone()).or_default();
-                    source.crl.is_none() && now - source.last_attempt >= RETRY_ON_REQUEST_AFTER
-                })
-                .collect()
-        };
-        for url in wanted {
+    /// Fetches the lists `urls` name, in order, until one covers the
+    /// certificate's issuer. Requests arriving meanwhile wait for that fetch
+    /// instead of starting their own, and a list that just failed is not
+    /// tried again for a while: a dead server costs one timeout, not one per request.
+    async fn fetch_first_sight(&self, cert: &IssuerSerial, urls: &[Box<str>]) {
+        for url in urls {
+            if !self.worth_fetching(url) {
+                continue;
+            }
             let _guard = self.fetching.lock().await;
-            let fetched_meanwhile = crate::lock::lock(&self.sources)
-                .is_some_and(|sources| sources.get(url).is_some_and(|source| source.crl.is_some()));
-            if !fetched_meanwhile {
+            if self.worth_fetching(url) {
                 self.fetch(url).await;
             }
+            if !matches!(self.status(cert), Status::Unknown) {
+                return;
+            }
         }
+    }
+
+    /// Whether a request should fetch `url`: it has no list yet, was not
+    /// tried in the last few seconds, and fits within [`MAX_SOURCES`].
+    fn worth_fetching(&self, url: &str) -> bool {
+        let Some(mut sources) = crate::lock::lock(&self.sources) else {
+            return false;
+        };
+        if !sources.contains_key(url) && sources.len() >= MAX_SOURCES {
+            return false;
+        }
+        let source = sources.entry(Box::from(url)).or_default();
+        source.crl.is_none() && now() - source.last_attempt >= RETRY_ON_REQUEST_AFTER
     }
 
     /// Fetches `url` and, if the list verifies and is not older than the
     /// one held, puts it in use. The caller holds `fetching`.
     async fn fetch(&self, url: &str) {
         let started = now();
+        // Marked before the wait: a request that gives up (its client gone)
+        // still counts as an attempt, so the next one does not start over.
+        if let Some(mut sources) = crate::lock::lock(&self.sources)
+            && let Some(source) = sources.get_mut(url)
+        {
+            source.last_attempt = started;
+        }
         let settings = &self.settings;
         let result = fetch::get(&self.client, url, settings.timeout, settings.max_bytes)
             .await
@@ -258,7 +271,6 @@ impl CrlFetcher {
         let Some(source) = sources.get_mut(url) else {
             return;
         };
-        source.last_attempt = started;
         match result {
             Ok(crl) => {
                 source.failures = 0;
