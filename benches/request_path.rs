@@ -35,6 +35,10 @@ struct Fixture {
     uncached: Prepared,
     /// Token cache off, the key set the authorization server's Ed25519 key.
     eddsa: Prepared,
+    /// Token cache on, a `[[trusted_proxy]]` by address forwarding `base64-der`.
+    behind_proxy: Prepared,
+    /// The proxy's connection: no certificate of its own (trusted by address).
+    proxy_conn: Arc<Connection>,
     leaf_der: Vec<u8>,
     conn: Arc<Connection>,
     tokens: Vec<String>,
@@ -56,21 +60,26 @@ fn fixture() -> &'static Fixture {
         let as_key = bindgate::jose::sign::SigningKey::from_pem_file(&dir.path().join("as-signing-key.pem")).unwrap();
         let as_jwks = serde_json::json!({ "keys": [as_key.public_jwk()] });
         std::fs::write(dir.path().join("jwks-eddsa.json"), as_jwks.to_string()).unwrap();
-        let prepare = |cache_bytes: usize, jwks: &str| {
+        let prepare = |cache_bytes: usize, jwks: &str, tail: &str| {
             let text = format!(
                 "[server]\nlisten = \"127.0.0.1:0\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\nclient_ca = \"ca.pem\"\n\
                  [upstream]\nurl = \"http://127.0.0.1:9\"\n\
                  [token]\nissuer = \"https://issuer.example\"\naudience = \"https://api.example\"\njwks = \"{jwks}\"\n\
-                 [limits]\ntoken_cache_bytes = {cache_bytes}\n"
+                 [limits]\ntoken_cache_bytes = {cache_bytes}\n{tail}"
             );
             let config = Config::parse(&text, &dir.path().join("gateway.toml")).unwrap();
             runtime
                 .block_on(bindgate::prepare(config, Arc::new(Metrics::default()), None, KeysPolicy::Require))
                 .unwrap()
         };
-        let cached = prepare(16 << 20, "jwks.json");
-        let uncached = prepare(0, "jwks.json");
-        let eddsa = prepare(0, "jwks-eddsa.json");
+        let cached = prepare(16 << 20, "jwks.json", "");
+        let uncached = prepare(0, "jwks.json", "");
+        let eddsa = prepare(0, "jwks-eddsa.json", "");
+        let behind_proxy = prepare(
+            16 << 20,
+            "jwks.json",
+            "[[trusted_proxy]]\nname = \"lb\"\ncidr = [\"127.0.0.1/32\"]\nformat = \"base64-der\"\nheader = \"x-ssl-client-der\"\n",
+        );
         let leaf_der = bindgate::conn::pem::certificates(&dir.path().join("client-a.pem")).unwrap()[0].to_vec();
         let conn = Arc::new(Connection::new(
             SocketAddr::from(([127, 0, 0, 1], 40000)),
@@ -78,6 +87,7 @@ fn fixture() -> &'static Fixture {
             false,
             None,
         ));
+        let proxy_conn = Arc::new(Connection::new(SocketAddr::from(([127, 0, 0, 1], 40001)), None, false, None));
         let cert = dir.path().join("client-a.pem");
         let issuer_key = dir.path().join("issuer-key.pem");
         let request = MintRequest {
@@ -109,6 +119,8 @@ fn fixture() -> &'static Fixture {
             cached,
             uncached,
             eddsa,
+            behind_proxy,
+            proxy_conn,
             leaf_der,
             conn,
             tokens,
@@ -294,6 +306,39 @@ fn request_path_cached_token(bencher: divan::Bencher) {
     bencher
         .with_inputs(|| request(token))
         .bench_local_values(|mut req| admit_and_rewrite(&f.cached, f, &mut req));
+}
+
+/// The same from behind a trusted proxy: the client certificate read from
+/// its `base64-der` header (and its verdict from the verified-chain cache)
+/// instead of the handshake.
+#[divan::bench]
+fn request_path_cached_token_forwarded_cert(bencher: divan::Bencher) {
+    let f = fixture();
+    let token = &f.tokens[0];
+    let forwarded = base64::engine::general_purpose::STANDARD.encode(&f.leaf_der);
+    bencher
+        .with_inputs(|| {
+            let mut req = request(token);
+            req.headers_mut().insert("x-ssl-client-der", forwarded.parse().unwrap());
+            req
+        })
+        .bench_local_values(|mut req| {
+            let mut notes = RequestNotes::default();
+            let gateway = &f.behind_proxy.gateway;
+            let admitted = f
+                .runtime
+                .block_on(gateway::admit(gateway, &f.proxy_conn, &mut req, &mut notes))
+                .unwrap();
+            let ctx = ForwardContext {
+                authority: &admitted.authority,
+                forwarded_for: &f.proxy_conn.forwarded_for,
+                identity: notes.cert().identity(None),
+                claims: admitted.verified.as_ref().map(|v| &v.claims),
+                screened: gateway.forwarded.screened(),
+            };
+            forward::rewrite_request(req.headers_mut(), &ctx, &gateway.forward).unwrap();
+            req
+        });
 }
 
 /// The same with a token never seen before.

@@ -41,6 +41,13 @@ pub struct RequestNotes {
     pub(super) cert: RequestCert,
 }
 
+impl RequestNotes {
+    /// Whose certificate the request was judged by, once `admit` has decided.
+    pub fn cert(&self) -> &RequestCert {
+        &self.cert
+    }
+}
+
 /// An end-of-request guard: [`Outcome::respond`] counts the request and
 /// gives its access line to the response body; dropped without that, it
 /// counts and logs the request as [`CLIENT_GONE`].
