@@ -98,7 +98,7 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, site: Site, shutdown:
             live: live.clone(),
             limits: generation.config.limits.clone(),
             site,
-            rfc9440_out: generation.config.forward.client_cert_header == ClientCertHeader::Rfc9440,
+            rfc9440_out: generation.config.forward.client_cert_header,
         };
         let mut drain = draining.clone();
         tokio::spawn(async move {
@@ -144,7 +144,7 @@ struct ConnectionTask {
     site: Site,
     /// `forward.client_cert_header = "rfc9440"` when the connection was accepted:
     /// the certificate's header value is rendered once, with its identity.
-    rfc9440_out: bool,
+    rfc9440_out: ClientCertHeader,
 }
 
 impl ConnectionTask {
@@ -158,8 +158,13 @@ impl ConnectionTask {
             None => None,
             Some(leaf) => match ClientIdentity::from_der(leaf.as_ref()) {
                 Ok(mut identity) => {
-                    if self.rfc9440_out {
+                    if self.rfc9440_out.sends_cert() {
                         identity.rfc9440 = Some(forwarded_cert::rfc9440_value(leaf.as_ref()));
+                    }
+                    if self.rfc9440_out.sends_chain()
+                        && let Some(chain) = session.peer_certificates()
+                    {
+                        identity.rfc9440_chain = forwarded_cert::rfc9440_chain_value(&chain[1..]);
                     }
                     Some(identity)
                 }

@@ -132,6 +132,7 @@ mod tests {
             issuer_serial: Default::default(),
             spki_sha256: [0; 32],
             rfc9440: None,
+            rfc9440_chain: None,
             crl_urls: Box::default(),
         }
     }

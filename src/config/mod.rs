@@ -170,6 +170,22 @@ pub enum ClientCertHeader {
     None,
     /// `Client-Cert: :base64(DER):` as well.
     Rfc9440,
+    /// And `Client-Cert-Chain`: the intermediates the client (or the
+    /// trusted proxy) sent, when there are any.
+    #[serde(rename = "rfc9440-chain")]
+    Rfc9440Chain,
+}
+
+impl ClientCertHeader {
+    /// Whether `Client-Cert` goes upstream.
+    pub fn sends_cert(self) -> bool {
+        self != ClientCertHeader::None
+    }
+
+    /// Whether `Client-Cert-Chain` goes upstream too.
+    pub fn sends_chain(self) -> bool {
+        self == ClientCertHeader::Rfc9440Chain
+    }
 }
 
 /// What happens to an inbound header whose name holds `_`. CGI, WSGI, PHP

@@ -137,4 +137,7 @@ fn forwarding_and_limit_keys_have_safe_defaults() {
     );
     let on = parse("[forward]\nclient_cert_header = \"rfc9440\"\n").unwrap();
     assert_eq!(on.forward.client_cert_header, crate::config::ClientCertHeader::Rfc9440);
+    assert!(!on.forward.client_cert_header.sends_chain());
+    let chain = parse("[forward]\nclient_cert_header = \"rfc9440-chain\"\n").unwrap();
+    assert!(chain.forward.client_cert_header.sends_cert() && chain.forward.client_cert_header.sends_chain());
 }

@@ -31,6 +31,8 @@ pub struct ClientIdentity {
     /// RFC 9440's `Client-Cert` value, rendered once when
     /// `forward.client_cert_header = "rfc9440"` asks for it.
     pub rfc9440: Option<HeaderValue>,
+    /// RFC 9440's `Client-Cert-Chain` value, with `"rfc9440-chain"` and intermediates to send.
+    pub rfc9440_chain: Option<HeaderValue>,
     /// The http(s) URLs of its CRL Distribution Points, for `server.crl_fetch`.
     pub crl_urls: Box<[Box<str>]>,
 }
@@ -145,6 +147,7 @@ impl ClientIdentity {
             issuer_serial,
             spki_sha256,
             rfc9440: None,
+            rfc9440_chain: None,
             crl_urls,
         })
     }

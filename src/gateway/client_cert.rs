@@ -94,7 +94,7 @@ pub struct ForwardedCerts {
     screened: Vec<HeaderName>,
     reject_untrusted: bool,
     max_bytes: usize,
-    rfc9440_out: bool,
+    rfc9440_out: ClientCertHeader,
     verifier: Arc<dyn ClientCertVerifier>,
     verified: Mutex<HashMap<[u8; 32], Verified>>,
 }
@@ -117,7 +117,7 @@ impl ForwardedCerts {
             screened,
             reject_untrusted: config.server.reject_forwarded_cert_headers,
             max_bytes: config.limits.max_forwarded_cert_bytes,
-            rfc9440_out: config.forward.client_cert_header == ClientCertHeader::Rfc9440,
+            rfc9440_out: config.forward.client_cert_header,
             verifier,
             verified: Mutex::new(HashMap::new()),
         }
@@ -196,8 +196,11 @@ impl ForwardedCerts {
             .verify_client_cert(&chain.leaf, &chain.intermediates, UnixTime::now())
             .map_err(|e| CertificateRefusal::of(&e))?;
         let mut identity = ClientIdentity::from_der(chain.leaf.as_ref())?;
-        if self.rfc9440_out {
+        if self.rfc9440_out.sends_cert() {
             identity.rfc9440 = Some(forwarded_cert::rfc9440_value(chain.leaf.as_ref()));
+        }
+        if self.rfc9440_out.sends_chain() {
+            identity.rfc9440_chain = forwarded_cert::rfc9440_chain_value(&chain.intermediates);
         }
         let identity = Arc::new(identity);
         let until = identity.not_after.min(now + VERIFIED_FOR_SECONDS);

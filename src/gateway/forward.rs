@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::auth::dpop::DPOP;
 use crate::auth::token::Claims;
-use crate::config::{CLIENT_CERT, ClientCertHeader, Config, ConfigError, ForwardSettings, UnderscoreHeaders};
+use crate::config::{CLIENT_CERT, CLIENT_CERT_CHAIN, Config, ConfigError, ForwardSettings, UnderscoreHeaders};
 use crate::conn::identity::ClientIdentity;
 use crate::http::hop::{HOP_BY_HOP, same_but_underscores, strip_hop_by_hop_and};
 use crate::http::inbound::RequestError;
@@ -146,10 +146,15 @@ pub fn rewrite_request(
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     if let Some(identity) = ctx.identity {
         headers.insert(X_FORWARDED_CLIENT_CERT, identity.xfcc.clone());
-        if settings.client_cert_header == ClientCertHeader::Rfc9440
+        if settings.client_cert_header.sends_cert()
             && let Some(value) = &identity.rfc9440
         {
             headers.insert(CLIENT_CERT, value.clone());
+        }
+        if settings.client_cert_header.sends_chain()
+            && let Some(value) = &identity.rfc9440_chain
+        {
+            headers.insert(CLIENT_CERT_CHAIN, value.clone());
         }
     }
     if let Some(claims) = ctx.claims {
@@ -202,7 +207,7 @@ mod tests {
             strip_authorization: false,
             claim_headers: vec![(HeaderName::from_static("x-auth-subject"), "sub".to_string())],
             headers_with_underscores: UnderscoreHeaders::Drop,
-            client_cert_header: ClientCertHeader::None,
+            client_cert_header: crate::config::ClientCertHeader::None,
         }
     }
 

@@ -101,6 +101,24 @@ pub fn rfc9440_value(der: &[u8]) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("::"))
 }
 
+/// The `Client-Cert-Chain` value for `intermediates`, leaf excluded; `None`
+/// when there are none, since RFC 9440 leaves the header out then.
+pub fn rfc9440_chain_value<C: AsRef<[u8]>>(intermediates: &[C]) -> Option<HeaderValue> {
+    if intermediates.is_empty() {
+        return None;
+    }
+    let mut value = String::new();
+    for (index, der) in intermediates.iter().enumerate() {
+        if index > 0 {
+            value.push_str(", ");
+        }
+        value.push(':');
+        base64::engine::general_purpose::STANDARD.encode_string(der.as_ref(), &mut value);
+        value.push(':');
+    }
+    HeaderValue::from_str(&value).ok()
+}
+
 /// Envoy's `x-forwarded-client-cert`. Each proxy appends its element, so
 /// only the last one is the trusted hop's own; elements before it came from
 /// further away, perhaps from the client itself, and are never read. Lines

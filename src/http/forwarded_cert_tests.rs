@@ -266,3 +266,14 @@ fn xfcc_separators_inside_quotes_do_not_split() {
         client.as_slice()
     );
 }
+
+#[test]
+fn rfc9440_chain_value_reads_back_as_the_chain() {
+    let (leaf, first, second) = (certificate("leaf"), certificate("first"), certificate("second"));
+    assert_eq!(rfc9440_chain_value::<Vec<u8>>(&[]), None);
+    let chain = rfc9440_chain_value(&[first.clone(), second.clone()]).unwrap();
+    let got = rfc9440(&[&rfc9440_value(&leaf)], &[&chain], MAX).unwrap().unwrap();
+    assert_eq!(got.intermediates.len(), 2);
+    assert_eq!(got.intermediates[0].as_ref(), first.as_slice());
+    assert_eq!(got.intermediates[1].as_ref(), second.as_slice());
+}

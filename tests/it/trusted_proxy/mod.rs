@@ -251,6 +251,46 @@ async fn via_haproxy_the_upstream_gets_client_cert_and_vary_on_it_becomes_a_star
     assert_eq!(reply.header("vary").as_deref(), Some("Accept-Encoding"));
 }
 
+/// `forward.client_cert_header = "rfc9440-chain"`: `Client-Cert-Chain` too,
+/// with the intermediates the client presented, computed by bindgate; a
+/// client's own `Client-Cert-Chain` never passes.
+#[tokio::test]
+async fn rfc9440_chain_sends_the_presented_intermediates_upstream() {
+    let s = Setup::new().await;
+    let chained = s.pki.ca.client(s.path(), "chained", true);
+    let gw = s
+        .start(&ConfigSpec {
+            tail: vec!["[forward]\nclient_cert_header = \"rfc9440-chain\"\n".into()],
+            ..Default::default()
+        })
+        .await;
+    let client = s.client(Some(&chained), Alpn::Http1);
+    let token = s.issuer.token(&chained.x5t());
+    let forged = [("client-cert-chain", ":AAAA:")];
+    let reply = send(&client, gw.addr, with_headers("/", &token, &forged)).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let b64 = |der: &[u8]| base64::engine::general_purpose::STANDARD.encode(der);
+    let ca_der = rustls_pki_types::pem::PemObject::from_pem_slice(s.pki.ca.cert_pem.as_bytes())
+        .map(|der: rustls_pki_types::CertificateDer<'static>| der.to_vec())
+        .unwrap();
+    let seen = s.upstream.only();
+    assert_eq!(seen.one("client-cert"), Some(format!(":{}:", b64(&chained.leaf_der))));
+    assert_eq!(seen.one("client-cert-chain"), Some(format!(":{}:", b64(&ca_der))));
+
+    // A client that sends no intermediates gets no Client-Cert-Chain.
+    s.upstream.clear();
+    let reply = send(
+        &s.client_a(Alpn::Http1),
+        gw.addr,
+        with_headers("/", &s.token_a(), &forged),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let seen = s.upstream.only();
+    assert!(seen.one("client-cert").is_some());
+    assert_eq!(seen.one("client-cert-chain"), None);
+}
+
 /// The harness itself: a dropped proxy is gone, its process reaped and its
 /// port closed, so no test leaves one behind.
 #[tokio::test]
