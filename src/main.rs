@@ -189,6 +189,17 @@ fn check(path: PathBuf) -> ExitCode {
     if let Some(admin) = &c.admin {
         println!("  admin        {}", admin.listen);
     }
+    if !c.server.crls.is_empty() || c.server.crl_fetch.is_some() {
+        let expired = match c.server.crl_expired {
+            bindgate::config::CrlExpired::Deny => "deny",
+            bindgate::config::CrlExpired::Allow => "allow",
+        };
+        println!(
+            "  revocation   {} CRL file(s), crl_fetch = {}, crl_expired = \"{expired}\"",
+            c.server.crls.len(),
+            c.server.crl_fetch.is_some()
+        );
+    }
     for proxy in &c.trusted_proxies {
         let hop = match &proxy.hop {
             bindgate::config::HopMatch::PeerSpki(pin) => {

@@ -10,6 +10,21 @@ async fn check_accepts_a_valid_config_and_names_file_and_key_of_an_invalid_one()
     assert!(status.success(), "{stderr}");
     assert!(stdout.contains(": ok"), "{stdout}");
     assert!(stdout.contains(ISS), "{stdout}");
+    assert!(!stdout.contains("revocation"), "{stdout}");
+
+    let fetching = s.write_config(
+        "fetching",
+        &ConfigSpec {
+            server: vec!["crl_fetch = true".into(), "crl_expired = \"allow\"".into()],
+            ..Default::default()
+        },
+    );
+    let (status, stdout, stderr) = run_cli(&["check", "--config", fetching.to_str().unwrap()]);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.contains("revocation   0 CRL file(s), crl_fetch = true, crl_expired = \"allow\""),
+        "{stdout}"
+    );
 
     let typo = s.path().join("typo.toml");
     std::fs::write(
