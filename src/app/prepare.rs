@@ -60,7 +60,8 @@ pub async fn prepare(
 ) -> Result<Prepared, ConfigError> {
     let fingerprint = fingerprint::fingerprint(&config.watched_files());
     forward::check_claim_headers(&config)?;
-    let gateway_tls = tls::server_config(&config)?;
+    let crls = crl_fetcher(&config, &metrics, previous)?;
+    let gateway_tls = tls::server_config(&config, crls.as_ref())?;
     forward::check_proxy_headers(&config)?;
     let mut certificates = tls::summaries("server", &config.server.cert)
         .map_err(|e| config.unusable("server.cert", &config.server.cert, e))?;
@@ -115,7 +116,6 @@ pub async fn prepare(
             start_remote(&config, store, key, policy).await?;
         }
     }
-    let crls = crl_fetcher(&config, &metrics, previous)?;
     let gateway = Arc::new(Gateway {
         realm: config.server.realm.clone(),
         validator: TokenValidator::new(issuers, config.limits.token_cache_bytes, metrics.clone()),

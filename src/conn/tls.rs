@@ -15,6 +15,8 @@ use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertSto
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::{AuthorizationServerSettings, ClientAuth, Config, ConfigError, CrlExpired};
+use crate::conn::crl::CrlFetcher;
+use crate::conn::crl::verifier::WithFetchedRevocations;
 use crate::conn::pem;
 use crate::conn::revocation::RevocationSet;
 
@@ -36,10 +38,19 @@ pub struct GatewayTls {
 /// Every call makes a fresh session cache and ticket key: a session from an
 /// older configuration (perhaps trusting a CA since removed) must never
 /// resume on this one.
-pub fn server_config(config: &Config) -> Result<GatewayTls, ConfigError> {
+///
+/// With `crls` (`server.crl_fetch`), the lists fetched revoke at the handshake too.
+pub fn server_config(config: &Config, crls: Option<&Arc<CrlFetcher>>) -> Result<GatewayTls, ConfigError> {
     let server = &config.server;
     let provider = provider();
     let (verifier, revoked) = client_verifier(config, provider.clone())?;
+    let verifier: Arc<dyn ClientCertVerifier> = match crls {
+        None => verifier,
+        Some(crls) => Arc::new(WithFetchedRevocations {
+            inner: verifier,
+            crls: crls.clone(),
+        }),
+    };
     let files = ServerFiles {
         cert: ("server.cert", &server.cert),
         key: ("server.key", &server.key),

@@ -11,6 +11,7 @@
 
 pub mod fetch;
 pub mod signed;
+pub mod verifier;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
@@ -197,6 +198,11 @@ impl CrlFetcher {
             Status::Unknown if self.policy == CrlExpired::Deny && !cert.crl_urls.is_empty() => Err(CrlVerdict::Unknown),
             Status::Expired | Status::Unknown => Ok(()),
         }
+    }
+
+    /// Whether a fetched list revokes `cert`, as the handshake asks.
+    pub fn is_revoked(&self, cert: &IssuerSerial) -> bool {
+        matches!(self.status(cert), Status::Revoked)
     }
 
     fn status(&self, cert: &IssuerSerial) -> Status {
