@@ -22,6 +22,11 @@ use bindgate::metrics::Metrics;
 use bindgate::{KeysPolicy, Prepared};
 use http::Request;
 
+/// Counts every allocation, so that each benchmark also reports allocations
+/// per iteration: the request path's allocation count is a goal of its own.
+#[global_allocator]
+static ALLOC: divan::AllocProfiler = divan::AllocProfiler::system();
+
 fn main() {
     // Built before timing starts, so the first sample of no benchmark pays for it.
     fixture();

@@ -1,6 +1,11 @@
 //! The `bindgate` command line: parses arguments, dispatches, exits with a meaningful code.
 #![forbid(unsafe_code)]
 
+/// `--features count-allocs`: every allocation counted, for `bench/allocs.sh`.
+#[cfg(feature = "count-allocs")]
+#[global_allocator]
+static COUNTED: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -79,6 +84,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    #[cfg(feature = "count-allocs")]
+    bindgate::metrics::count_allocations(|| {
+        let stats = stats_alloc::INSTRUMENTED_SYSTEM.stats();
+        (
+            (stats.allocations + stats.reallocations) as u64,
+            stats.bytes_allocated as u64,
+        )
+    });
     match cli.command {
         Command::Run { config } => run(config),
         Command::Check { config } => check(config),

@@ -12,6 +12,16 @@ mod families;
 pub use crl::CrlMetrics;
 pub use families::FamilyMetrics;
 
+/// Heap allocations so far (operations, bytes), when the binary counts them
+/// (the `count-allocs` feature): set once at startup.
+static ALLOCATION_COUNTER: std::sync::OnceLock<fn() -> (u64, u64)> = std::sync::OnceLock::new();
+
+/// Makes `/metrics` report what `counter` counts, as
+/// `bindgate_allocations_total` and `bindgate_allocated_bytes_total`.
+pub fn count_allocations(counter: fn() -> (u64, u64)) {
+    let _ = ALLOCATION_COUNTER.set(counter);
+}
+
 /// Counters keyed by their label values.
 type Counters<K> = RwLock<HashMap<K, AtomicU64>>;
 
@@ -228,6 +238,16 @@ impl Metrics {
         self.render_unlabelled(&mut out);
         self.families.render(&mut out);
         self.crl.render(&mut out, crate::auth::token::now_seconds() as i64);
+        if let Some(counter) = ALLOCATION_COUNTER.get() {
+            let (operations, bytes) = counter();
+            let _ = writeln!(
+                out,
+                "# HELP bindgate_allocations_total Heap allocations and reallocations (count-allocs builds).\n\
+                 # TYPE bindgate_allocations_total counter\nbindgate_allocations_total {operations}\n\
+                 # HELP bindgate_allocated_bytes_total Bytes those allocations asked for.\n\
+                 # TYPE bindgate_allocated_bytes_total counter\nbindgate_allocated_bytes_total {bytes}"
+            );
+        }
         self.render_certificates(&mut out, certificates);
         out
     }
