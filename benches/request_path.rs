@@ -56,6 +56,8 @@ struct Fixture {
 
 const DISTINCT_TOKENS: u64 = 20_000;
 
+static AUTHORITY: bindgate::http::inbound::Authority = bindgate::http::inbound::Authority::from_static("api.example");
+
 fn fixture() -> &'static Fixture {
     static FIXTURE: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
     FIXTURE.get_or_init(|| {
@@ -288,7 +290,7 @@ fn header_rewrite(bencher: divan::Bencher) {
         .unwrap();
     let template = request(&f.tokens[0]).into_parts().0.headers;
     let ctx = ForwardContext {
-        authority: "api.example",
+        authority: &AUTHORITY,
         forwarded_for: &f.conn.forwarded_for,
         identity: f.conn.identity.as_ref(),
         claims: Some(&verified.claims),

@@ -15,7 +15,7 @@ use crate::auth::token::Claims;
 use crate::config::{CLIENT_CERT, CLIENT_CERT_CHAIN, Config, ConfigError, ForwardSettings, UnderscoreHeaders};
 use crate::conn::identity::ClientIdentity;
 use crate::http::hop::{HOP_BY_HOP, same_but_underscores, strip_hop_by_hop_and};
-use crate::http::inbound::RequestError;
+use crate::http::inbound::{Authority, RequestError};
 
 pub const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -82,7 +82,7 @@ const FORWARDING: [HeaderName; 5] = [
 
 /// What the gateway knows about the request it is about to forward.
 pub struct ForwardContext<'a> {
-    pub authority: &'a str,
+    pub authority: &'a Authority,
     /// `X-Forwarded-For` as the upstream gets it.
     pub forwarded_for: &'a HeaderValue,
     /// The certificate the request was judged by.
@@ -135,13 +135,12 @@ pub fn rewrite_request(
         return Err(RequestError::UnderscoreInHeaderName);
     }
 
-    if let Ok(host) = HeaderValue::from_str(ctx.authority) {
-        // h2 clients send :authority, not Host; HTTP/1.1 upstreams need Host.
-        if !headers.contains_key(HOST) {
-            headers.insert(HOST, host.clone());
-        }
-        headers.insert(X_FORWARDED_HOST, host);
+    let host = ctx.authority.header();
+    // h2 clients send :authority, not Host; HTTP/1.1 upstreams need Host.
+    if !headers.contains_key(HOST) {
+        headers.insert(HOST, host.clone());
     }
+    headers.insert(X_FORWARDED_HOST, host.clone());
     headers.insert(X_FORWARDED_FOR, ctx.forwarded_for.clone());
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     if let Some(identity) = ctx.identity {
@@ -230,8 +229,9 @@ mod tests {
 
     fn ctx<'a>(claims: Option<&'a Claims>) -> ForwardContext<'a> {
         static PEER: HeaderValue = HeaderValue::from_static("10.1.2.3");
+        static AUTHORITY: Authority = Authority::from_static("api.example");
         ForwardContext {
-            authority: "api.example",
+            authority: &AUTHORITY,
             forwarded_for: &PEER,
             identity: None,
             claims,

@@ -40,7 +40,7 @@ use crate::gateway::reject::{ChallengeContext, Fault, Rejection};
 use crate::http::access::CountedBody;
 use crate::http::body_deadline::BodyDeadline;
 use crate::http::hop;
-use crate::http::inbound::{self, RequestError};
+use crate::http::inbound::{self, Authority, RequestError};
 use crate::metrics::Metrics;
 
 /// Everything the request path needs, shared by all connections.
@@ -206,7 +206,7 @@ fn to_client(response: Response<Incoming>, next_nonce: Option<String>) -> Respon
 pub struct Admitted<'g> {
     pub route: &'g Route,
     /// Host or `:authority`, as received.
-    pub authority: String,
+    pub authority: Authority,
     pub verified: Option<Arc<VerifiedToken>>,
     /// A newer DPoP nonce for the response.
     pub next_nonce: Option<String>,
@@ -277,7 +277,7 @@ pub async fn admit<'g, B>(
         AuthPolicy::Bound => {
             let target = RequestTarget {
                 method: req.method().as_str(),
-                authority: &authority,
+                authority: authority.as_str(),
                 path: original_path.as_deref().unwrap_or(req.uri().path()),
             };
             let (verified, next_nonce) = authorize(gateway, identity, req, &target, route, notes).await?;

@@ -6,5 +6,5 @@ pub(crate) mod body_deadline;
 pub mod form;
 pub mod forwarded_cert;
 pub(crate) mod hop;
-pub(crate) mod inbound;
+pub mod inbound;
 pub(crate) mod upstream;
