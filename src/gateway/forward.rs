@@ -158,7 +158,13 @@ pub fn rewrite_request(
     }
     if let Some(claims) = ctx.claims {
         for (name, claim) in &settings.claim_headers {
-            if let Some(value) = claims.render(claim).and_then(|v| HeaderValue::from_str(&v).ok()) {
+            // The rendered text becomes the value's bytes, not a copy of
+            // them; what `HeaderValue::from_str` would refuse is still left out.
+            let value = claims
+                .render(claim)
+                .filter(|text| text.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)))
+                .and_then(|text| HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok());
+            if let Some(value) = value {
                 headers.insert(name.clone(), value);
             }
         }
@@ -278,6 +284,17 @@ mod tests {
         rewrite_request(&mut h, &ctx(Some(&claims)), &settings()).unwrap();
         assert!(h.get("x-auth-subject").is_none());
         assert_eq!(h["host"], "api.example");
+    }
+
+    #[test]
+    fn a_claim_that_is_no_visible_ascii_is_left_out_and_one_that_is_sent() {
+        let claims: Claims = serde_json::from_str(r#"{"iss":"i","aud":"a","exp":1,"sub":"zoë\u0007"}"#).unwrap();
+        let mut h = inbound(&[("x-auth-subject", "root")]);
+        rewrite_request(&mut h, &ctx(Some(&claims)), &settings()).unwrap();
+        assert!(h.get("x-auth-subject").is_none());
+        let claims: Claims = serde_json::from_str(r#"{"iss":"i","aud":"a","exp":1,"sub":"user\t42"}"#).unwrap();
+        rewrite_request(&mut h, &ctx(Some(&claims)), &settings()).unwrap();
+        assert_eq!(h["x-auth-subject"], "user\t42");
     }
 
     #[test]

@@ -32,15 +32,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// names the message has, instead of a hash lookup for each name that might
 /// be there (on almost every request, none is).
 pub fn strip_hop_by_hop_and(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
-    let named = connection_named(headers);
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| HOP_BY_HOP.contains(name) || named.contains(name) || also(name))
-        .cloned()
-        .collect();
-    for name in &doomed {
-        headers.remove(name);
+    // Found one at a time and removed, rather than collected first: a
+    // request has one or two such headers, and a list of them is an
+    // allocation on every request.
+    // `Connection` itself goes last: until then it says what else goes.
+    loop {
+        let doomed = headers
+            .keys()
+            .filter(|name| *name != CONNECTION)
+            .find(|name| HOP_BY_HOP.contains(name) || connection_names(headers, name) || also(name))
+            .cloned();
+        let Some(name) = doomed else { break };
+        headers.remove(&name);
     }
+    headers.remove(CONNECTION);
 }
 
 /// `name` equals `protected` with some of its `-` written as `_`. Both are
@@ -54,15 +59,15 @@ pub fn same_but_underscores(name: &str, protected: &str) -> bool {
             .all(|(n, p)| n == p || (n == b'_' && p == b'-'))
 }
 
-/// The header names listed in `Connection`.
-fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+/// Whether `Connection` lists `name`. Compared as text, since making a
+/// `HeaderName` of each token (`keep-alive`, on most requests) allocates.
+fn connection_names(headers: &HeaderMap, name: &HeaderName) -> bool {
     headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect()
+        .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
 }
 
 #[cfg(test)]

@@ -96,14 +96,9 @@ pub fn normalize_target(uri: &http::Uri) -> Result<Option<http::Uri>, RequestErr
     if !path.starts_with('/') || path.contains('\\') {
         return Err(RequestError::PathNotNormalized);
     }
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") {
+    if has_escape(path, b'2', b'f') || has_escape(path, b'5', b'c') {
         return Err(RequestError::PathNotNormalized);
     }
-    let is_dot_segment = |segment: &str| {
-        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-        decoded == "." || decoded == ".."
-    };
     if path.split('/').any(is_dot_segment) {
         return Err(RequestError::PathNotNormalized);
     }
@@ -125,6 +120,32 @@ pub fn normalize_target(uri: &http::Uri) -> Result<Option<http::Uri>, RequestErr
     http::Uri::from_parts(parts)
         .map(Some)
         .map_err(|_| RequestError::PathNotNormalized)
+}
+
+/// Whether `path` holds `%<high><low>`, `low` in either case. Read in
+/// place: the common path has no `%` at all, and needs no lowercased copy.
+fn has_escape(path: &str, high: u8, low: u8) -> bool {
+    path.as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1] == high && w[2].eq_ignore_ascii_case(&low))
+}
+
+/// `.` or `..`, each dot perhaps written `%2e` or `%2E`.
+fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', e, tail @ ..] if e.eq_ignore_ascii_case(&b'e') => tail,
+            _ => return false,
+        };
+        dots += 1;
+        if dots > 2 {
+            return false;
+        }
+    }
+    dots > 0
 }
 
 /// Whether the body is a urlencoded form, the one body where RFC 6750 lets a
@@ -234,11 +255,26 @@ mod tests {
             "/a/.%2e",
             "/a%2fb",
             "/a%5Cb",
+            "/a%2Fb",
+            "/a%5cb",
             "/a\\b",
+            "/a/%2E",
+            "/a/%2e.",
         ] {
             assert!(norm(bad).is_err(), "{bad}");
         }
-        assert_eq!(norm("/a/..b/c.d").unwrap(), None);
+        for fine in [
+            "/a/..b/c.d",
+            "/a/.../b",
+            "/a/%2e%2e%2e",
+            "/a/%2",
+            "/a/%",
+            "/a/%25",
+            "/a/%2g",
+            "/%5",
+        ] {
+            assert_eq!(norm(fine).unwrap(), None, "{fine}");
+        }
     }
 
     #[test]
