@@ -14,6 +14,7 @@ use crate::auth::dpop::store::ReplayStore;
 use crate::auth::token::{self, KeyStore, RevokedFamilies, TokenValidator};
 use crate::config::{AuthorizationServerSettings, Config, ConfigError, IssuerKeys, JwksSource, TokenSettings};
 use crate::conn::crl::CrlFetcher;
+use crate::conn::crl::verifier::WithFetchedRevocations;
 use crate::conn::{pem, tls};
 use crate::gateway::Gateway;
 use crate::gateway::client_cert::ForwardedCerts;
@@ -61,7 +62,13 @@ pub async fn prepare(
     let fingerprint = fingerprint::fingerprint(&config.watched_files());
     forward::check_claim_headers(&config)?;
     let crls = crl_fetcher(&config, &metrics, previous)?;
-    let gateway_tls = tls::server_config(&config, crls.as_ref())?;
+    let gateway_tls = tls::server_config(&config, |verifier| match &crls {
+        None => verifier,
+        Some(crls) => Arc::new(WithFetchedRevocations {
+            inner: verifier,
+            crls: crls.clone(),
+        }),
+    })?;
     forward::check_proxy_headers(&config)?;
     let mut certificates = tls::summaries("server", &config.server.cert)
         .map_err(|e| config.unusable("server.cert", &config.server.cert, e))?;

@@ -15,8 +15,6 @@ use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertSto
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::{AuthorizationServerSettings, ClientAuth, Config, ConfigError, CrlExpired};
-use crate::conn::crl::CrlFetcher;
-use crate::conn::crl::verifier::WithFetchedRevocations;
 use crate::conn::pem;
 use crate::conn::revocation::RevocationSet;
 
@@ -39,18 +37,16 @@ pub struct GatewayTls {
 /// older configuration (perhaps trusting a CA since removed) must never
 /// resume on this one.
 ///
-/// With `crls` (`server.crl_fetch`), the lists fetched revoke at the handshake too.
-pub fn server_config(config: &Config, crls: Option<&Arc<CrlFetcher>>) -> Result<GatewayTls, ConfigError> {
+/// `extend` may wrap the client certificate verifier in further checks
+/// (`server.crl_fetch`'s lists); the wrapped one is also the one returned.
+pub fn server_config(
+    config: &Config,
+    extend: impl FnOnce(Arc<dyn ClientCertVerifier>) -> Arc<dyn ClientCertVerifier>,
+) -> Result<GatewayTls, ConfigError> {
     let server = &config.server;
     let provider = provider();
     let (verifier, revoked) = client_verifier(config, provider.clone())?;
-    let verifier: Arc<dyn ClientCertVerifier> = match crls {
-        None => verifier,
-        Some(crls) => Arc::new(WithFetchedRevocations {
-            inner: verifier,
-            crls: crls.clone(),
-        }),
-    };
+    let verifier = extend(verifier);
     let files = ServerFiles {
         cert: ("server.cert", &server.cert),
         key: ("server.key", &server.key),
