@@ -25,7 +25,9 @@ use crate::conn::activity::{Activity, InFlight, QuietTimer, RequestBody, Respons
 use crate::conn::framing::{FramingLog, FramingScanner};
 use crate::conn::identity::ClientIdentity;
 use crate::conn::io::ClientIo;
+use crate::conn::park::Companion;
 use crate::http::forwarded_cert;
+use crate::http::pinned::UpstreamPin;
 use crate::{gateway, issuer};
 
 /// What a listener serves.
@@ -206,11 +208,16 @@ impl ConnectionTask {
         let live = self.live.clone();
         let served = match self.site {
             Site::Gateway => {
-                http.serve(io, conn, move |conn, req| gateway::handle(live.gateway(), conn, req))
-                    .await
+                // h2 multiplexes its requests: they take the pool.
+                let pin = (!http.is_h2).then(|| Arc::new(UpstreamPin::default()));
+                let pinned = pin.clone();
+                http.serve(io, conn, &pin, move |conn, req| {
+                    gateway::handle(live.gateway(), conn, pinned.clone(), req)
+                })
+                .await
             }
             Site::AuthorizationServer => {
-                http.serve(io, conn, move |conn, req| {
+                http.serve(io, conn, &(), move |conn, req| {
                     let issuer = live.issuer();
                     async move {
                         match issuer {
@@ -246,6 +253,7 @@ impl Http<'_> {
         self,
         io: ClientIo<Box<TlsStream>>,
         conn: Arc<Connection>,
+        companion: &impl Companion,
         handler: H,
     ) -> Result<(), hyper::Error>
     where
@@ -281,6 +289,7 @@ impl Http<'_> {
                 &http1_builder(self.limits),
                 io,
                 service,
+                companion,
                 self.activity,
                 self.drain,
                 self.metrics,

@@ -39,6 +39,12 @@ pub use trusted_proxy::{CLIENT_CERT, CLIENT_CERT_CHAIN, Cidr, ForwardedFormat, H
 /// fixes 64, `EX_USAGE`, so scripts can tell "bad config" from "crashed").
 pub const EXIT_INVALID_CONFIG: i32 = 64;
 
+/// `upstream.max_pinned_connections` when unset: enough for every client
+/// of a busy sidecar to keep its own upstream connection, few enough that
+/// an edge proxy with thousands of clients does not open thousands
+/// upstream (past it, requests share the pool).
+const DEFAULT_MAX_PINNED_CONNECTIONS: usize = 256;
+
 /// A configuration problem, always naming the file and, where there is one, the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -150,6 +156,9 @@ pub struct UpstreamSettings {
     pub connect_timeout: Duration,
     /// Time allowed for the upstream to send its response head.
     pub request_timeout: Duration,
+    /// Upstream connections pinned to (or stashed for) HTTP/1.1 client
+    /// connections, per upstream; 0 sends every request through the pool.
+    pub max_pinned_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -378,6 +387,7 @@ struct RawUpstream {
     client_key: Option<PathBuf>,
     connect_timeout: Option<String>,
     request_timeout: Option<String>,
+    max_pinned_connections: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -562,6 +572,7 @@ impl Validator<'_> {
             client_cert,
             connect_timeout: self.duration("upstream.connect_timeout", raw.connect_timeout, Duration::from_secs(5))?,
             request_timeout: self.duration("upstream.request_timeout", raw.request_timeout, Duration::from_secs(30))?,
+            max_pinned_connections: raw.max_pinned_connections.unwrap_or(DEFAULT_MAX_PINNED_CONNECTIONS),
         })
     }
 

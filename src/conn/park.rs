@@ -16,7 +16,7 @@
 use std::future::poll_fn;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -39,13 +39,53 @@ pub const PARK_AFTER: Duration = Duration::from_millis(100);
 /// How long closing a parked connection may take (TLS close_notify, FIN).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Work the connection's task does beside serving the client: an upstream
+/// connection pinned to this one (`http::pinned`), driven here so that the
+/// request's trip upstream and back needs no other task.
+pub trait Companion {
+    /// Makes progress; called each time the task is woken, before and
+    /// after hyper's connection, which may have given it work.
+    fn poll_beside(&self, cx: &mut Context<'_>);
+    /// The connection parks or ends: give back what an idle one should
+    /// not hold.
+    fn release(&self);
+}
+
+impl Companion for () {
+    fn poll_beside(&self, _: &mut Context<'_>) {}
+    fn release(&self) {}
+}
+
+impl<C: Companion> Companion for Option<C> {
+    fn poll_beside(&self, cx: &mut Context<'_>) {
+        if let Some(companion) = self {
+            companion.poll_beside(cx);
+        }
+    }
+    fn release(&self) {
+        if let Some(companion) = self {
+            companion.release();
+        }
+    }
+}
+
+impl<C: Companion + ?Sized> Companion for Arc<C> {
+    fn poll_beside(&self, cx: &mut Context<'_>) {
+        (**self).poll_beside(cx);
+    }
+    fn release(&self) {
+        (**self).release();
+    }
+}
+
 /// Serves HTTP/1.1 on `io` until the client leaves, the idle timeout ends
 /// the connection, or `drain` turns true (then the request in progress, if
-/// any, finishes first).
+/// any, finishes first). `companion` is polled beside it.
 pub async fn serve<IO, S>(
     builder: &http1::Builder,
     mut io: ClientIo<IO>,
     mut service: S,
+    companion: &impl Companion,
     activity: Arc<Activity>,
     drain: &mut watch::Receiver<bool>,
     metrics: &Metrics,
@@ -63,9 +103,12 @@ where
     loop {
         // Boxed, so that a parked connection's task does not keep room for it.
         let mut conn = Box::new(builder.serve_connection(TokioIo::new(io), service));
-        match drive(&mut conn, &activity, &mut park_timer, drain).await {
-            Driven::Finished(result) => return result,
-            Driven::Quiescent => {}
+        match drive(&mut conn, companion, &activity, &mut park_timer, drain).await {
+            Driven::Finished(result) => {
+                companion.release();
+                return result;
+            }
+            Driven::Quiescent => companion.release(),
         }
         let parts = (*conn).into_parts();
         io = parts.io.into_inner();
@@ -97,6 +140,7 @@ enum Driven {
 /// connection is asked to close after the request in progress.
 async fn drive<C>(
     conn: &mut C,
+    companion: &impl Companion,
     activity: &Activity,
     park_timer: &mut QuietTimer,
     drain: &mut watch::Receiver<bool>,
@@ -109,9 +153,11 @@ where
     poll_fn(|cx| {
         loop {
             let poll = activity.begin_poll();
+            companion.poll_beside(cx);
             if let Poll::Ready(result) = Pin::new(&mut *conn).poll(cx) {
                 return Poll::Ready(Driven::Finished(result));
             }
+            companion.poll_beside(cx);
             if !shutting_down && draining.as_mut().poll(cx).is_ready() {
                 shutting_down = true;
                 Pin::new(&mut *conn).shut_down_gracefully();

@@ -41,6 +41,7 @@ use crate::http::access::CountedBody;
 use crate::http::body_deadline::BodyDeadline;
 use crate::http::hop;
 use crate::http::inbound::{self, Authority, RequestError};
+use crate::http::pinned::UpstreamPin;
 use crate::metrics::Metrics;
 
 /// Everything the request path needs, shared by all connections.
@@ -70,14 +71,17 @@ pub struct Gateway {
 const FORWARDED: &str = "forwarded";
 
 /// Serves one request; never fails, since every rejection becomes a response.
+/// `pin` is the client connection's pinned upstream connection, if it may have one.
 pub async fn handle(
     gateway: Arc<Gateway>,
     conn: Arc<Connection>,
+    pin: Option<Arc<UpstreamPin>>,
     req: Request<RequestBody>,
 ) -> Result<Response<Body>, Infallible> {
     // Dropped before `gateway` and `conn`, also when hyper drops this future.
     let mut outcome = Outcome::begin(&gateway.metrics, &conn, &req);
-    let (response, reason) = match authorize_and_forward(&gateway, &conn, req, outcome.notes_mut()).await {
+    let forwarded = authorize_and_forward(&gateway, &conn, pin.as_deref(), req, outcome.notes_mut()).await;
+    let (response, reason) = match forwarded {
         Ok(response) => (response, FORWARDED),
         Err(rejection) => answer(&gateway, &conn, &outcome, &rejection),
     };
@@ -134,6 +138,7 @@ fn close_after(response: &mut Response<Body>, version: Version, conn: &Connectio
 async fn authorize_and_forward(
     gateway: &Gateway,
     conn: &Connection,
+    pin: Option<&UpstreamPin>,
     mut req: Request<RequestBody>,
     notes: &mut RequestNotes,
 ) -> Result<Response<Body>, Rejection> {
@@ -143,7 +148,7 @@ async fn authorize_and_forward(
     let req = req.map(|body| BodyDeadline::new(body, pace));
     let req = inbound::screen_form(req, gateway.limits.max_form_bytes).await?;
     let req = rewrite(req, conn, &admitted, notes, gateway)?;
-    let response = send_upstream(gateway, admitted.route, req, notes).await?;
+    let response = send_upstream(gateway, admitted.route, pin, req, notes).await?;
     Ok(to_client(response, admitted.next_nonce))
 }
 
@@ -178,11 +183,12 @@ fn rewrite(
 async fn send_upstream(
     gateway: &Gateway,
     route: &Route,
+    pin: Option<&UpstreamPin>,
     req: Request<Body>,
     notes: &mut RequestNotes,
 ) -> Result<Response<Incoming>, Rejection> {
     let started = Instant::now();
-    let response = route.upstream.send(req).await;
+    let response = route.upstream.send(pin, req, &gateway.metrics).await;
     let waited = started.elapsed();
     gateway.metrics.upstream_duration.observe(waited);
     notes.upstream_us = Some(waited.as_micros() as u64);

@@ -1,6 +1,8 @@
-//! The pooled client that carries authorized requests to the upstream, with
-//! bodies streamed both ways.
+//! The client that carries authorized requests to the upstream, with
+//! bodies streamed both ways: on a connection pinned to the client's
+//! connection when there is one (see `pinned`), else through a shared pool.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{PathAndQuery, Scheme};
@@ -14,6 +16,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::body::{Body, BoxError};
 use crate::config::{Config, ConfigError, UpstreamSettings};
 use crate::conn::tls::{self, ClientRoots, ClientTlsError};
+use crate::http::pinned::{Pinned, Pins, STASH_IDLE_TIMEOUT, SendFailed, UpstreamPin};
+use crate::metrics::Metrics;
 
 /// Why forwarding failed; the upstream, not the client, is at fault.
 #[derive(Debug, thiserror::Error)]
@@ -24,9 +28,10 @@ pub enum UpstreamError {
     Timeout,
 }
 
-/// A connection pool to one upstream.
+/// One upstream: its pinned connections, and a pool for the rest.
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Body>,
+    pins: Arc<Pins>,
     scheme: Scheme,
     authority: http::uri::Authority,
     /// Prefix prepended to every forwarded path, without a trailing `/`.
@@ -44,6 +49,12 @@ impl Upstream {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(settings.connect_timeout));
+        // A pinned connection carries one request at a time: HTTP/1.1 only.
+        let pinned_connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http.clone());
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -53,15 +64,19 @@ impl Upstream {
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(STASH_IDLE_TIMEOUT)
             .build(connector);
+        let scheme = url.scheme().cloned().unwrap_or(Scheme::HTTP);
+        let authority = url
+            .authority()
+            .cloned()
+            .ok_or_else(|| config.unusable("upstream.url", &config.source, "has no host"))?;
+        let origin = origin(&scheme, &authority);
         Ok(Upstream {
             client,
-            scheme: url.scheme().cloned().unwrap_or(Scheme::HTTP),
-            authority: url
-                .authority()
-                .cloned()
-                .ok_or_else(|| config.unusable("upstream.url", &config.source, "has no host"))?,
+            pins: Arc::new(Pins::new(origin, pinned_connector, settings.max_pinned_connections)),
+            scheme,
+            authority,
             base_path: url.path().trim_end_matches('/').to_string(),
             request_timeout: settings.request_timeout,
         })
@@ -83,34 +98,91 @@ impl Upstream {
         format!("{}://{}{}", self.scheme, self.authority, self.base_path)
     }
 
-    /// The upstream URI for an inbound request target.
-    pub fn target(&self, inbound: &Uri) -> Uri {
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(self.authority.clone());
-        parts.path_and_query = match inbound.path_and_query() {
+    /// The upstream's request target (origin form) for an inbound one.
+    fn path_and_query(&self, inbound: &Uri) -> PathAndQuery {
+        match inbound.path_and_query() {
             // The usual case: shared, not copied and parsed again.
-            Some(path_and_query) if self.base_path.is_empty() => Some(path_and_query.clone()),
+            Some(path_and_query) if self.base_path.is_empty() => path_and_query.clone(),
             path_and_query => {
                 let path_and_query = path_and_query.map(PathAndQuery::as_str).unwrap_or("/");
                 PathAndQuery::try_from(format!("{}{}", self.base_path, path_and_query))
-                    .ok()
-                    .or_else(|| Some(PathAndQuery::from_static("/")))
+                    .unwrap_or_else(|_| PathAndQuery::from_static("/"))
             }
-        };
-        Uri::from_parts(parts).unwrap_or_else(|_| inbound.clone())
-    }
-
-    /// Sends `req` (already rewritten) and waits for the response head.
-    pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
-        *req.uri_mut() = self.target(req.uri());
-        *req.version_mut() = Version::HTTP_11;
-        match tokio::time::timeout(self.request_timeout, self.client.request(req)).await {
-            Err(_) => Err(UpstreamError::Timeout),
-            Ok(Err(e)) => Err(UpstreamError::Unavailable(Box::new(e))),
-            Ok(Ok(response)) => Ok(response),
         }
     }
+
+    /// The absolute form of an origin-form target, as the pool wants it.
+    fn absolute(&self, origin_form: &Uri) -> Uri {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(
+            origin_form
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        Uri::from_parts(parts).unwrap_or_else(|_| origin_form.clone())
+    }
+
+    /// Sends `req` (already rewritten) and waits for the response head:
+    /// on the client connection's pinned upstream connection when `pin`
+    /// is given and the cap allows, else through the pool.
+    pub async fn send(
+        &self,
+        pin: Option<&UpstreamPin>,
+        mut req: Request<Body>,
+        metrics: &Metrics,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        *req.uri_mut() = Uri::from(self.path_and_query(req.uri()));
+        *req.version_mut() = Version::HTTP_11;
+        let sent = async {
+            let req = match pin {
+                Some(pin) if self.pins.enabled() => {
+                    match pin
+                        .send(&self.pins, req, metrics)
+                        .await
+                        .map_err(UpstreamError::Unavailable)?
+                    {
+                        Pinned::Sent(response) => {
+                            metrics.upstream_request(true);
+                            match response.await {
+                                Ok(response) => return Ok(response),
+                                Err(SendFailed::Unwritten(req)) => *req,
+                                Err(SendFailed::Failed(e)) => return Err(UpstreamError::Unavailable(Box::new(e))),
+                            }
+                        }
+                        Pinned::Declined(req) => req,
+                    }
+                }
+                _ => req,
+            };
+            metrics.upstream_request(false);
+            self.send_pooled(req).await
+        };
+        match tokio::time::timeout(self.request_timeout, sent).await {
+            Err(_) => Err(UpstreamError::Timeout),
+            Ok(result) => result,
+        }
+    }
+
+    /// Sends `req` (origin-form target) through the shared pool.
+    async fn send_pooled(&self, mut req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
+        *req.uri_mut() = self.absolute(req.uri());
+        self.client
+            .request(req)
+            .await
+            .map_err(|e| UpstreamError::Unavailable(Box::new(e)))
+    }
+}
+
+/// The scheme and authority connections are opened to, as a connector takes them.
+fn origin(scheme: &Scheme, authority: &http::uri::Authority) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(scheme.clone());
+    parts.authority = Some(authority.clone());
+    parts.path_and_query = Some(PathAndQuery::from_static("/"));
+    Uri::from_parts(parts).unwrap_or_default()
 }
 
 fn client_tls(config: &Config, settings: &UpstreamSettings, url: &Uri) -> Result<rustls::ClientConfig, ConfigError> {

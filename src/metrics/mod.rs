@@ -96,6 +96,9 @@ pub struct Metrics {
     resumed_handshakes: AtomicU64,
     connections_open: AtomicI64,
     connections_parked: AtomicI64,
+    upstream_requests_pinned: AtomicU64,
+    upstream_requests_pooled: AtomicU64,
+    upstream_pinned_opened: AtomicU64,
     /// The earliest `notAfter` of any client certificate seen (seconds since the epoch).
     client_cert_earliest_expiry: AtomicI64,
     pub request_duration: Histogram,
@@ -126,6 +129,9 @@ impl Default for Metrics {
             resumed_handshakes: AtomicU64::new(0),
             connections_open: AtomicI64::new(0),
             connections_parked: AtomicI64::new(0),
+            upstream_requests_pinned: AtomicU64::new(0),
+            upstream_requests_pooled: AtomicU64::new(0),
+            upstream_pinned_opened: AtomicU64::new(0),
             client_cert_earliest_expiry: AtomicI64::new(i64::MAX),
             request_duration: Histogram::default(),
             upstream_duration: Histogram::default(),
@@ -228,6 +234,22 @@ impl Metrics {
     pub fn connection_parked(&self, parked: bool) {
         self.connections_parked
             .fetch_add(if parked { 1 } else { -1 }, Ordering::Relaxed);
+    }
+
+    /// A request went upstream on its client connection's pinned
+    /// connection (`pinned`), or through the shared pool.
+    pub fn upstream_request(&self, pinned: bool) {
+        let counter = if pinned {
+            &self.upstream_requests_pinned
+        } else {
+            &self.upstream_requests_pooled
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection to pin was opened to an upstream.
+    pub fn upstream_pinned_opened(&self) {
+        self.upstream_pinned_opened.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition; `certificates` are expiry gauges of
@@ -390,6 +412,24 @@ impl Metrics {
                 "gauge",
                 "Open HTTP/1.1 connections idle between requests, holding no HTTP buffers.",
                 self.connections_parked.load(Ordering::Relaxed),
+            ),
+            (
+                "bindgate_upstream_requests_pinned_total",
+                "counter",
+                "Requests sent upstream on a connection pinned to their HTTP/1.1 client connection.",
+                self.upstream_requests_pinned.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "bindgate_upstream_requests_pooled_total",
+                "counter",
+                "Requests sent upstream through the shared pool (h2 clients, pinning off, or the cap reached).",
+                self.upstream_requests_pooled.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "bindgate_upstream_pinned_connections_opened_total",
+                "counter",
+                "Upstream connections opened to be pinned to client connections.",
+                self.upstream_pinned_opened.load(Ordering::Relaxed) as i64,
             ),
         ];
         for (name, kind, help, value) in single {

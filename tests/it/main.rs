@@ -30,6 +30,7 @@ mod issuer_endpoints;
 mod keys;
 mod live_reload;
 mod ops;
+mod pinned;
 mod postgres_harness;
 mod refresh;
 mod reload_once;

@@ -26,6 +26,8 @@ use tokio::net::TcpListener;
 /// One request as the upstream saw it.
 #[derive(Clone, Debug)]
 pub struct Seen {
+    /// The gateway's end of the connection the request came on.
+    pub peer: SocketAddr,
     pub method: String,
     pub target: String,
     pub headers: HeaderMap,
@@ -76,10 +78,10 @@ impl RecordingUpstream {
             early: early.clone(),
         };
         let task = tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
+            while let Ok((tcp, peer)) = listener.accept().await {
                 let record = record.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(req, record.clone()));
+                    let service = service_fn(move |req| handle(req, peer, record.clone()));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tcp), service)
                         .await;
@@ -138,10 +140,11 @@ struct Record {
     early: Arc<Mutex<Vec<EarlyBody>>>,
 }
 
-async fn handle(req: Request<Incoming>, record: Record) -> Result<Response<Body>, Infallible> {
+async fn handle(req: Request<Incoming>, peer: SocketAddr, record: Record) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
     if parts.uri.path() == "/early" {
         record.seen.lock().unwrap().push(Seen {
+            peer,
             method: parts.method.to_string(),
             target: parts.uri.to_string(),
             headers: parts.headers.clone(),
@@ -159,6 +162,7 @@ async fn handle(req: Request<Incoming>, record: Record) -> Result<Response<Body>
     }
     let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     record.seen.lock().unwrap().push(Seen {
+        peer,
         method: parts.method.to_string(),
         target: parts.uri.to_string(),
         headers: parts.headers.clone(),
