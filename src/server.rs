@@ -21,7 +21,7 @@ use crate::app::live::Live;
 use crate::config::{ClientCertHeader, Limits};
 use crate::conn::Connection;
 use crate::conn::accept::AcceptBackoff;
-use crate::conn::activity::{Activity, InFlight, QuietTimer, RequestBody, ResponseBody};
+use crate::conn::activity::{Activity, CountedResponse, InFlight, QuietTimer, RequestBody};
 use crate::conn::framing::{FramingLog, FramingScanner};
 use crate::conn::identity::ClientIdentity;
 use crate::conn::io::ClientIo;
@@ -267,11 +267,7 @@ impl Http<'_> {
             requests.request_started();
             let response_in_flight = InFlight::enter(&requests);
             let req = req.map(|body| RequestBody::new(body, InFlight::enter(&requests)));
-            let handled = handler(conn.clone(), req);
-            async move {
-                let response = handled.await?;
-                Ok::<_, std::convert::Infallible>(response.map(|body| ResponseBody::new(body, response_in_flight)))
-            }
+            CountedResponse::new(handler(conn.clone(), req), response_in_flight)
         });
         if self.is_h2 {
             // Boxed: h2's connection state is large, and inline it would size

@@ -5,6 +5,7 @@
 //! the idle timer needs that, and so does parking an idle HTTP/1.1
 //! connection (see `park`).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::body::{Body, BoxError};
+use crate::body::Body;
 
 /// Shared by a connection's I/O, its service and whoever drives it. All
 /// fields are touched by one task at a time; atomics only because that task
@@ -216,25 +217,62 @@ impl Drop for RequestBody {
 }
 
 /// A response body, in flight until hyper has taken all of it and dropped it.
-pub struct ResponseBody {
-    inner: Body,
-    _in_flight: InFlight,
+pub struct ResponseBody<B = Body> {
+    inner: B,
+    _in_flight: Option<InFlight>,
 }
 
-impl ResponseBody {
-    pub fn new(inner: Body, in_flight: InFlight) -> ResponseBody {
-        ResponseBody {
-            inner,
-            _in_flight: in_flight,
+pin_project_lite::pin_project! {
+    /// A handler's future whose response body, once there is one, stays
+    /// counted in flight until the client has it all. A future of its own,
+    /// not an `async move` block awaiting the handler: such a block holds
+    /// the handler's future twice (before and after its first poll), and
+    /// every move of it copies both.
+    pub struct CountedResponse<F> {
+        #[pin]
+        handled: F,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<F> CountedResponse<F> {
+    pub fn new(handled: F, in_flight: InFlight) -> CountedResponse<F> {
+        CountedResponse {
+            handled,
+            in_flight: Some(in_flight),
         }
     }
 }
 
-impl HttpBody for ResponseBody {
-    type Data = Bytes;
-    type Error = BoxError;
+// Generic over the body, which is always `Body`: bound to `Body` itself,
+// rustc cannot prove the connection task `Send` (its higher-ranked
+// lifetime check loses the `'static` of the boxed error type).
+impl<F, B> Future for CountedResponse<F>
+where
+    F: Future<Output = Result<http::Response<B>, Infallible>>,
+{
+    type Output = Result<http::Response<ResponseBody<B>>, Infallible>;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if this.in_flight.is_none() {
+            // Polled again after it was ready, which hyper never does.
+            return Poll::Pending;
+        }
+        let Ok(response) = std::task::ready!(this.handled.poll(cx));
+        let in_flight = this.in_flight.take();
+        Poll::Ready(Ok(response.map(|body| ResponseBody {
+            inner: body,
+            _in_flight: in_flight,
+        })))
+    }
+}
+
+impl<B: HttpBody + Unpin> HttpBody for ResponseBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 

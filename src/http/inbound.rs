@@ -168,6 +168,16 @@ where
     if !is_form(&req) {
         return Ok(req.map(body::stream));
     }
+    // Boxed: forms are rare, and inline the body's collection would size
+    // every request's future (which is moved, whole, several times).
+    Box::pin(screen_form_body(req, limit)).await
+}
+
+async fn screen_form_body<B>(req: Request<B>, limit: usize) -> Result<Request<Body>, FormScreenError>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
     let (parts, incoming) = req.into_parts();
     let collected = Limited::new(incoming, limit).collect().await.map_err(|e| {
         if e.is::<http_body_util::LengthLimitError>() {

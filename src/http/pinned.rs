@@ -210,7 +210,8 @@ impl UpstreamPin {
         };
         let conn = match pins.take() {
             Some(conn) => conn,
-            None => match pins.open().await? {
+            // Boxed: connecting is rare, and inline its state would size every request's future.
+            None => match Box::pin(pins.open()).await? {
                 Some(conn) => {
                     metrics.upstream_pinned_opened();
                     conn

@@ -101,8 +101,10 @@ impl TokenValidator {
     /// Validates `token` now. A `kid` the issuer's keys do not hold triggers
     /// one (rate-limited) refetch of remote keys before giving up.
     pub async fn validate(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
+        // The refetch is boxed: it is rare, and inline its state would size
+        // every request's future (which is moved, whole, several times).
         match self.validate_at(token, now_seconds()) {
-            Err(e) if self.refetched_for(token, &e).await => self.validate_at(token, now_seconds()),
+            Err(e) if Box::pin(self.refetched_for(token, &e)).await => self.validate_at(token, now_seconds()),
             other => other,
         }
     }
@@ -110,8 +112,9 @@ impl TokenValidator {
     /// As [`TokenValidator::validate`], as of `now` (seconds since the
     /// epoch), for a caller that decides a whole request at one instant.
     pub async fn validate_refetching_at(&self, token: &str, now: f64) -> Result<Arc<VerifiedToken>, TokenError> {
+        // Boxed, as in `validate`.
         match self.validate_at(token, now) {
-            Err(e) if self.refetched_for(token, &e).await => self.validate_at(token, now),
+            Err(e) if Box::pin(self.refetched_for(token, &e)).await => self.validate_at(token, now),
             other => other,
         }
     }
