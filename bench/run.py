@@ -8,7 +8,11 @@ generator and nginx to CPU 0. Every number that compares gateways is per
 gateway core (requests per second divided by the cores the gateway used), since
 raw req/s also depends on how much CPU the load generator got.
 
-Environment knobs: DURATION (seconds per row, default 5), ROUNDS (3), CONNS (64),
+One row leaves that layout: `bindgate-full-h1-2cores` runs a second bindgate
+process on two CPUs (so two tokio workers), with the load generator unpinned on
+two threads, to see how bindgate scales from one core to two.
+
+Environment knobs: DURATION (seconds per row, default 5), ROUNDS (5), CONNS (64),
 H2_CONNS x H2_STREAMS (16 x 4), IDLE_CONNS (10000), ONLY (space-separated
 row names), PIN (1: pin as above; 0: nothing pinned).
 """
@@ -37,7 +41,7 @@ DURATION = int(os.environ.get("DURATION", "5"))
 # The machine's speed drifts by tens of percent within minutes (shared VMs):
 # each round runs every row once, HAProxy and bindgate rows back to back,
 # and the report takes medians over rounds.
-ROUNDS = int(os.environ.get("ROUNDS", "3"))
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
 CONNS = int(os.environ.get("CONNS", "64"))
 H2_CONNS = int(os.environ.get("H2_CONNS", "16"))
 H2_STREAMS = int(os.environ.get("H2_STREAMS", "4"))
@@ -51,10 +55,16 @@ IDLE_CONNS = min(IDLE_CONNS, HAP_MAXCONN - 200)
 ONLY = set(os.environ.get("ONLY", "").split())
 PIN = os.environ.get("PIN", "1") == "1"
 CPU_GATEWAY, CPU_LOAD = ("1", "0") if PIN else (None, None)
+# The two-core row's bindgate: CPUs 0 and 1, which is every CPU of the 2-vCPU
+# bench machine, and still two (two tokio workers) on a bigger one.
+CPU_TWO_CORES = "0,1" if PIN else None
+TWO_CORES_ROW = "bindgate-full-h1-2cores"
 HZ = os.sysconf("SC_CLK_TCK")
 
 ISS, AUD = "https://issuer.test", "https://api.test"
 NGINX, HAP_FULL, HAP_MTLS, BG, BG_ADMIN = 18080, 18443, 18444, 18453, 18454
+# The second bindgate of the two-core row (listener, admin).
+BG2, BG2_ADMIN = 18455, 18456
 
 children = []
 
@@ -181,6 +191,26 @@ BINDGATE_ARGV = [BINDGATE, "run", "--config", BENCH / "gateway.toml"]
 BINDGATE_ENV = {"RUST_LOG": "warn"}
 HAP_FULL_URL, HAP_MTLS_URL = f"https://127.0.0.1:{HAP_FULL}/", f"https://127.0.0.1:{HAP_MTLS}/"
 BG_FULL_URL, BG_MTLS_URL = f"https://127.0.0.1:{BG}/", f"https://127.0.0.1:{BG}/mtls/"
+BG2_FULL_URL = f"https://127.0.0.1:{BG2}/"
+
+
+def two_core_config():
+    """bench/gateway.toml on the second bindgate's ports, written to run/gateway-2cores.toml.
+
+    bindgate resolves relative paths against the configuration file's
+    directory. gateway.toml sits in bench/ and names "run/pki/..."; the copy
+    sits in bench/run/, so the same files are "pki/..." from there."""
+    text = (BENCH / "gateway.toml").read_text()
+    for old, new in ((f'"127.0.0.1:{BG}"', f'"127.0.0.1:{BG2}"'),
+                     (f'"127.0.0.1:{BG_ADMIN}"', f'"127.0.0.1:{BG2_ADMIN}"'),
+                     ('"run/pki/', '"pki/')):
+        if old not in text:
+            sys.exit(f"bench: {old} not found in bench/gateway.toml; update run.py's two_core_config")
+        text = text.replace(old, new)
+    path = RUN / "gateway-2cores.toml"
+    path.write_text("# Written by run.py from ../gateway.toml for the two-core row: other ports,\n"
+                    "# paths relative to this directory.\n" + text)
+    return path
 
 
 def haproxy_env(maxconn, threads):
@@ -200,15 +230,17 @@ def tls_args():
     return ["--ca", PKI / "ca.pem", "--cert", PKI / "client-a.pem", "--key", PKI / "client-a-key.pem"]
 
 
-def measure(name, target, url, extra, upstream=None):
-    """One row: bounded load on `url`, CPU of the gateway, the upstream and the load generator."""
+def measure(name, target, url, extra, upstream=None, load_cpu=CPU_LOAD):
+    """One row: bounded load on `url`, CPU of the gateway, the upstream and the load generator.
+
+    `load_cpu`: where the load generator runs (None: unpinned)."""
     if ONLY and name not in ONLY:
         return None
     before = {"gw": target.cpu() if target else 0.0, "up": upstream.cpu() if upstream else 0.0}
     lg_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     lg_before = lg_before.ru_utime + lg_before.ru_stime
     started = time.time()
-    summary, lg_after = loadgen(extra + ["--duration", f"{DURATION}s", url])
+    summary, lg_after = loadgen(extra + ["--duration", f"{DURATION}s", url], cpu=load_cpu)
     wall = time.time() - started
     gw_cores = (target.cpu() - before["gw"]) / wall if target else 0.0
     up_cores = (upstream.cpu() - before["up"]) / wall if upstream else 0.0
@@ -293,6 +325,16 @@ def main():
     bindgate = spawn("bindgate", BINDGATE_ARGV, env=BINDGATE_ENV, cpu=CPU_GATEWAY)
     wait_port(BG, bindgate)
     up, hap, bg = Target("nginx", nginx, True), Target("haproxy", haproxy), Target("bindgate", bindgate)
+    # The two-core row's own bindgate, started only when that row runs: on two
+    # CPUs, available_parallelism() gives it a multi-thread runtime with two workers.
+    bindgate2 = bg2 = None
+    if (not ONLY or TWO_CORES_ROW in ONLY) and (os.cpu_count() or 1) >= 2:
+        bindgate2 = spawn("bindgate-2cores", [BINDGATE, "run", "--config", two_core_config()],
+                          env=BINDGATE_ENV, cpu=CPU_TWO_CORES)
+        wait_port(BG2, bindgate2)
+        bg2 = Target("bindgate-2cores", bindgate2)
+    elif not ONLY or TWO_CORES_ROW in ONLY:
+        log(f"bench: one CPU only, no {TWO_CORES_ROW} row")
 
     # A file per round: no round may send bindgate a token it has seen (and cached) before.
     distinct = {}
@@ -302,18 +344,26 @@ def main():
 
     h1 = ["--connections", CONNS, "--threads", 1]
     h2 = ["--http2", "--connections", H2_CONNS, "--streams", H2_STREAMS, "--threads", 1]
+    # The two-core row's load generator: two threads, unpinned, the same connections.
+    h1_two = ["--connections", CONNS, "--threads", 2]
     auth = ["--token", token]
     tls = tls_args()
     rows = []
     hap_full, hap_mtls, bg_full, bg_mtls = HAP_FULL_URL, HAP_MTLS_URL, BG_FULL_URL, BG_MTLS_URL
     log(f"bench: {DURATION}s per row, {CONNS} connections (h2: {H2_CONNS} x {H2_STREAMS} streams)")
+    # (row, gateway, url, load generator arguments[, the load generator's CPUs: None unpinned])
     plan = [
         ("upstream-h1", None, f"http://127.0.0.1:{NGINX}/", h1),
         ("haproxy-mtls-h1", hap, hap_mtls, h1 + tls),
         ("bindgate-mtls-h1", bg, bg_mtls, h1 + tls),
         ("haproxy-full-h1", hap, hap_full, h1 + tls + auth),
         ("bindgate-full-h1", bg, bg_full, h1 + tls + auth),
+    ]
+    if bg2:
+        plan += [(TWO_CORES_ROW, bg2, BG2_FULL_URL, h1_two + tls + auth, None)]
+    plan += [
         ("haproxy-mtls-h2", hap, hap_mtls, h2 + tls),
+        ("bindgate-mtls-h2", bg, bg_mtls, h2 + tls),
         ("haproxy-full-h2", hap, hap_full, h2 + tls + auth),
         ("bindgate-full-h2", bg, bg_full, h2 + tls + auth),
         ("haproxy-full-newconn-resumed", hap, hap_full, h1 + tls + auth + ["--new-connection", "--resume"]),
@@ -328,9 +378,10 @@ def main():
         ]
     for round_no in range(1, ROUNDS + 1):
         log(f"bench: round {round_no} of {ROUNDS}")
-        for name, target, url, args in plan:
+        for name, target, url, args, *load_cpu in plan:
             args = [distinct[round_no] if a == "{distinct}" else a for a in args]
-            row = measure(name, target, url, args, upstream=up)
+            row = measure(name, target, url, args, upstream=up,
+                          load_cpu=load_cpu[0] if load_cpu else CPU_LOAD)
             if row:
                 row["round"] = round_no
                 rows.append(row)
@@ -338,9 +389,12 @@ def main():
     idle = [r for r in (idle_memory("haproxy-idle", hap, hap_full),
                         idle_memory("bindgate-idle", bg, bg_full)) if r]
     peaks = {"haproxy": memory_kib(haproxy.pid, "VmHWM"), "bindgate": memory_kib(bindgate.pid, "VmHWM")}
+    if bindgate2:
+        peaks["bindgate-2cores"] = memory_kib(bindgate2.pid, "VmHWM")
     result = {"machine": machine(), "settings": {
         "duration_s": DURATION, "rounds": ROUNDS, "connections": CONNS, "h2": [H2_CONNS, H2_STREAMS], "idle": IDLE_CONNS,
-        "pinned": PIN}, "rows": rows, "idle": idle, "peak_rss_kib": peaks}
+        "pinned": PIN, "two_cores": {"gateway_cpus": CPU_TWO_CORES, "loadgen_threads": 2} if bindgate2 else None},
+        "rows": rows, "idle": idle, "peak_rss_kib": peaks}
     stamp = time.strftime("%Y%m%dT%H%M%S")
     out = RUN / f"results-{stamp}.json"
     out.write_text(json.dumps(result, indent=2))
