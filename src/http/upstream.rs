@@ -113,16 +113,8 @@ impl Upstream {
 
     /// The absolute form of an origin-form target, as the pool wants it.
     fn absolute(&self, origin_form: &Uri) -> Uri {
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(self.authority.clone());
-        parts.path_and_query = Some(
-            origin_form
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        );
-        Uri::from_parts(parts).unwrap_or_else(|_| origin_form.clone())
+        let path_and_query = origin_form.path_and_query().cloned();
+        absolute_uri(&self.scheme, &self.authority, path_and_query).unwrap_or_else(|| origin_form.clone())
     }
 
     /// Sends `req` (already rewritten) and waits for the response head:
@@ -138,23 +130,10 @@ impl Upstream {
         *req.version_mut() = Version::HTTP_11;
         let sent = async {
             let req = match pin {
-                Some(pin) if self.pins.enabled() => {
-                    match pin
-                        .send(&self.pins, req, metrics)
-                        .await
-                        .map_err(UpstreamError::Unavailable)?
-                    {
-                        Pinned::Sent(response) => {
-                            metrics.upstream_request(true);
-                            match response.await {
-                                Ok(response) => return Ok(response),
-                                Err(SendFailed::Unwritten(req)) => *req,
-                                Err(SendFailed::Failed(e)) => return Err(UpstreamError::Unavailable(Box::new(e))),
-                            }
-                        }
-                        Pinned::Declined(req) => req,
-                    }
-                }
+                Some(pin) if self.pins.enabled() => match self.send_pinned(pin, req, metrics).await? {
+                    Ok(response) => return Ok(response),
+                    Err(not_sent) => not_sent,
+                },
                 _ => req,
             };
             metrics.upstream_request(false);
@@ -163,6 +142,28 @@ impl Upstream {
         match tokio::time::timeout(self.request_timeout, sent).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(result) => result,
+        }
+    }
+
+    /// Sends `req` (origin-form target) on `pin`'s connection; gives the
+    /// request back when it could not go there (the cap is reached, or the
+    /// connection closed before writing it).
+    async fn send_pinned(
+        &self,
+        pin: &UpstreamPin,
+        req: Request<Body>,
+        metrics: &Metrics,
+    ) -> Result<Result<Response<Incoming>, Request<Body>>, UpstreamError> {
+        let response = match pin.send(&self.pins, req, metrics).await {
+            Ok(Pinned::Sent(response)) => response,
+            Ok(Pinned::Declined(req)) => return Ok(Err(req)),
+            Err(e) => return Err(UpstreamError::Unavailable(e)),
+        };
+        metrics.upstream_request(true);
+        match response.await {
+            Ok(response) => Ok(Ok(response)),
+            Err(SendFailed::Unwritten(req)) => Ok(Err(*req)),
+            Err(SendFailed::Failed(e)) => Err(UpstreamError::Unavailable(Box::new(e))),
         }
     }
 
@@ -178,11 +179,20 @@ impl Upstream {
 
 /// The scheme and authority connections are opened to, as a connector takes them.
 fn origin(scheme: &Scheme, authority: &http::uri::Authority) -> Uri {
+    absolute_uri(scheme, authority, None).unwrap_or_default()
+}
+
+/// `scheme://authority` with `path_and_query` (`/` when none).
+fn absolute_uri(
+    scheme: &Scheme,
+    authority: &http::uri::Authority,
+    path_and_query: Option<PathAndQuery>,
+) -> Option<Uri> {
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(scheme.clone());
     parts.authority = Some(authority.clone());
-    parts.path_and_query = Some(PathAndQuery::from_static("/"));
-    Uri::from_parts(parts).unwrap_or_default()
+    parts.path_and_query = Some(path_and_query.unwrap_or_else(|| PathAndQuery::from_static("/")));
+    Uri::from_parts(parts).ok()
 }
 
 fn client_tls(config: &Config, settings: &UpstreamSettings, url: &Uri) -> Result<rustls::ClientConfig, ConfigError> {
