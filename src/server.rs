@@ -6,13 +6,13 @@
 //! metrics, and one access-line format.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
@@ -26,8 +26,9 @@ use crate::conn::framing::{FramingLog, FramingScanner};
 use crate::conn::identity::ClientIdentity;
 use crate::conn::io::ClientIo;
 use crate::conn::park::Companion;
+use crate::conn::streams::{StreamExec, Streams};
 use crate::http::forwarded_cert;
-use crate::http::pinned::UpstreamPin;
+use crate::http::pinned::{PINNED_PER_H2_CONNECTION, PINNED_PER_HTTP1_CONNECTION, UpstreamPin};
 use crate::{gateway, issuer};
 
 /// What a listener serves.
@@ -128,8 +129,8 @@ fn http1_builder(limits: &Limits) -> http1::Builder {
     builder
 }
 
-fn http2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
-    let mut builder = http2::Builder::new(TokioExecutor::new());
+fn http2_builder(limits: &Limits, streams: StreamExec) -> http2::Builder<StreamExec> {
+    let mut builder = http2::Builder::new(streams);
     builder
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
@@ -208,9 +209,11 @@ impl ConnectionTask {
         let live = self.live.clone();
         let served = match self.site {
             Site::Gateway => {
-                // h2 multiplexes its requests: they take the pool.
-                let pin = (!http.is_h2).then(|| Arc::new(UpstreamPin::default()));
-                let pinned = pin.clone();
+                let pin = Arc::new(UpstreamPin::new(match http.is_h2 {
+                    true => PINNED_PER_H2_CONNECTION,
+                    false => PINNED_PER_HTTP1_CONNECTION,
+                }));
+                let pinned = Some(pin.clone());
                 http.serve(io, conn, &pin, move |conn, req| {
                     gateway::handle(live.gateway(), conn, pinned.clone(), req)
                 })
@@ -253,7 +256,7 @@ impl Http<'_> {
         self,
         io: ClientIo<Box<TlsStream>>,
         conn: Arc<Connection>,
-        companion: &impl Companion,
+        companion: &(impl Companion + Sync),
         handler: H,
     ) -> Result<(), hyper::Error>
     where
@@ -272,14 +275,11 @@ impl Http<'_> {
         if self.is_h2 {
             // Boxed: h2's connection state is large, and inline it would size
             // every connection's task, HTTP/1.1 ones included.
-            Box::pin(serve_http2(
-                &http2_builder(self.limits),
-                io,
-                service,
-                self.drain,
-                &close,
-            ))
-            .await
+            // Sent behind `dyn`: proving it Send inside the connection's
+            // future instead trips a rustc limit on higher-ranked lifetimes.
+            let served: Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send + '_>> =
+                Box::pin(serve_http2(self.limits, io, service, companion, self.drain, &close));
+            served.await
         } else {
             crate::conn::park::serve(
                 &http1_builder(self.limits),
@@ -324,11 +324,13 @@ type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
 
 /// Serves h2 until the client leaves, `drain` turns true or a verdict asks
 /// to `close` the connection; then asks the client to stop (GOAWAY) and lets
-/// the open streams finish.
+/// the open streams finish. The streams run in this task (see
+/// [`crate::conn::streams`]).
 async fn serve_http2<IO, S>(
-    builder: &http2::Builder<TokioExecutor>,
+    limits: &Limits,
     io: IO,
     service: S,
+    companion: &(impl Companion + Sync),
     drain: &mut watch::Receiver<bool>,
     close: &Arc<Connection>,
 ) -> Result<(), hyper::Error>
@@ -341,13 +343,22 @@ where
     <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
-    tokio::select! {
-        served = conn.as_mut() => return served,
-        _ = drain.wait_for(|&draining| draining) => conn.as_mut().graceful_shutdown(),
-        _ = close.close_requested.notified() => conn.as_mut().graceful_shutdown(),
-    }
-    conn.await
+    let (mut streams, exec) = Streams::new();
+    let mut conn = pin!(http2_builder(limits, exec).serve_connection(TokioIo::new(io), service));
+    let finished = tokio::select! {
+        served = streams.run(conn.as_mut(), companion) => Some(served),
+        _ = drain.wait_for(|&draining| draining) => None,
+        _ = close.close_requested.notified() => None,
+    };
+    let served = match finished {
+        Some(served) => served,
+        None => {
+            conn.as_mut().graceful_shutdown();
+            streams.run(conn.as_mut(), companion).await
+        }
+    };
+    companion.release();
+    served
 }
 
 /// A stable label for why a handshake failed, from the rustls error inside the I/O error.

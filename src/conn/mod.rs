@@ -11,6 +11,7 @@ pub(crate) mod io;
 pub(crate) mod park;
 pub mod pem;
 pub(crate) mod revocation;
+pub(crate) mod streams;
 pub(crate) mod tls;
 
 use std::net::SocketAddr;

@@ -1,16 +1,18 @@
-//! An upstream HTTP/1.1 connection pinned to one client connection and
+//! Upstream HTTP/1.1 connections pinned to one client connection and
 //! driven by that client connection's own task.
 //!
 //! Through the shared pool, every request takes the pool's lock twice
 //! (checkout and return), and the upstream connection runs in a task of
 //! its own: the client's task wakes it to write the request, and it wakes
-//! the client's task when the response arrives. A keep-alive client sends
-//! its requests one after another, so it never needs more than one
-//! upstream connection at a time. Pinned, that connection is polled by the
-//! client connection's task right beside hyper's server connection (see
-//! [`crate::conn::park::Companion`]): no lock and no second task.
+//! the client's task when the response arrives. A keep-alive HTTP/1.1
+//! client sends its requests one after another, so it never needs more
+//! than one upstream connection at a time; an h2 client needs one per
+//! stream in flight. Pinned, they are polled by the client connection's
+//! task right beside hyper's server connection (see
+//! [`crate::conn::park::Companion`], and [`crate::conn::streams`] for h2):
+//! no lock and no second task.
 //!
-//! When the client connection parks or ends, its upstream connection goes
+//! When the client connection parks or ends, its upstream connections go
 //! to the upstream's stash of idle ones, where the next client connection
 //! to pin takes it: a sparse client does not pay a new upstream connection
 //! per burst. Pinned and stashed connections together are bounded per
@@ -161,12 +163,37 @@ async fn sweep(pins: Weak<Pins>) {
     }
 }
 
-/// A client connection's pinned upstream connection, if it has one. Shared
-/// by the connection's requests, which send on it, and its task, which
-/// drives it; they are the same task, so the lock is never contended.
-#[derive(Default)]
+/// A client connection's pinned upstream connections. Shared by the
+/// connection's requests, which send on them, and its task, which drives
+/// them; they are the same task (h2 streams included, see
+/// [`crate::conn::streams`]), so the lock is never contended.
+///
+/// An HTTP/1.1 client sends one request at a time and pins one upstream
+/// connection; an h2 client pins one per stream in flight, up to
+/// [`UpstreamPin::new`]'s bound, past which its streams take the pool.
 pub struct UpstreamPin {
-    held: Mutex<Option<Held>>,
+    held: Mutex<HeldSet>,
+    max_held: usize,
+}
+
+#[derive(Default)]
+struct HeldSet {
+    conns: Vec<Held>,
+    /// Connections being taken or opened for a request: they count against
+    /// the bound already, or streams arriving together would all open one.
+    opening: usize,
+}
+
+/// A place under the bound, taken while a connection is found; given back
+/// when dropped, whether it was found or not.
+struct Reservation<'a>(&'a UpstreamPin);
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Some(mut held) = lock(&self.0.held) {
+            held.opening -= 1;
+        }
+    }
 }
 
 struct Held {
@@ -182,31 +209,58 @@ pub enum Pinned {
     /// Sent; the response head, when it comes.
     Sent(Pin<Box<dyn Future<Output = Result<Response<Incoming>, SendFailed>> + Send>>),
     /// No pinned connection could take it (the cap is reached, or the
-    /// pinned one is busy): the request, for the shared pool.
+    /// pinned ones are busy): the request, for the shared pool.
     Declined(Request<Body>),
 }
 
+/// What a client connection that sends one request at a time pins.
+pub const PINNED_PER_HTTP1_CONNECTION: usize = 1;
+
+/// The most upstream connections one h2 client connection pins: enough for
+/// the streams a client keeps in flight, few enough that one client cannot
+/// take the upstream's whole cap.
+pub const PINNED_PER_H2_CONNECTION: usize = 16;
+
 impl UpstreamPin {
-    /// Sends `req` (origin-form target) on this client connection's
-    /// connection to the upstream of `pins`: the one pinned already, else
-    /// one from the stash, else a new one. Fails only to open one.
+    /// Pins at most `max_held` upstream connections at a time.
+    pub fn new(max_held: usize) -> UpstreamPin {
+        UpstreamPin {
+            held: Mutex::new(HeldSet::default()),
+            max_held,
+        }
+    }
+
+    /// Sends `req` (origin-form target) on one of this client connection's
+    /// connections to the upstream of `pins`: an idle one pinned already,
+    /// else one from the stash, else a new one. Fails only to open one.
     pub async fn send(&self, pins: &Arc<Pins>, req: Request<Body>, metrics: &Metrics) -> Result<Pinned, BoxError> {
-        let req = {
+        let _reserved = {
             let Some(mut held) = lock(&self.held) else {
                 return Ok(Pinned::Declined(req));
             };
-            match held.as_mut() {
-                Some(h) if !h.conn.sender.is_ready() => return Ok(Pinned::Declined(req)),
-                Some(h) if Arc::ptr_eq(&h.pins, pins) => return Ok(Pinned::Sent(send_on(&mut h.conn, req))),
-                // Idle, but to another upstream (another route's, or a reload's).
-                Some(_) => {
-                    if let Some(other) = held.take() {
-                        other.pins.put(other.conn);
-                    }
-                    req
-                }
-                None => req,
+            let conns = &mut held.conns;
+            if let Some(h) = conns
+                .iter_mut()
+                .find(|h| Arc::ptr_eq(&h.pins, pins) && h.conn.sender.is_ready())
+            {
+                return Ok(Pinned::Sent(send_on(&mut h.conn, req)));
             }
+            // Idle, but to another upstream (another route's, or a reload's):
+            // it goes back to its stash rather than count against the bound.
+            let mut index = 0;
+            while index < conns.len() {
+                if !Arc::ptr_eq(&conns[index].pins, pins) && conns[index].conn.sender.is_ready() {
+                    let other = conns.swap_remove(index);
+                    other.pins.put(other.conn);
+                } else {
+                    index += 1;
+                }
+            }
+            if held.conns.len() + held.opening >= self.max_held {
+                return Ok(Pinned::Declined(req));
+            }
+            held.opening += 1;
+            Reservation(self)
         };
         let conn = match pins.take() {
             Some(conn) => conn,
@@ -229,16 +283,15 @@ impl UpstreamPin {
             conn,
         };
         // Poisoned: the connection is dropped, and the request on it fails upstream.
-        let replaced = lock(&self.held).and_then(|mut held| held.replace(pinned));
-        if let Some(old) = replaced {
-            old.pins.put(old.conn);
+        if let Some(mut held) = lock(&self.held) {
+            held.conns.push(pinned);
         }
         Pinned::Sent(sent)
     }
 
     fn release(&self) {
-        let held = lock(&self.held).and_then(|mut held| held.take());
-        if let Some(Held { pins, conn }) = held {
+        let held = lock(&self.held).map(|mut held| std::mem::take(&mut held.conns));
+        for Held { pins, conn } in held.into_iter().flatten() {
             pins.put(conn);
         }
     }
@@ -268,11 +321,7 @@ fn send_on(
 impl Companion for UpstreamPin {
     fn poll_beside(&self, cx: &mut Context<'_>) {
         let Some(mut held) = lock(&self.held) else { return };
-        if let Some(h) = held.as_mut()
-            && h.conn.poll_ended(cx)
-        {
-            *held = None;
-        }
+        held.conns.retain_mut(|h| !h.conn.poll_ended(cx));
     }
 
     fn release(&self) {

@@ -1,7 +1,7 @@
-//! Upstream connections pinned to HTTP/1.1 client connections: one per
-//! client connection in flight, handed on through the stash when a client
-//! connection parks or ends, bounded by `upstream.max_pinned_connections`
-//! with the shared pool past it, and never used by h2 clients.
+//! Upstream connections pinned to client connections: one per HTTP/1.1
+//! client connection, one per stream in flight (up to 16) on an h2 one,
+//! handed on through the stash when a client connection parks or ends,
+//! bounded by `upstream.max_pinned_connections` with the shared pool past it.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -142,7 +142,7 @@ async fn past_the_cap_requests_take_the_shared_pool() {
 }
 
 #[tokio::test]
-async fn with_pinning_off_or_over_h2_every_request_takes_the_pool() {
+async fn with_pinning_off_every_request_takes_the_pool() {
     let s = Setup::new().await;
     let gw = gateway_with(&s, &["max_pinned_connections = 0"]).await;
     let token = s.token_a();
@@ -150,14 +150,44 @@ async fn with_pinning_off_or_over_h2_every_request_takes_the_pool() {
     for _ in 0..3 {
         assert_eq!(status(&mut client, "/", &token).await, 200);
     }
-    assert_eq!(counts(gw.admin.unwrap()).await, (0.0, 3.0, 0.0));
+    let mut h2 = s.client_a(Alpn::H2).keep(gw.addr).await.unwrap();
+    for reply in h2.send_at_once(vec![get(Alpn::H2, "/slow/200", Some(&token)); 3]).await {
+        assert_eq!(reply.unwrap().status, 200);
+    }
+    assert_eq!(counts(gw.admin.unwrap()).await, (0.0, 6.0, 0.0));
+}
 
+#[tokio::test]
+async fn an_h2_connection_pins_one_upstream_connection_per_stream_in_flight_up_to_its_bound() {
+    let s = Setup::new().await;
     let gw = s.gateway().await;
+    let admin = gw.admin.unwrap();
+    let token = s.token_a();
     let mut client = s.client_a(Alpn::H2).keep(gw.addr).await.unwrap();
+    for reply in client
+        .send_at_once(vec![get(Alpn::H2, "/slow/300", Some(&token)); 3])
+        .await
+    {
+        assert_eq!(reply.unwrap().status, 200);
+    }
+    assert_eq!(counts(admin).await, (3.0, 0.0, 3.0));
+    assert_eq!(distinct(&peers(&s)), 3, "{:?}", peers(&s));
+
+    // One after another, the streams reuse what the connection pinned.
     for _ in 0..3 {
         assert_eq!(client.send(get(Alpn::H2, "/", Some(&token))).await.unwrap().status, 200);
     }
-    assert_eq!(counts(gw.admin.unwrap()).await, (0.0, 3.0, 0.0));
+    assert_eq!(counts(admin).await, (6.0, 0.0, 3.0));
+    assert_eq!(distinct(&peers(&s)), 3, "{:?}", peers(&s));
+
+    // Past 16 streams in flight, the rest take the pool.
+    for reply in client
+        .send_at_once(vec![get(Alpn::H2, "/slow/300", Some(&token)); 18])
+        .await
+    {
+        assert_eq!(reply.unwrap().status, 200);
+    }
+    assert_eq!(counts(admin).await, (22.0, 2.0, 16.0));
 }
 
 #[tokio::test]

@@ -254,6 +254,38 @@ impl KeptConnection {
             .map_err(|_| "exchange timed out".to_string())?
     }
 
+    /// Sends `reqs` at once, each on a stream of its own (h2 only), and
+    /// reads every response whole; in the order of `reqs`.
+    pub async fn send_at_once(&mut self, reqs: Vec<Request<Full<Bytes>>>) -> Vec<Result<Reply, String>> {
+        let KeptSender::H2(sender) = &self.sender else {
+            return reqs
+                .iter()
+                .map(|_| Err("streams at once need h2".to_string()))
+                .collect();
+        };
+        let exchanges = reqs.into_iter().map(|req| {
+            let mut sender = sender.clone();
+            async move {
+                let exchange = async {
+                    sender.ready().await.map_err(|e| format!("connection unusable: {e}"))?;
+                    let response = sender.send_request(req).await.map_err(|e| format!("{e:?}"))?;
+                    let (parts, body) = response.into_parts();
+                    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+                    Ok(Reply {
+                        status: parts.status,
+                        headers: parts.headers,
+                        body,
+                        resumed: false,
+                    })
+                };
+                tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
+                    .await
+                    .map_err(|_| "exchange timed out".to_string())?
+            }
+        });
+        futures_util::future::join_all(exchanges).await
+    }
+
     /// Whether the gateway closes the connection within `timeout`. The
     /// sender stays alive meanwhile: dropping it would close the connection
     /// from this side.
