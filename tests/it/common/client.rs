@@ -229,29 +229,20 @@ impl TlsClient {
 impl KeptConnection {
     /// Sends one request on this connection and reads the whole response.
     pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<Reply, String> {
-        let exchange = async {
-            let response = match &mut self.sender {
+        let sender = &mut self.sender;
+        whole_reply(async move {
+            match sender {
                 KeptSender::Http1(sender) => {
                     sender.ready().await.map_err(|e| format!("connection unusable: {e}"))?;
-                    sender.send_request(req).await.map_err(|e| format!("{e:?}"))?
+                    sender.send_request(req).await.map_err(|e| format!("{e:?}"))
                 }
                 KeptSender::H2(sender) => {
                     sender.ready().await.map_err(|e| format!("connection unusable: {e}"))?;
-                    sender.send_request(req).await.map_err(|e| format!("{e:?}"))?
+                    sender.send_request(req).await.map_err(|e| format!("{e:?}"))
                 }
-            };
-            let (parts, body) = response.into_parts();
-            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-            Ok(Reply {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-                resumed: false,
-            })
-        };
-        tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
-            .await
-            .map_err(|_| "exchange timed out".to_string())?
+            }
+        })
+        .await
     }
 
     /// Sends `reqs` at once, each on a stream of its own (h2 only), and
@@ -265,23 +256,10 @@ impl KeptConnection {
         };
         let exchanges = reqs.into_iter().map(|req| {
             let mut sender = sender.clone();
-            async move {
-                let exchange = async {
-                    sender.ready().await.map_err(|e| format!("connection unusable: {e}"))?;
-                    let response = sender.send_request(req).await.map_err(|e| format!("{e:?}"))?;
-                    let (parts, body) = response.into_parts();
-                    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-                    Ok(Reply {
-                        status: parts.status,
-                        headers: parts.headers,
-                        body,
-                        resumed: false,
-                    })
-                };
-                tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
-                    .await
-                    .map_err(|_| "exchange timed out".to_string())?
-            }
+            whole_reply(async move {
+                sender.ready().await.map_err(|e| format!("connection unusable: {e}"))?;
+                sender.send_request(req).await.map_err(|e| format!("{e:?}"))
+            })
         });
         futures_util::future::join_all(exchanges).await
     }
@@ -292,4 +270,23 @@ impl KeptConnection {
     pub async fn closed_within(&mut self, timeout: Duration) -> bool {
         tokio::time::timeout(timeout, &mut self.conn).await.is_ok()
     }
+}
+
+/// The response `exchange` gets, read whole, within [`EXCHANGE_TIMEOUT`].
+async fn whole_reply(
+    exchange: impl std::future::Future<Output = Result<hyper::Response<hyper::body::Incoming>, String>>,
+) -> Result<Reply, String> {
+    let read = async {
+        let (parts, body) = exchange.await?.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+            resumed: false,
+        })
+    };
+    tokio::time::timeout(EXCHANGE_TIMEOUT, read)
+        .await
+        .map_err(|_| "exchange timed out".to_string())?
 }
