@@ -3,6 +3,7 @@
 # and DPoP proofs minted by the dev tool with the keys in certs/, the shipped
 # configurations and JWKS, request streams as clients send them, and the
 # subjects of the dev certificates. Run from anywhere; commit what changes.
+# Inputs kept from past findings are named regress-* and left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=fuzz/corpus

@@ -54,12 +54,44 @@ const MAX_HEADERS: usize = 128;
 enum State {
     Head,
     FixedBody(u64),
-    ChunkSize,
+    ChunkSize(ChunkSizeLine),
     ChunkData(u64),
-    ChunkDataEnd,
-    Trailers,
+    /// The CRLF after a chunk's data.
+    ChunkDataEnd(EmptyLine),
+    Trailers(EmptyLine),
     /// Stopped following the byte stream; hyper rejects what caused it too.
     GaveUp,
+}
+
+/// A chunk-size line read byte by byte, the way hyper reads it: it has no
+/// length limit (leading zeros and whitespace are unbounded, extensions
+/// only have a total budget per body), so neither may this, or a long line
+/// would stop the scan while hyper goes on serving the connection.
+#[derive(Debug, Default)]
+struct ChunkSizeLine {
+    size: u64,
+    digits: bool,
+    /// Past the size: whitespace, or an extension (skipped up to the line feed).
+    after_size: bool,
+    in_extension: bool,
+}
+
+/// Where a line that must be empty (or a trailer line, which may not be)
+/// stands: only a bare CR is allowed before the line feed of an empty line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EmptyLine {
+    Start,
+    AfterCr,
+    NotEmpty,
+}
+
+impl EmptyLine {
+    fn after(self, byte: u8) -> EmptyLine {
+        match (self, byte) {
+            (EmptyLine::Start, b'\r') => EmptyLine::AfterCr,
+            _ => EmptyLine::NotEmpty,
+        }
+    }
 }
 
 /// Follows HTTP/1 request framing over a byte stream, fed as it arrives.
@@ -106,29 +138,46 @@ impl FramingScanner {
                     self.state = if left == 0 { State::Head } else { State::FixedBody(left) };
                     &input[take as usize..]
                 }
-                State::ChunkSize => self.feed_line(input, Self::chunk_size_line),
+                State::ChunkSize(ref mut line) => {
+                    let (consumed, next) = line.feed(input);
+                    if let Some(next) = next {
+                        self.state = next;
+                    }
+                    &input[consumed..]
+                }
                 State::ChunkData(remaining) => {
                     let take = remaining.min(input.len() as u64);
                     let left = remaining - take;
                     self.state = if left == 0 {
-                        State::ChunkDataEnd
+                        State::ChunkDataEnd(EmptyLine::Start)
                     } else {
                         State::ChunkData(left)
                     };
                     &input[take as usize..]
                 }
-                State::ChunkDataEnd => self.feed_line(input, |s, line| {
-                    s.state = if line.is_empty() {
-                        State::ChunkSize
-                    } else {
-                        State::GaveUp
+                State::ChunkDataEnd(line) => {
+                    let byte = input[0];
+                    self.state = match (line, byte) {
+                        (EmptyLine::Start | EmptyLine::AfterCr, b'\n') => State::ChunkSize(ChunkSizeLine::default()),
+                        (EmptyLine::Start, b'\r') => State::ChunkDataEnd(EmptyLine::AfterCr),
+                        _ => State::GaveUp,
                     };
-                }),
-                State::Trailers => self.feed_line(input, |s, line| {
-                    if line.is_empty() {
-                        s.state = State::Head;
+                    &input[1..]
+                }
+                State::Trailers(line) => match input.iter().position(|&byte| byte == b'\n') {
+                    None => {
+                        self.state = State::Trailers(input.iter().fold(line, |line, &byte| line.after(byte)));
+                        &[]
                     }
-                }),
+                    Some(newline) => {
+                        let line = input[..newline].iter().fold(line, |line, &byte| line.after(byte));
+                        self.state = match line {
+                            EmptyLine::NotEmpty => State::Trailers(EmptyLine::Start),
+                            EmptyLine::Start | EmptyLine::AfterCr => State::Head,
+                        };
+                        &input[newline + 1..]
+                    }
+                },
             };
         }
     }
@@ -196,43 +245,47 @@ impl FramingScanner {
         }
     }
 
-    /// Accumulates one line (without its CRLF) and hands it to `on_line`.
-    fn feed_line<'a>(&mut self, input: &'a [u8], on_line: impl FnOnce(&mut Self, &[u8])) -> &'a [u8] {
-        match input.iter().position(|&b| b == b'\n') {
-            None => {
-                self.pending.extend_from_slice(input);
-                if self.pending.len() > self.max_head_bytes {
-                    self.give_up();
-                }
-                &[]
-            }
-            Some(newline) => {
-                self.pending.extend_from_slice(&input[..newline]);
-                let mut line = std::mem::take(&mut self.pending);
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                on_line(self, &line);
-                &input[newline + 1..]
-            }
-        }
-    }
-
-    fn chunk_size_line(&mut self, line: &[u8]) {
-        let size_part = line.split(|&b| b == b';').next().unwrap_or_default();
-        let size = std::str::from_utf8(size_part)
-            .ok()
-            .and_then(|s| u64::from_str_radix(s.trim_matches([' ', '\t']), 16).ok());
-        self.state = match size {
-            Some(0) => State::Trailers,
-            Some(n) => State::ChunkData(n),
-            None => State::GaveUp,
-        };
-    }
-
     fn give_up(&mut self) {
         self.state = State::GaveUp;
         self.pending = Vec::new();
+    }
+}
+
+impl ChunkSizeLine {
+    /// Reads up to the line's end: the bytes consumed, and the next state
+    /// once the line is over (or cannot be a chunk-size line).
+    fn feed(&mut self, input: &[u8]) -> (usize, Option<State>) {
+        for (at, &byte) in input.iter().enumerate() {
+            if byte == b'\n' {
+                let next = match (self.digits, self.size) {
+                    (false, _) => State::GaveUp,
+                    (true, 0) => State::Trailers(EmptyLine::Start),
+                    (true, size) => State::ChunkData(size),
+                };
+                return (at + 1, Some(next));
+            }
+            if self.in_extension {
+                continue;
+            }
+            let digit = (byte as char).to_digit(16);
+            match (digit, byte) {
+                (Some(digit), _) if !self.after_size => {
+                    let Some(size) = self
+                        .size
+                        .checked_mul(16)
+                        .and_then(|size| size.checked_add(u64::from(digit)))
+                    else {
+                        return (at + 1, Some(State::GaveUp));
+                    };
+                    self.size = size;
+                    self.digits = true;
+                }
+                (_, b' ' | b'\t' | b'\r') if self.digits => self.after_size = true,
+                (_, b';') if self.digits => self.in_extension = true,
+                _ => return (at + 1, Some(State::GaveUp)),
+            }
+        }
+        (input.len(), None)
     }
 }
 
@@ -254,7 +307,7 @@ fn classify(headers: &[httparse::Header<'_>]) -> (Framing, State) {
     };
     // Follow the bytes the way hyper will: Transfer-Encoding wins.
     let next = if transfer_encoding {
-        State::ChunkSize
+        State::ChunkSize(ChunkSizeLine::default())
     } else if let Some(value) = content_lengths.first() {
         match std::str::from_utf8(value)
             .ok()
@@ -363,6 +416,53 @@ GET /d HTTP/1.1\r\nHost: x\r\n\r\n";
                 head.chunks(chunk).for_each(|piece| scanner.feed(piece));
                 let seen: Vec<Framing> = std::iter::from_fn(|| log.next()).collect();
                 assert_eq!(seen, expected, "limit {limit}, reads of {chunk}");
+            }
+        }
+    }
+
+    /// Found by fuzz/fuzz_targets/http1_framing.rs: a chunk-size line longer
+    /// than the head limit was followed when it came in one read and given
+    /// up on when it came byte by byte. hyper puts no limit on that line
+    /// (leading zeros, whitespace), so the scanner follows it whatever its
+    /// length, and checks the requests after it.
+    #[test]
+    fn a_chunk_line_longer_than_the_head_limit_is_followed_however_it_arrives() {
+        let head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let limit = 64;
+        let long = "e".repeat(limit);
+        let body = format!(
+            "{zeros}1 \t;name={long}\r\nx\r\n0;{long}\r\nX-Trailer: {long}\r\n\r\n",
+            zeros = "0".repeat(limit)
+        );
+        let next = b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nz";
+        let stream = [&head[..], body.as_bytes(), &next[..]].concat();
+        for chunk in [1, 2, 7, 64, stream.len()] {
+            let log = Arc::new(FramingLog::default());
+            let mut scanner = FramingScanner::new(limit, log.clone());
+            stream.chunks(chunk).for_each(|piece| scanner.feed(piece));
+            let seen: Vec<Framing> = std::iter::from_fn(|| log.next()).collect();
+            assert_eq!(seen, vec![Unambiguous, Ambiguous], "reads of {chunk}");
+            assert!(scanner.between_messages(), "reads of {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_chunk_line_stops_the_scan_however_it_arrives() {
+        let head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for body in [
+            &b"\r\n"[..],
+            b"5 5\r\n",
+            b"x\r\n",
+            b"ffffffffffffffffff\r\n",
+            b"1\r\nxy\r\n",
+        ] {
+            let stream = [&head[..], body, b"GET / HTTP/1.1\r\n\r\n"].concat();
+            for chunk in [1, 3, stream.len()] {
+                assert_eq!(
+                    verdicts(&stream, chunk),
+                    vec![Unambiguous],
+                    "{body:?} in reads of {chunk}"
+                );
             }
         }
     }

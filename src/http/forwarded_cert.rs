@@ -193,6 +193,9 @@ pub fn base64_der(values: &[&HeaderValue], max: usize) -> Result<Option<Forwarde
     let der = BASE64
         .decode(value)
         .map_err(|_| ForwardedCertError::Undecodable("the header is not base64"))?;
+    if der.is_empty() {
+        return Err(ForwardedCertError::Undecodable("the header's certificate is empty"));
+    }
     Ok(Some(ForwardedChain::leaf(der)))
 }
 
@@ -267,6 +270,13 @@ fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Forwarde
         .map_err(|_| ForwardedCertError::Undecodable("the header's PEM is malformed"))?;
     if certificates.is_empty() {
         return Err(ForwardedCertError::Undecodable("the header holds no PEM certificate"));
+    }
+    // An empty PEM block is well-formed PEM but no certificate; passing it on
+    // would leave the verifier to find out, with a vaguer error.
+    if certificates.iter().any(|der| der.is_empty()) {
+        return Err(ForwardedCertError::Undecodable(
+            "the header holds an empty PEM certificate",
+        ));
     }
     Ok(certificates)
 }

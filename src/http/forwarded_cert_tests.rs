@@ -196,6 +196,35 @@ fn url_pem_decodes_strictly() {
     assert_eq!(url_pem(&[], MAX), Ok(None));
 }
 
+#[test]
+fn an_empty_certificate_is_refused_not_read() {
+    // Found by the forwarded_cert fuzz target: an empty PEM block is valid
+    // PEM, and was read as a certificate of zero bytes.
+    let empty_pem = nginx_escaped("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n");
+    for reader in [url_pem, url_pem_aws] {
+        assert!(matches!(
+            reader(&[&value(&empty_pem)], MAX),
+            Err(ForwardedCertError::Undecodable(_))
+        ));
+    }
+    let leaf = certificate("leaf");
+    let leaf_then_empty = format!("{}-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n", pem(&leaf));
+    assert!(matches!(
+        url_pem(&[&value(&nginx_escaped(&leaf_then_empty))], MAX),
+        Err(ForwardedCertError::Undecodable(_))
+    ));
+    let element = format!("By=x;Cert=\"{empty_pem}\"");
+    assert!(matches!(
+        xfcc(&[&value(&element)], MAX),
+        Err(ForwardedCertError::Undecodable(_))
+    ));
+    // Padding alone decodes to no bytes.
+    assert!(matches!(
+        base64_der(&[&value("==")], MAX),
+        Err(ForwardedCertError::Undecodable(_))
+    ));
+}
+
 fn envoy_element(by: &str, leaf: &[u8], chain: &[&[u8]]) -> String {
     let mut element = format!("By={by};Hash=00;Cert=\"{}\"", nginx_escaped(&pem(leaf)));
     if !chain.is_empty() {
