@@ -14,7 +14,9 @@ two threads, to see how bindgate scales from one core to two.
 
 Environment knobs: DURATION (seconds per row, default 5), ROUNDS (5), CONNS (64),
 H2_CONNS x H2_STREAMS (16 x 4), IDLE_CONNS (10000), ONLY (space-separated
-row names), PIN (1: pin as above; 0: nothing pinned).
+row names), PIN (1: pin as above; 0: nothing pinned), BINDGATE_BIN (the
+bindgate binary to measure, default target/release/bindgate: to set an older
+build beside HAProxy in the same conditions as the current one).
 """
 
 import json
@@ -34,7 +36,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RUN = BENCH / "run"
 PKI = RUN / "pki"
-BINDGATE = ROOT / "target" / "release" / "bindgate"
+BINDGATE = Path(os.environ.get("BINDGATE_BIN", ROOT / "target" / "release" / "bindgate"))
 LOADGEN = ROOT / "target" / "release" / "examples" / "loadgen"
 
 DURATION = int(os.environ.get("DURATION", "5"))
@@ -305,8 +307,8 @@ def machine():
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "haproxy": version(["haproxy", "-v"]), "nginx": nginx,
         "openssl": version(["openssl", "version"]), "rustc": version(["rustc", "--version"]),
-        "bindgate": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                                   capture_output=True, text=True).stdout.strip(),
+        "bindgate": os.environ.get("BINDGATE_BIN") or subprocess.run(
+            ["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
 
