@@ -7,7 +7,6 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::app::prepare::Prepared;
 use crate::auth::token::RevokedFamilies;
 use crate::config::{AuthorizationServerSettings, Config, ConfigError};
 use crate::issuer::refresh::Families;
@@ -28,20 +27,17 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 /// it (SQLite has one writer) waits milliseconds.
 const PURGE_BATCH: i64 = 500;
 
-/// This generation's families: the previous generation's store when the
-/// location is unchanged, otherwise a newly opened one, with its tasks.
+/// This generation's families: `carried`, the previous generation's store
+/// when the location is unchanged, otherwise a newly opened one, with its
+/// tasks.
 pub async fn families(
     config: &Config,
     settings: &AuthorizationServerSettings,
     revoked: &Arc<RevokedFamilies>,
     metrics: &Arc<Metrics>,
-    previous: Option<&Prepared>,
+    carried: Option<Arc<FamilyStore>>,
 ) -> Result<Arc<Families>, ConfigError> {
     let access_token_ttl = settings.access_token_ttl.as_secs().min(i64::MAX as u64) as i64;
-    let carried = previous
-        .and_then(|p| Some((p.config.authorization_server.as_ref()?, p.issuer.as_ref()?)))
-        .filter(|(before, _)| before.store == settings.store)
-        .map(|(_, issuer)| issuer.token.families.store.clone());
     let store = match carried {
         Some(store) => store,
         None => {

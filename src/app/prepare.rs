@@ -105,7 +105,11 @@ pub async fn prepare(
         .unwrap_or_else(|| Arc::new(RevokedFamilies::new()));
     let issuer = match config.authorization_server.as_ref().zip(signing_keys) {
         Some((settings, keys)) => {
-            let families = families::families(&config, settings, &revoked_families, &metrics, previous).await?;
+            let carried = previous
+                .and_then(|p| Some((p.config.authorization_server.as_ref()?, p.issuer.as_ref()?)))
+                .filter(|(before, _)| before.store == settings.store)
+                .map(|(_, issuer)| issuer.token.families.store.clone());
+            let families = families::families(&config, settings, &revoked_families, &metrics, carried).await?;
             Some(Arc::new(authorization_server(
                 &config, settings, keys, &dpop, families, &metrics, previous,
             )?))
