@@ -312,9 +312,13 @@ async fn authorize<B>(
     let credential = extract::credential(req.headers(), req.uri())?;
     notes.scheme = credential.scheme;
     if credential.scheme == Scheme::Dpop && !route.methods.dpop {
-        return Err(CredentialError::UnsupportedScheme.into());
+        return Err(refusal(credential.token, CredentialError::UnsupportedScheme));
     }
-    let verified = gateway.validator.validate(credential.token).await?;
+    let verified = gateway
+        .validator
+        .validate(credential.token)
+        .await
+        .map_err(|e| refusal(credential.token, e))?;
     if family_revoked(gateway, &verified) {
         return Err(TokenError::Revoked.into());
     }
@@ -343,6 +347,17 @@ async fn authorize<B>(
     };
     routes::check_scopes(route, &verified.claims)?;
     Ok((verified, next_nonce))
+}
+
+/// Why `token` is refused: `why`, unless the token is not even an RFC 6750
+/// `b64token`, which makes the request malformed (400) whatever else is
+/// wrong with it. A token the validator accepts always has that syntax, so
+/// the check waits until here, off the path of every accepted request.
+fn refusal(token: &str, why: impl Into<Rejection>) -> Rejection {
+    match extract::check_b64token(token) {
+        Err(malformed) => malformed.into(),
+        Ok(()) => why.into(),
+    }
 }
 
 /// The token was issued from a family since revoked. Checked on every

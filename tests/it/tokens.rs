@@ -186,6 +186,58 @@ async fn two_authorization_headers_are_an_invalid_request() {
     assert_eq!(s.upstream.count(), 0);
 }
 
+/// A token outside RFC 6750's `b64token` syntax is a malformed request, 400
+/// `invalid_request`, whatever else would refuse it: its size, its
+/// signature, or a scheme the route does not take. The gateway checks that
+/// syntax only for tokens it refuses, so each case here is one that would
+/// otherwise be refused for another reason.
+#[tokio::test]
+async fn tokens_outside_the_b64token_syntax_are_invalid_requests_before_anything_else() {
+    let s = Setup::new().await;
+    let spec = ConfigSpec {
+        token: vec!["max_size = 4096".into()],
+        ..Default::default()
+    };
+    let gw = s.start(&spec).await;
+    let token = s.token_a();
+    // Served, and so cached, first: its variants below must not ride on it.
+    assert_eq!(send(&s, &gw, &token).await.status, 200);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("comma", format!("Bearer {token},").into_bytes()),
+        (
+            "space inside",
+            format!("Bearer {} {}", &token[..20], &token[20..]).into_bytes(),
+        ),
+        (
+            "UTF-8",
+            format!("Bearer {}é{}", &token[..20], &token[20..]).into_bytes(),
+        ),
+        ("obs-text", [b"Bearer ".as_slice(), token.as_bytes(), b"\xff"].concat()),
+        (
+            "too large as well",
+            format!("Bearer {}", "a,".repeat(3000)).into_bytes(),
+        ),
+        (
+            "a scheme the route does not take",
+            format!("DPoP {token},").into_bytes(),
+        ),
+    ];
+    for (case, value) in cases {
+        let mut req = get(Alpn::Http1, "/", None);
+        req.headers_mut()
+            .insert("authorization", http::HeaderValue::from_bytes(&value).unwrap());
+        let reply = s.client_a(Alpn::Http1).send(gw.addr, req).await.unwrap();
+        assert_eq!(reply.status, 400, "{case}: {:?}", reply.body);
+        assert_eq!(reply.reason(), "authorization_malformed", "{case}");
+        let challenge = reply.challenge().unwrap();
+        assert!(challenge.contains("error=\"invalid_request\""), "{case}: {challenge}");
+    }
+    assert_eq!(s.upstream.count(), 1, "only the well-formed token was forwarded");
+    // Well-formed, the large one is refused for its size.
+    let reply = send(&s, &gw, &"a.".repeat(3000)).await;
+    assert_eq!((reply.status.as_u16(), reply.reason()), (401, "token_too_large".into()));
+}
+
 #[tokio::test]
 async fn tokens_in_the_query_string_or_a_form_body_are_refused() {
     let s = Setup::new().await;

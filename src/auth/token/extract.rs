@@ -31,6 +31,9 @@ pub enum CredentialError {
 }
 
 /// The token of a request and the scheme it came with.
+///
+/// `token` is not yet known to be an RFC 6750 `b64token`: see
+/// [`check_b64token`], which the gateway runs only once a token is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Credential<'a> {
     pub scheme: Scheme,
@@ -39,6 +42,7 @@ pub struct Credential<'a> {
 
 /// The access token of the request's one `Authorization` header, `Bearer`
 /// (RFC 6750) or `DPoP` (RFC 9449), schemes matched case-insensitively.
+/// The token's own syntax is left to [`check_b64token`].
 pub fn credential<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<Credential<'a>, CredentialError> {
     refuse_token_in_query(uri)?;
     let mut values = headers.get_all(AUTHORIZATION).iter();
@@ -46,7 +50,10 @@ pub fn credential<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<Credential<'a
     if values.next().is_some() {
         return Err(CredentialError::MultipleAuthorization);
     }
-    let value = value.to_str().map_err(|_| CredentialError::MalformedAuthorization)?;
+    // Not `to_str`, which tests every byte one at a time: a header value holds
+    // no control bytes but tab, and UTF-8 validation of ASCII goes a word at a
+    // time. Anything but ASCII is then refused by the scheme or b64token check.
+    let value = std::str::from_utf8(value.as_bytes()).map_err(|_| CredentialError::MalformedAuthorization)?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     let scheme = if scheme.eq_ignore_ascii_case("bearer") {
         Scheme::Bearer
@@ -58,10 +65,25 @@ pub fn credential<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<Credential<'a
         return Err(CredentialError::UnsupportedScheme);
     };
     let token = rest.trim_start_matches(' ');
-    if token.is_empty() || !is_b64token(token) {
+    if token.is_empty() {
         return Err(CredentialError::MalformedAuthorization);
     }
     Ok(Credential { scheme, token })
+}
+
+/// Fails when `token` is not an RFC 6750 `b64token`: a malformed request.
+///
+/// Not part of [`credential`]: this scan of the whole token cost more than
+/// the token cache lookup it preceded. A token the validator accepts passes
+/// it anyway (a compact JWS verifies only as unpadded base64url parts and
+/// dots, and a cached token is one that verified), so only a refused token
+/// needs the check, to be answered 400 `invalid_request` ahead of any 401.
+pub fn check_b64token(token: &str) -> Result<(), CredentialError> {
+    if is_b64token(token) {
+        Ok(())
+    } else {
+        Err(CredentialError::MalformedAuthorization)
+    }
 }
 
 /// Fails when the query string carries `access_token`: such a token is never
@@ -132,9 +154,12 @@ mod tests {
         map
     }
 
+    /// The credential as the gateway settles it for a token it refuses.
     fn extract(values: &[&str], uri: &str) -> Result<String, CredentialError> {
         let map = headers(values);
-        credential(&map, &uri.parse().unwrap()).map(|c| c.token.to_string())
+        let credential = credential(&map, &uri.parse().unwrap())?;
+        check_b64token(credential.token)?;
+        Ok(credential.token.to_string())
     }
 
     #[test]
@@ -171,6 +196,21 @@ mod tests {
             extract(&["Basic dXNlcjpwdw=="], "/"),
             Err(CredentialError::UnsupportedScheme)
         );
+    }
+
+    #[test]
+    fn bytes_beyond_ascii_are_malformed_in_the_scheme_or_the_token() {
+        let settle = |raw: &[u8]| {
+            let mut map = HeaderMap::new();
+            map.append(AUTHORIZATION, HeaderValue::from_bytes(raw).unwrap());
+            credential(&map, &"/".parse().unwrap()).and_then(|c| check_b64token(c.token))
+        };
+        let malformed = Err(CredentialError::MalformedAuthorization);
+        assert_eq!(settle(b"Bearer abc\xff"), malformed, "not UTF-8");
+        assert_eq!(settle("Bearer abcé".as_bytes()), malformed, "UTF-8, not b64token");
+        assert_eq!(settle("Béarer abc".as_bytes()), malformed, "not a token68 scheme");
+        assert_eq!(settle(b"Bearer abc\tdef"), malformed, "tab");
+        assert_eq!(settle(b"Bearer abc.def"), Ok(()));
     }
 
     #[test]

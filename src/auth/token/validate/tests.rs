@@ -332,3 +332,33 @@ fn max_lifetime_refuses_tokens_expiring_too_far_ahead() {
             .is_ok()
     );
 }
+
+/// The gateway checks a token's RFC 6750 `b64token` syntax only once the
+/// validator refuses it, which is sound only if nothing outside the
+/// base64url alphabet and the two dots is ever accepted, in any part, by
+/// the cache or by verification.
+#[test]
+fn only_base64url_parts_and_dots_are_ever_accepted() {
+    let i = issuer_with_cache(TypPolicy::Lenient, 1 << 20);
+    let token = i.sign(header(), claims());
+    assert!(i.validator.validate_at(&token, NOW).is_ok());
+    let dots: Vec<usize> = token.match_indices('.').map(|(at, _)| at).collect();
+    let base64url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    // Inside the header, the payload and the signature, and at the very end.
+    let places = [1, dots[0] + 2, dots[1] + 2, token.len()];
+    for b in (0u8..=127).filter(|&b| !base64url(b) && b != b'.') {
+        for at in places {
+            let mut bytes = token.clone().into_bytes();
+            bytes.insert(at, b);
+            let odd = String::from_utf8(bytes).unwrap();
+            assert!(i.validator.validate_at(&odd, NOW).is_err(), "byte {b:#04x} at {at}");
+        }
+    }
+    // Non-ASCII, which a header value may carry as UTF-8.
+    for at in places {
+        let odd = format!("{}é{}", &token[..at], &token[at..]);
+        assert!(i.validator.validate_at(&odd, NOW).is_err(), "é at {at}");
+    }
+    // The same token is still served from the cache afterwards.
+    assert!(i.validator.validate_at(&token, NOW).is_ok());
+}
