@@ -142,11 +142,12 @@ def checks_alone(counted, token_length):
     mtls, carried, full = (counted[name] for name in needed)
     checks = full[0] - carried[0]
     soft = full[1] - carried[1]
-    native = checks - soft + SHA_NI_PER_BLOCK * sha256_blocks(token_length)
+    blocks = sha256_blocks(token_length)
+    native = checks - soft + SHA_NI_PER_BLOCK * blocks
     return [
         f"The token checks alone on h1 (bindgate-full-h1 less bindgate-mtls-h1-token): {checks:,.0f}",
         f"instructions, {soft:,.0f} of them the token's SHA-256 in software. With SHA-NI's",
-        f"~{SHA_NI_PER_BLOCK} per block in their place ({sha256_blocks(token_length)} blocks), about {native:,.0f}: "
+        f"~{SHA_NI_PER_BLOCK} per block in their place ({blocks} blocks), about {native:,.0f}: "
         f"{native / mtls[0]:.1%} of",
         f"bindgate's mTLS-only path ({mtls[0]:,.0f}), against the goal of 10%. Receiving the header",
         f"(bindgate-mtls-h1-token less bindgate-mtls-h1) costs {carried[0] - mtls[0]:,.0f} more.",
